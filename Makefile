@@ -1,0 +1,32 @@
+# CI runs `make test` verbatim (see .ci/run); README.md documents `make demo` and `make test`.
+PY ?= .venv/bin/python
+SHELL := /bin/bash
+
+.PHONY: bootstrap servers lint unit test demo bench clean
+
+bootstrap:            ## create .venv and install pymirror with its dev extra
+	scripts/bootstrap.sh
+
+servers: bootstrap    ## install every real server the integration tests use (cached)
+	scripts/install-servers.sh
+
+lint: bootstrap
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+	.venv/bin/lint-imports
+
+unit: bootstrap
+	$(PY) -m pytest -m unit
+
+test: servers lint    ## the full suite: lint, unit and integration tests on real servers
+	$(PY) -m pytest
+
+demo: bootstrap       ## the main job: the embedded split demo
+	.venv/bin/pymirror --help
+
+bench: servers
+	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
+
+clean:
+	rm -rf .venv .pytest_cache .mypy_cache .ruff_cache .artifacts

@@ -1,0 +1,5 @@
+import sys
+
+from pymirror.cli import main
+
+sys.exit(main())

@@ -1,0 +1,13 @@
+"""Sub-commands of the ``pymirror`` CLI, one module each.
+
+A module here exposes ``register(subparsers) -> None``; add it to
+``COMMANDS`` to make it reachable.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from pymirror.commands import info
+
+COMMANDS: list[ModuleType] = [info]
