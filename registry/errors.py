@@ -14,3 +14,7 @@ class RegistryError(Exception):
     """Root of the errors raised by CRD models and Kubernetes access."""
 
     retriable: ClassVar[bool] = False
+
+
+class ClientConfigError(RegistryError):
+    """A ``MirrordKafkaClientConfig`` chain cannot be resolved (missing, cycle, bad secret ref)."""

@@ -1,0 +1,129 @@
+"""Resolve a ``MirrordKafkaClientConfig`` chain into one flat property map (pure).
+
+Semantics (mirrord's, kept so existing resources resolve unchanged):
+
+* a config with ``parent`` resolves the parent first, then applies its own layers;
+* within one config, properties loaded from ``loadFromSecret`` come first and the
+  config's own ``properties`` override them; a property whose ``value`` is null
+  removes that property;
+* so the priority, highest first, is: child property > child secret > parent
+  property > parent secret;
+* ``group.id`` is always dropped: pymirror sets the group id itself.
+
+Reading objects and secrets is the caller's job: this module takes them as data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from registry.errors import ClientConfigError
+
+#: Property pymirror always sets itself.
+GROUP_ID = "group.id"
+
+
+@dataclass(frozen=True)
+class ClientConfigProperty:
+    name: str
+    value: str | None  # None removes the property inherited so far
+
+
+@dataclass(frozen=True)
+class ClientConfigSpec:
+    """The spec of one ``MirrordKafkaClientConfig`` (operator namespace)."""
+
+    name: str
+    properties: Sequence[ClientConfigProperty] = ()
+    parent: str | None = None
+    load_from_secret: str | None = None  # "<namespace>/<name>"
+
+    @classmethod
+    def from_object(cls, obj: Mapping[str, object]) -> ClientConfigSpec:
+        """Build from a Kubernetes object (dict form); numbers become strings, as in .properties."""
+        metadata = obj.get("metadata") or {}
+        spec = obj.get("spec") or {}
+        if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
+            raise ClientConfigError("MirrordKafkaClientConfig: metadata and spec must be objects")
+        name = str(metadata.get("name", ""))
+        props = []
+        for i, item in enumerate(spec.get("properties") or []):
+            if not isinstance(item, Mapping) or not item.get("name"):
+                raise ClientConfigError(
+                    f"MirrordKafkaClientConfig {name}: spec.properties[{i}] needs a name"
+                )
+            value = item.get("value")
+            props.append(ClientConfigProperty(str(item["name"]), _as_text(value)))
+        parent = spec.get("parent")
+        secret = spec.get("loadFromSecret")
+        return cls(
+            name=name,
+            properties=tuple(props),
+            parent=str(parent) if parent else None,
+            load_from_secret=str(secret) if secret else None,
+        )
+
+
+def _as_text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+SecretReader = Callable[[str, str], Mapping[str, str]]
+"""``(namespace, name) -> decoded data`` of a Secret; raises ClientConfigError if missing."""
+
+
+@dataclass
+class _Resolution:
+    configs: Mapping[str, ClientConfigSpec]
+    read_secret: SecretReader
+    seen: list[str] = field(default_factory=list)
+
+
+def resolve_client_config(
+    name: str,
+    configs: Mapping[str, ClientConfigSpec],
+    read_secret: SecretReader,
+) -> dict[str, str]:
+    """Flatten config ``name`` (and its ancestors) into ``property -> value``.
+
+    Raises ``ClientConfigError`` for a missing config or parent, a parent cycle, or
+    a malformed ``loadFromSecret`` reference.
+    """
+    return _resolve(name, _Resolution(configs, read_secret))
+
+
+def _resolve(name: str, state: _Resolution) -> dict[str, str]:
+    if name in state.seen:
+        chain = " -> ".join([*state.seen, name])
+        raise ClientConfigError(
+            f"MirrordKafkaClientConfig parent cycle: {chain}; remove one spec.parent"
+        )
+    spec = state.configs.get(name)
+    if spec is None:
+        referrer = f" (parent of {state.seen[-1]})" if state.seen else ""
+        raise ClientConfigError(
+            f"MirrordKafkaClientConfig {name!r}{referrer} not found in the operator namespace; "
+            "create it or fix the reference"
+        )
+    state.seen.append(name)
+    resolved = _resolve(spec.parent, state) if spec.parent else {}
+    if spec.load_from_secret:
+        namespace, sep, secret = spec.load_from_secret.partition("/")
+        if not sep or not namespace or not secret or "/" in secret:
+            raise ClientConfigError(
+                f"MirrordKafkaClientConfig {name}: loadFromSecret {spec.load_from_secret!r} "
+                "must be '<namespace>/<name>'"
+            )
+        resolved.update(state.read_secret(namespace, secret))
+    for prop in spec.properties:
+        if prop.value is None:
+            resolved.pop(prop.name, None)
+        else:
+            resolved[prop.name] = prop.value
+    resolved.pop(GROUP_ID, None)
+    return resolved
