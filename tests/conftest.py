@@ -6,7 +6,11 @@ import uuid
 
 import pytest
 
-pytest_plugins: list[str] = []
+pytest_plugins: list[str] = [
+    "tests.fixtures.sqs",
+    "tests.fixtures.kafka",
+    "tests.fixtures.helm",
+]
 
 
 @pytest.fixture

@@ -1,0 +1,158 @@
+"""Real SQS servers for tests: moto server and LocalStack in host mode.
+
+Both run as child processes (:class:`ManagedProcess`) on free loopback ports.
+moto comes with the project's own venv (``moto[server]`` is a dependency);
+LocalStack lives in its own Python 3.13 venv made by
+``scripts/install-localstack.sh`` (see ../shared/INFRA.md for why).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.servers.process import CACHE, REPO, ManagedProcess, ServerError, free_port
+
+REGION = "us-east-1"
+SQS_KINDS = ("moto", "localstack")
+
+
+@dataclass(frozen=True)
+class SqsEndpoint:
+    """Where a test finds an SQS API; credentials are always "test"/"test"."""
+
+    kind: str
+    url: str
+    region: str = REGION
+
+
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=1.0) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+def moto_ready(url: str) -> bool:
+    """moto answers ``GET /moto-api/`` once its HTTP server is up."""
+    try:
+        with urllib.request.urlopen(f"{url}/moto-api/", timeout=1.0) as resp:
+            return bool(resp.status == 200)
+    except (OSError, urllib.error.URLError):
+        return False
+
+
+def localstack_ready(url: str) -> bool:
+    """LocalStack is ready when its health endpoint reports sqs running."""
+    try:
+        health = _get_json(f"{url}/_localstack/health")
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+    services = health.get("services", {}) if isinstance(health, dict) else {}
+    return services.get("sqs") in ("running", "available")
+
+
+def moto_server_argv(port: int) -> list[str]:
+    script = Path(sys.executable).parent / "moto_server"
+    if not script.exists():
+        raise ServerError(
+            f"moto server is not installed ({script} missing); run scripts/bootstrap.sh "
+            "(moto[server] is a dependency of pymirror)"
+        )
+    return [str(script), "-H", "127.0.0.1", "-p", str(port)]
+
+
+def localstack_python(cache: Path = CACHE) -> Path:
+    """The LocalStack venv's interpreter, or a ServerError saying how to install it."""
+    python = cache / "localstack-venv" / "bin" / "python"
+    if not python.exists():
+        raise ServerError(
+            f"LocalStack is not installed ({python} missing); run scripts/install-localstack.sh"
+        )
+    return python
+
+
+def localstack_env(port: int, data_dir: str) -> dict[str, str]:
+    """The environment LocalStack needs to run without Docker (INFRA.md, measured)."""
+    host = f"127.0.0.1:{port}"
+    return {
+        "GATEWAY_LISTEN": host,
+        "LOCALSTACK_HOST": host,
+        "SERVICES": "sqs",
+        "EAGER_SERVICE_LOADING": "1",
+        "SQS_ENDPOINT_STRATEGY": "path",
+        "DNS_ADDRESS": "0",
+        "SKIP_SSL_CERT_DOWNLOAD": "1",
+        "DISABLE_EVENTS": "1",
+        "FILESYSTEM_ROOT": data_dir,
+    }
+
+
+@dataclass
+class RunningSqs:
+    """A started SQS server: its endpoint and the process behind it."""
+
+    endpoint: SqsEndpoint
+    process: ManagedProcess
+    data_dir: str | None = None
+
+    def check(self) -> None:
+        """Raise ServerError naming the server if it died or stopped answering."""
+        ready = moto_ready if self.endpoint.kind == "moto" else localstack_ready
+        if not self.process.alive():
+            raise ServerError(
+                f"{self.process.name} (pid {self.process.pid}) is not running; "
+                f"log {self.process.log_path}:\n{self.process.log_tail()}"
+            )
+        if not ready(self.endpoint.url):
+            raise ServerError(
+                f"{self.process.name} at {self.endpoint.url} does not answer its readiness probe; "
+                f"log {self.process.log_path}:\n{self.process.log_tail()}"
+            )
+
+    def stop(self) -> None:
+        self.process.stop()
+        if self.data_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def start_moto(name: str = "moto") -> RunningSqs:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = ManagedProcess(name, moto_server_argv(port), lambda: moto_ready(url), timeout=30)
+    proc.start()
+    return RunningSqs(SqsEndpoint("moto", url), proc)
+
+
+def start_localstack(name: str = "localstack", cache: Path = CACHE) -> RunningSqs:
+    python = localstack_python(cache)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    data_dir = tempfile.mkdtemp(prefix="pymirror-localstack-")
+    proc = ManagedProcess(
+        name,
+        [str(python), "-m", "localstack.runtime.main"],
+        lambda: localstack_ready(url),
+        env=localstack_env(port, data_dir),
+        cwd=REPO,
+        timeout=90,
+    )
+    try:
+        proc.start()
+    except ServerError:
+        shutil.rmtree(data_dir, ignore_errors=True)
+        raise
+    return RunningSqs(SqsEndpoint("localstack", url), proc, data_dir)
+
+
+def start_sqs(kind: str, name: str | None = None) -> RunningSqs:
+    """Start the SQS server of this kind ("moto" or "localstack")."""
+    if kind == "moto":
+        return start_moto(name or kind)
+    if kind == "localstack":
+        return start_localstack(name or kind)
+    raise ValueError(f"unknown SQS server kind {kind!r}; expected one of {SQS_KINDS}")
