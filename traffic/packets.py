@@ -1,0 +1,152 @@
+"""TCP segments parsed out of link-layer frames, with ``struct`` at fixed offsets.
+
+``parse_frame`` is the hot path of both the live capture and the pcap reader:
+it reads only the fields reassembly needs, at fixed offsets, and returns
+``None`` for anything that is not a complete TCP segment (ARP, UDP, IP
+fragments, frames cut short by the snap length).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from typing import NamedTuple
+
+LINKTYPE_NULL = 0
+LINKTYPE_ETHERNET = 1
+LINKTYPE_RAW = 101
+LINKTYPE_LOOP = 108
+LINKTYPE_LINUX_SLL = 113
+LINKTYPE_IPV4 = 228
+LINKTYPE_IPV6 = 229
+LINKTYPE_LINUX_SLL2 = 276
+SUPPORTED_LINKTYPES = frozenset(
+    {
+        LINKTYPE_NULL,
+        LINKTYPE_ETHERNET,
+        LINKTYPE_RAW,
+        LINKTYPE_LOOP,
+        LINKTYPE_LINUX_SLL,
+        LINKTYPE_IPV4,
+        LINKTYPE_IPV6,
+        LINKTYPE_LINUX_SLL2,
+    }
+)
+
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+
+_ETH_IPV4 = 0x0800
+_ETH_IPV6 = 0x86DD
+_VLAN_TYPES = (0x8100, 0x88A8)
+_IPV6_SKIPPABLE = (0, 43, 60)  # hop-by-hop, routing, destination options
+
+_u16 = struct.Struct(">H").unpack_from
+_tcp = struct.Struct(">HHII").unpack_from
+
+
+class FlowKey(NamedTuple):
+    """One direction of a TCP connection: packed source/destination addresses and ports."""
+
+    src: bytes
+    sport: int
+    dst: bytes
+    dport: int
+
+    def reversed(self) -> FlowKey:
+        return FlowKey(self.dst, self.dport, self.src, self.sport)
+
+    def __str__(self) -> str:
+        return f"{_fmt(self.src, self.sport)}->{_fmt(self.dst, self.dport)}"
+
+
+def _fmt(addr: bytes, port: int) -> str:
+    ip = ipaddress.ip_address(addr)
+    return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
+
+
+class Segment(NamedTuple):
+    """The parts of one TCP segment that reassembly uses; ``ts`` in seconds since the epoch."""
+
+    ts: float
+    key: FlowKey
+    seq: int
+    flags: int
+    payload: bytes
+
+
+def network_offset(linktype: int, frame: bytes) -> int:
+    """Offset of the IP header in ``frame``, or -1 when the frame carries no IP."""
+    if linktype == LINKTYPE_ETHERNET:
+        if len(frame) < 14:
+            return -1
+        ethertype = _u16(frame, 12)[0]
+        off = 14
+        while ethertype in _VLAN_TYPES and len(frame) >= off + 4:
+            ethertype = _u16(frame, off + 2)[0]
+            off += 4
+        return off if ethertype in (_ETH_IPV4, _ETH_IPV6) else -1
+    if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
+        return 0
+    if linktype == LINKTYPE_LINUX_SLL:
+        if len(frame) < 16:
+            return -1
+        return 16 if _u16(frame, 14)[0] in (_ETH_IPV4, _ETH_IPV6) else -1
+    if linktype == LINKTYPE_LINUX_SLL2:
+        if len(frame) < 20:
+            return -1
+        return 20 if _u16(frame, 0)[0] in (_ETH_IPV4, _ETH_IPV6) else -1
+    if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
+        return 4 if len(frame) >= 4 else -1
+    return -1
+
+
+def parse_frame(linktype: int, ts: float, frame: bytes) -> Segment | None:
+    """The TCP segment in ``frame`` (a ``linktype`` frame), or None if it carries none."""
+    off = 14 if linktype == LINKTYPE_ETHERNET and frame[12:14] == b"\x08\x00" else -1
+    if off < 0:
+        off = network_offset(linktype, frame)
+        if off < 0:
+            return None
+    return parse_ip(ts, frame, off)
+
+
+def parse_ip(ts: float, frame: bytes, off: int = 0) -> Segment | None:
+    """The TCP segment in the IPv4/IPv6 packet starting at ``off``, or None."""
+    n = len(frame)
+    if n < off + 20:
+        return None
+    version = frame[off] >> 4
+    if version == 4:
+        ihl = (frame[off] & 0x0F) * 4
+        if frame[off + 9] != 6 or _u16(frame, off + 6)[0] & 0x3FFF or ihl < 20:
+            return None  # not TCP, or an IP fragment
+        end = off + _u16(frame, off + 2)[0]
+        src = frame[off + 12 : off + 16]
+        dst = frame[off + 16 : off + 20]
+        t = off + ihl
+    elif version == 6:
+        if n < off + 40:
+            return None
+        nxt = frame[off + 6]
+        end = off + 40 + _u16(frame, off + 4)[0]
+        src = frame[off + 8 : off + 24]
+        dst = frame[off + 24 : off + 40]
+        t = off + 40
+        while nxt in _IPV6_SKIPPABLE and n >= t + 8:
+            nxt = frame[t]
+            t += (frame[t + 1] + 1) * 8
+        if nxt != 6:
+            return None
+    else:
+        return None
+    if end > n or n < t + 20:
+        return None  # cut by the snap length: payload incomplete
+    sport, dport, seq, _ack = _tcp(frame, t)
+    doff = (frame[t + 12] >> 4) * 4
+    if doff < 20 or t + doff > end:
+        return None
+    return Segment(ts, FlowKey(src, sport, dst, dport), seq, frame[t + 13], frame[t + doff : end])
