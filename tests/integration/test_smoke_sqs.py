@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiobotocore.session import get_session
 
-from tests.servers.sqs import SqsEndpoint
+from tests.servers.pool import ServerPool
+from tests.servers.process import REPO, ServerError
+from tests.servers.sqs import SQS_KINDS, SqsEndpoint, start_sqs
 
 pytestmark = pytest.mark.integration
 
@@ -61,3 +68,43 @@ async def test_queue_tags_can_be_set_read_and_removed(sqs: Any, unique_name: str
     tags = (await sqs.list_queue_tags(QueueUrl=url)).get("Tags", {})
     assert tags == {"pymirror/session": "alice"}
     await sqs.delete_queue(QueueUrl=url)
+
+
+@pytest.mark.parametrize("kind", SQS_KINDS)
+def test_killed_sqs_server_fails_the_fixture_with_a_message_naming_it(kind: str) -> None:
+    """Start a private server, SIGKILL it, ask the pool again: the error names the server."""
+    pool = ServerPool(lambda k: start_sqs(k, name=f"broken-{k}"))
+    try:
+        running = pool.get(kind)
+        os.killpg(running.process.pid, signal.SIGKILL)
+        running.process.proc.wait(5)  # type: ignore[union-attr]
+        with pytest.raises(ServerError, match=rf"broken-{kind} \(pid \d+\) is not running"):
+            pool.get(kind)
+    finally:
+        pool.stop_all()
+
+
+def test_sqs_endpoint_fails_not_skips_when_localstack_is_not_installed(tmp_path: Path) -> None:
+    """Run pytest on a one-line test with an empty cache: it must fail naming the script."""
+    (tmp_path / "test_inner.py").write_text(
+        "pytest_plugins = ['tests.fixtures.sqs']\n"
+        "import pytest\n"
+        "@pytest.mark.parametrize('sqs_endpoint', ['localstack'], indirect=True)\n"
+        "def test_inner(sqs_endpoint):\n"
+        "    pass\n"
+    )
+    env = {**os.environ, "PYMIRROR_CACHE": str(tmp_path / "empty"), "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout
+    assert "1 error" in done.stdout
+    assert "skipped" not in done.stdout
+    assert "LocalStack is not installed" in done.stdout
+    assert "scripts/install-localstack.sh" in done.stdout
