@@ -1,0 +1,208 @@
+"""Live mirroring: capture thread -> pcap output, and -> reassembly -> replay on the event loop.
+
+::
+
+    capture thread:  source.batches() --> PcapWriter (file or stdout, flushed per batch)
+                                     \\-> Handoff.put()  (bounded; full: batch dropped, counted)
+    event loop:      Handoff.get() -> parse_frame -> Reassembler -> Replayer.handle (never blocks)
+
+The capture thread never waits for the loop, so neither a slow ``--to`` nor a
+busy loop can stall the capture or the pcap output; the replay leg loses
+packets instead, and the flows that lose packets end with a ``FlowError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import structlog
+
+from traffic.capturing import Source
+from traffic.packets import RST, parse_frame
+from traffic.pcaps import PcapWriter, Record
+from traffic.reassembly import Limits, Reassembler
+from traffic.replaying import Replayer, ReplayLimits, ReplayStats
+from traffic.targets import Target
+
+log = structlog.get_logger()
+
+
+@dataclass
+class MirrorStats:
+    packets: int = 0
+    """Frames the source delivered (all written to the pcap output, if any)."""
+    handoff_dropped: int = 0
+    """Frames the replay leg never saw because it was behind (capture thread never waits)."""
+    kernel_drops: int = 0
+    segments: int = 0
+    replay: ReplayStats = field(default_factory=ReplayStats)
+    error: BaseException | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "packets": self.packets,
+            "handoff_dropped": self.handoff_dropped,
+            "kernel_drops": self.kernel_drops,
+            "segments": self.segments,
+            **self.replay.as_dict(),
+        }
+
+
+class Handoff:
+    """A bounded batch queue from the capture thread to the event loop; ``put`` never blocks."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, max_packets: int) -> None:
+        self._loop = loop
+        self._max = max_packets
+        self._lock = threading.Lock()
+        self._items: list[tuple[int, list[Record]]] = []
+        self._count = 0
+        self._ready = asyncio.Event()
+        self.closed = False
+        self.error: BaseException | None = None
+        self.dropped = 0
+
+    def put(self, linktype: int, batch: list[Record]) -> None:
+        with self._lock:
+            if self._count + len(batch) > self._max:
+                self.dropped += len(batch)
+                return
+            wake = not self._items
+            self._items.append((linktype, batch))
+            self._count += len(batch)
+        if wake:
+            self._wake()
+
+    def close(self, error: BaseException | None = None) -> None:
+        with self._lock:
+            self.closed = True
+            self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already gone
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def get(self, wait: float) -> list[tuple[int, list[Record]]] | None:
+        """The batches so far (maybe none after ``wait`` s); None once closed and empty."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(wait):
+                await self._ready.wait()
+        with self._lock:
+            self._ready.clear()
+            items, self._items, self._count = self._items, [], 0
+            if not items and self.closed:
+                return None
+        return items
+
+
+def _capture(
+    source: Source,
+    output: BinaryIO | None,
+    handoff: Handoff,
+    stop: threading.Event,
+    stats: MirrorStats,
+    count: int | None,
+) -> None:
+    """The capture thread: pcap output first, then the best-effort handoff."""
+    writer: PcapWriter | None = None
+    try:
+        if output is not None and source.linktype is not None:
+            writer = PcapWriter(output, source.linktype)
+            writer.flush()
+        for batch in source.batches(stop):
+            if not batch:
+                continue
+            if count is not None:
+                batch = batch[: count - stats.packets]
+            linktype = source.linktype
+            assert linktype is not None
+            if output is not None:
+                if writer is None:
+                    writer = PcapWriter(output, linktype)
+                for record in batch:
+                    writer.write(record.ts, record.data, record.wirelen)
+                writer.flush()
+            stats.packets += len(batch)
+            handoff.put(linktype, batch)
+            if count is not None and stats.packets >= count:
+                break
+    except BaseException as e:  # handed to the event loop, raised there
+        handoff.close(e)
+        return
+    finally:
+        stats.kernel_drops = source.kernel_drops()
+    handoff.close()
+
+
+async def mirror(
+    source: Source,
+    port: int,
+    target: Target | None,
+    output: BinaryIO | None = None,
+    *,
+    stop: threading.Event | None = None,
+    duration: float | None = None,
+    count: int | None = None,
+    reassembly: Limits | None = None,
+    replay: ReplayLimits | None = None,
+    max_pending_packets: int = 65536,
+    on_progress: Callable[[MirrorStats], None] | None = None,
+) -> MirrorStats:
+    """Capture inbound TCP on ``port`` from ``source`` until stopped; replay it to ``target``.
+
+    Stops on ``stop`` being set, after ``duration`` seconds, after ``count``
+    packets, or when the source ends. A source error lands in ``stats.error``.
+    """
+    stop = stop or threading.Event()
+    loop = asyncio.get_running_loop()
+    stats = MirrorStats()
+    handoff = Handoff(loop, max_pending_packets)
+    reassembler = Reassembler(reassembly)
+    thread = threading.Thread(
+        target=_capture,
+        args=(source, output, handoff, stop, stats, count),
+        name="pymirror-capture",
+        daemon=True,
+    )
+    deadline = None if duration is None else loop.time() + duration
+    last_ts, last_wall = 0.0, time.monotonic()
+    closing = False
+    async with Replayer(target, replay) as replayer:
+        stats.replay = replayer.stats
+        thread.start()
+        while (items := await handoff.get(0.2)) is not None:
+            for linktype, batch in items:
+                for record in batch:
+                    seg = parse_frame(linktype, record.ts, record.data)
+                    if seg is None:
+                        continue
+                    stats.segments += 1
+                    if seg.key.dport == port:
+                        replayer.handle(reassembler.feed(seg))
+                    elif seg.key.sport == port and seg.flags & RST:
+                        replayer.handle(reassembler.reset(seg.key.reversed(), seg.ts))
+                    last_ts, last_wall = seg.ts, time.monotonic()
+            # Idle expiry in capture time, advanced by the wall clock between packets.
+            replayer.handle(reassembler.expire(last_ts + time.monotonic() - last_wall))
+            if on_progress is not None:
+                on_progress(stats)
+            if not closing and (stop.is_set() or (deadline is not None and loop.time() > deadline)):
+                closing = True
+                stop.set()
+                source.interrupt()
+        await asyncio.to_thread(thread.join, 5.0)
+        if not thread.is_alive():
+            source.close()
+        stats.handoff_dropped = handoff.dropped
+        replayer.handle(reassembler.close(last_ts + time.monotonic() - last_wall))
+    if handoff.error is not None and not (closing and isinstance(handoff.error, OSError)):
+        stats.error = handoff.error
+    log.info("mirror finished", **stats.as_dict())
+    return stats

@@ -1,0 +1,188 @@
+"""Offline replay of a pcap file: paced by capture timestamps, optionally filtered by HTTP request.
+
+The file is read ``loop`` times; each pass gets a fresh reassembler, so every
+captured client connection becomes one new local connection per pass.
+``speed`` scales the capture's clock (2 = twice as fast); ``None`` replays as
+fast as the target accepts. Unlike live mirroring, nothing is dropped for
+speed: a flow whose backlog is full waits (up to the write deadline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from traffic.errors import PcapError, TrafficError
+from traffic.http_requests import NotHttpError, RequestFilter, RequestSplitter
+from traffic.packets import ACK, RST, SYN, FlowKey, Segment, parse_frame
+from traffic.pcaps import read_records
+from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted, Limits, Reassembler
+from traffic.replaying import Replayer, ReplayLimits, ReplayStats
+from traffic.targets import Target
+
+
+@dataclass
+class PlaybackStats:
+    passes: int = 0
+    packets: int = 0
+    requests_matched: int = 0
+    requests_filtered: int = 0
+    flows_not_http: int = 0
+    filter_timeouts: int = 0
+    capture_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    replay: ReplayStats = field(default_factory=ReplayStats)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "passes": self.passes,
+            "packets": self.packets,
+            "requests_matched": self.requests_matched,
+            "requests_filtered": self.requests_filtered,
+            "flows_not_http": self.flows_not_http,
+            "filter_timeouts": self.filter_timeouts,
+            "capture_seconds": round(self.capture_seconds, 3),
+            "wall_seconds": round(self.wall_seconds, 3),
+            **self.replay.as_dict(),
+        }
+
+
+def segments(path: Path) -> Iterator[Segment]:
+    """TCP segments of a pcap file, in file order; ``PcapError`` if unreadable or truncated."""
+    try:
+        stream = path.open("rb")
+    except OSError as e:
+        raise PcapError(f"cannot open {path}: {e.strerror or e}") from e
+    with stream:
+        for linktype, record in read_records(stream):
+            seg = parse_frame(linktype, record.ts, record.data)
+            if seg is not None:
+                yield seg
+
+
+def server_ports(path: Path) -> Counter[int]:
+    """Destination ports of connection openings (SYN without ACK) in a pcap file."""
+    return Counter(s.key.dport for s in segments(path) if s.flags & (SYN | ACK) == SYN)
+
+
+def guess_port(path: Path) -> int:
+    ports = server_ports(path)
+    if not ports:
+        raise TrafficError(
+            f"{path} holds no connection opening (SYN), so the server port is unknown; pass --port"
+        )
+    return ports.most_common(1)[0][0]
+
+
+class _HttpGate:
+    """Per-flow request splitting and filtering between the reassembler and the replayer."""
+
+    def __init__(self, rfilter: RequestFilter, stats: PlaybackStats) -> None:
+        self.filter = rfilter
+        self.stats = stats
+        self.splitters: dict[FlowKey, RequestSplitter | None] = {}
+        self.started: set[FlowKey] = set()
+
+    def apply(self, events: list[Event]) -> list[Event]:
+        out: list[Event] = []
+        for event in events:
+            if isinstance(event, FlowStarted):
+                self.splitters[event.key] = RequestSplitter()
+            elif isinstance(event, Data):
+                splitter = self.splitters.get(event.key)
+                if splitter is None:
+                    continue
+                try:
+                    requests = splitter.feed(event.data)
+                except NotHttpError:
+                    self.splitters[event.key] = None
+                    self.stats.flows_not_http += 1
+                    continue
+                for request in requests:
+                    if not self.filter.matches(request):
+                        self.stats.requests_filtered += 1
+                        continue
+                    self.stats.requests_matched += 1
+                    if event.key not in self.started:
+                        self.started.add(event.key)
+                        out.append(FlowStarted(event.key, event.ts, False))
+                    out.append(Data(event.key, event.ts, request.raw))
+            elif isinstance(event, FlowEnded | FlowError):
+                self.splitters.pop(event.key, None)
+                if event.key in self.started:
+                    self.started.discard(event.key)
+                    out.append(event)
+        self.stats.filter_timeouts = self.filter.timeouts
+        return out
+
+
+async def play(
+    path: Path,
+    target: Target | None,
+    *,
+    port: int | None = None,
+    speed: float | None = 1.0,
+    loop: int = 1,
+    rfilter: RequestFilter | None = None,
+    reassembly: Limits | None = None,
+    replay: ReplayLimits | None = None,
+    on_progress: Callable[[PlaybackStats], None] | None = None,
+) -> PlaybackStats:
+    """Replay ``path`` to ``target`` (``None``: dry run, count only) and return the summary."""
+    if speed is not None and speed <= 0:
+        raise TrafficError(f"--speed must be positive or 'max', not {speed}")
+    port = port if port is not None else guess_port(path)
+    stats = PlaybackStats()
+    started = time.monotonic()
+    wall_base = started
+    async with Replayer(target, replay) as replayer:
+        stats.replay = replayer.stats
+        for _ in range(loop):
+            stats.passes += 1
+            reassembler = Reassembler(reassembly)
+            gate = _HttpGate(rfilter, stats) if rfilter is not None and rfilter.active else None
+            first_ts: float | None = None
+            last_ts = 0.0
+            for seg in segments(path):
+                stats.packets += 1
+                key = seg.key
+                if key.dport == port:
+                    events = reassembler.feed(seg)
+                elif key.sport == port and seg.flags & RST:
+                    events = reassembler.reset(key.reversed(), seg.ts)
+                else:
+                    continue
+                if first_ts is None:
+                    first_ts = seg.ts
+                last_ts = seg.ts
+                if gate is not None:
+                    events = gate.apply(events)
+                if not events:
+                    continue
+                if speed is not None:
+                    delay = wall_base + (seg.ts - first_ts) / speed - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                replayer.handle(events)
+                for event in events:
+                    if isinstance(event, Data):
+                        await replayer.room(event.key)
+                if stats.packets % 256 == 0:
+                    await asyncio.sleep(0)
+                    if on_progress is not None:
+                        on_progress(stats)
+            closing = reassembler.close(last_ts)
+            replayer.handle(gate.apply(closing) if gate is not None else closing)
+            if first_ts is not None:
+                stats.capture_seconds += last_ts - first_ts
+                if speed is not None:
+                    wall_base += (last_ts - first_ts) / speed
+            wall_base = max(wall_base, time.monotonic())
+    stats.wall_seconds = time.monotonic() - started
+    if on_progress is not None:
+        on_progress(stats)
+    return stats

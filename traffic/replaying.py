@@ -1,0 +1,305 @@
+"""The replay leg: one local connection per captured flow, fed by reassembly events.
+
+``Replayer.handle`` never blocks and never awaits: it writes to the flow's
+transport, or queues the bytes until the connection is up. Each flow owns a
+bounded backlog (queued plus unsent bytes); a target too slow to keep it under
+the bound, or one that lets a write sit unsent past the write deadline, loses
+that flow: the connection is aborted and the rest of the flow is dropped and
+counted. So a slow ``--to`` costs replayed flows, never capture or pcap output.
+Responses are read and discarded. A flow's connection closes when its flow
+ends (aborted on RST) and the flow is forgotten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import structlog
+
+from traffic.packets import FlowKey
+from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted
+from traffic.targets import Target
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class ReplayLimits:
+    """Bounds of the replay leg; sizes in bytes, times in seconds."""
+
+    max_flow_backlog: int = 4 << 20
+    """Bytes a flow may have queued or unsent before it drops (4 MiB: seconds of a busy flow)."""
+    write_timeout: float = 5.0
+    """A write still unsent after this long means the target stopped reading: the flow drops."""
+    connect_timeout: float = 3.0
+    """Time to open a local connection for a new flow."""
+    max_connections: int = 1024
+    """Concurrent local connections; flows beyond are dropped (counted) rather than queued."""
+    drain_timeout: float = 5.0
+    """At shutdown, time left for open flows to flush before they are aborted."""
+
+
+@dataclass
+class ReplayStats:
+    flows: int = 0
+    flows_completed: int = 0
+    flows_dropped: int = 0
+    errors: int = 0
+    bytes_sent: int = 0
+    bytes_dropped: int = 0
+    response_bytes: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "flows": self.flows,
+            "flows_completed": self.flows_completed,
+            "flows_dropped": self.flows_dropped,
+            "errors": self.errors,
+            "bytes_sent": self.bytes_sent,
+            "bytes_dropped": self.bytes_dropped,
+            "response_bytes": self.response_bytes,
+            "reasons": dict(self.reasons),
+        }
+
+
+class _Sink(asyncio.Protocol):
+    """One captured flow's local connection and its backlog."""
+
+    def __init__(self, replayer: Replayer, key: FlowKey) -> None:
+        self.replayer = replayer
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.pending: list[bytes] = []
+        self.pending_bytes = 0
+        self.ended: str | None = None
+        self.failed: str | None = None
+        self.wake = asyncio.Event()
+        self.drained = asyncio.Event()
+        self.drained.set()
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        transport.set_write_buffer_limits(high=0)  # paused == something still unsent
+        self.transport = transport
+
+    def pause_writing(self) -> None:
+        self.drained.clear()
+
+    def resume_writing(self) -> None:
+        self.drained.set()
+        self.wake.set()
+
+    def data_received(self, data: bytes) -> None:
+        self.replayer.stats.response_bytes += len(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.drained.set()
+        if self.failed is None and self.ended is None:
+            self.fail("the target closed the connection", error=True)
+
+    def backlog(self) -> int:
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self.pending_bytes + buffered
+
+    def feed(self, data: bytes) -> None:
+        stats = self.replayer.stats
+        if self.failed is not None:
+            stats.bytes_dropped += len(data)
+            return
+        if self.backlog() + len(data) > self.replayer.limits.max_flow_backlog:
+            stats.bytes_dropped += len(data)
+            self.fail("slow target: flow backlog over its bound")
+            return
+        if self.transport is None:
+            self.pending.append(data)
+            self.pending_bytes += len(data)
+        else:
+            self.transport.write(data)
+            stats.bytes_sent += len(data)
+        self.wake.set()
+
+    def flush_pending(self) -> None:
+        assert self.transport is not None
+        if self.pending:
+            data = b"".join(self.pending)
+            self.pending.clear()
+            self.pending_bytes = 0
+            self.transport.write(data)
+            self.replayer.stats.bytes_sent += len(data)
+
+    def fail(self, reason: str, *, error: bool = False) -> None:
+        if self.failed is not None:
+            return
+        self.failed = reason
+        stats = self.replayer.stats
+        unsent = self.backlog()
+        if self.transport is not None:
+            stats.bytes_sent -= self.transport.get_write_buffer_size()
+        stats.bytes_dropped += unsent
+        self.pending.clear()
+        self.pending_bytes = 0
+        if error:
+            stats.errors += 1
+        else:
+            stats.flows_dropped += 1
+        stats.reasons[reason] += 1
+        log.debug("replay flow dropped", flow=str(self.key), reason=reason, unsent=unsent)
+        self.wake.set()
+        self.drained.set()
+
+
+class Replayer:
+    """Replays reassembled flows to ``target`` (or only counts them when ``target`` is None)."""
+
+    def __init__(self, target: Target | None, limits: ReplayLimits | None = None) -> None:
+        self.target = target
+        self.limits = limits or ReplayLimits()
+        self.stats = ReplayStats()
+        self._sinks: dict[FlowKey, _Sink] = {}
+        self._refused: set[FlowKey] = set()
+        self._tg: asyncio.TaskGroup | None = None
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def __aenter__(self) -> Replayer:
+        if self._closed:
+            raise RuntimeError("a Replayer cannot be reopened")
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.drain()
+        else:
+            for sink in list(self._sinks.values()):
+                sink.fail("replay stopped")
+        self._closed = True
+        assert self._tg is not None
+        await self._tg.__aexit__(exc_type, exc, tb)
+
+    def __len__(self) -> int:
+        return len(self._sinks)
+
+    def handle(self, events: list[Event]) -> None:
+        """Apply reassembly events; never blocks."""
+        stats = self.stats
+        for event in events:
+            if isinstance(event, Data):
+                sink = self._sinks.get(event.key)
+                if sink is not None:
+                    sink.feed(event.data)
+                elif self.target is None and event.key not in self._refused:
+                    stats.bytes_sent += len(event.data)
+                else:
+                    stats.bytes_dropped += len(event.data)
+            elif isinstance(event, FlowStarted):
+                self._start(event.key)
+            elif isinstance(event, FlowEnded | FlowError):
+                self._end(event)
+
+    async def room(self, key: FlowKey) -> None:
+        """Wait until ``key``'s backlog is under half its bound (offline replay's back-pressure)."""
+        sink = self._sinks.get(key)
+        if sink is None:
+            return
+        half = self.limits.max_flow_backlog // 2
+        try:
+            async with asyncio.timeout(self.limits.write_timeout + self.limits.connect_timeout):
+                while sink.failed is None and sink.backlog() > half:
+                    sink.wake.clear()
+                    await sink.wake.wait()
+        except TimeoutError:
+            sink.fail("write deadline: the target stopped reading")
+
+    async def drain(self) -> None:
+        """Let open flows flush for up to ``drain_timeout``, then abort the rest."""
+        sinks = list(self._sinks.values())
+        for sink in sinks:
+            if sink.ended is None:
+                sink.ended = "capture-end"
+                sink.wake.set()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.limits.drain_timeout):
+                await self._idle.wait()
+        for sink in list(self._sinks.values()):
+            sink.fail("drain deadline at shutdown")
+        await self._idle.wait()
+
+    def _start(self, key: FlowKey) -> None:
+        self.stats.flows += 1
+        if self.target is None:
+            return
+        if len(self._sinks) >= self.limits.max_connections:
+            self._refused.add(key)
+            self.stats.flows_dropped += 1
+            self.stats.reasons["too many concurrent flows"] += 1
+            return
+        sink = _Sink(self, key)
+        self._sinks[key] = sink
+        self._idle.clear()
+        assert self._tg is not None, "use the Replayer as an async context manager"
+        self._tg.create_task(self._run(sink), name=f"replay {key}")
+
+    def _end(self, event: FlowEnded | FlowError) -> None:
+        self._refused.discard(event.key)
+        if isinstance(event, FlowError):
+            self.stats.reasons[f"capture: {event.reason.split(' (')[0]}"] += 1
+        sink = self._sinks.get(event.key)
+        if sink is None:
+            if self.target is None:
+                self.stats.flows_completed += isinstance(event, FlowEnded)
+            return
+        sink.ended = event.reason
+        sink.wake.set()
+
+    async def _run(self, sink: _Sink) -> None:
+        assert self.target is not None
+        limits = self.limits
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                async with asyncio.timeout(limits.connect_timeout):
+                    await loop.create_connection(lambda: sink, self.target.host, self.target.port)
+            except (OSError, TimeoutError) as e:
+                sink.fail(f"connect to {self.target} failed: {e or 'timeout'}", error=True)
+                return
+            if sink.failed is None:
+                sink.flush_pending()
+            while sink.failed is None:
+                if not sink.drained.is_set():
+                    try:
+                        async with asyncio.timeout(limits.write_timeout):
+                            await sink.drained.wait()
+                    except TimeoutError:
+                        sink.fail("write deadline: the target stopped reading")
+                    continue
+                if sink.ended is not None:
+                    self.stats.flows_completed += 1
+                    break
+                sink.wake.clear()
+                await sink.wake.wait()
+        finally:
+            transport = sink.transport
+            if transport is not None:
+                if sink.failed is not None or sink.ended == "rst":
+                    transport.abort()
+                else:
+                    with contextlib.suppress(OSError):
+                        transport.close()
+            del self._sinks[sink.key]
+            if not self._sinks:
+                self._idle.set()
