@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traffic.errors import PcapError, TrafficError
+from traffic.errors import PcapError, PcapTruncatedError, TrafficError
 from traffic.http_requests import NotHttpError, RequestFilter, RequestSplitter
 from traffic.packets import ACK, RST, SYN, FlowKey, Segment, parse_frame
 from traffic.pcaps import read_records
@@ -36,6 +36,8 @@ class PlaybackStats:
     capture_seconds: float = 0.0
     wall_seconds: float = 0.0
     replay: ReplayStats = field(default_factory=ReplayStats)
+    error: PcapTruncatedError | None = None
+    """Set when the file ends inside a record: what came before it was replayed."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -76,6 +78,14 @@ def guess_port(path: Path) -> int:
             f"{path} holds no connection opening (SYN), so the server port is unknown; pass --port"
         )
     return ports.most_common(1)[0][0]
+
+
+def _until_truncation(source: Iterator[Segment], stats: PlaybackStats) -> Iterator[Segment]:
+    """``source`` until a truncation, which lands in ``stats.error`` instead of raising."""
+    try:
+        yield from source
+    except PcapTruncatedError as e:
+        stats.error = e
 
 
 class _HttpGate:
@@ -147,7 +157,7 @@ async def play(
             gate = _HttpGate(rfilter, stats) if rfilter is not None and rfilter.active else None
             first_ts: float | None = None
             last_ts = 0.0
-            for seg in segments(path):
+            for seg in _until_truncation(segments(path), stats):
                 stats.packets += 1
                 key = seg.key
                 if key.dport == port:
@@ -182,6 +192,8 @@ async def play(
                 if speed is not None:
                     wall_base += (last_ts - first_ts) / speed
             wall_base = max(wall_base, time.monotonic())
+            if stats.error is not None:
+                break
     stats.wall_seconds = time.monotonic() - started
     if on_progress is not None:
         on_progress(stats)

@@ -182,14 +182,18 @@ class Replayer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        assert self._tg is not None
+        self._closed = True
         if exc is None:
             await self.drain()
+        elif isinstance(exc, asyncio.CancelledError):
+            await self._tg.__aexit__(exc_type, exc, tb)
+            return
         else:
             for sink in list(self._sinks.values()):
-                sink.fail("replay stopped")
-        self._closed = True
-        assert self._tg is not None
-        await self._tg.__aexit__(exc_type, exc, tb)
+                sink.fail("replay stopped by an error")
+        # The body's own error propagates unchanged (not wrapped in an ExceptionGroup).
+        await self._tg.__aexit__(None, None, None)
 
     def __len__(self) -> int:
         return len(self._sinks)

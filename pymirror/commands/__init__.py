@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pymirror.commands import info
+from pymirror.commands import info, mirror, replay
 
-COMMANDS: list[ModuleType] = [info]
+COMMANDS: list[ModuleType] = [info, mirror, replay]

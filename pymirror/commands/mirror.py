@@ -1,0 +1,232 @@
+"""``pymirror mirror TARGET --port P [--to HOST:PORT] [--output FILE|-]``: capture and mirror.
+
+TARGET says where the target's inbound TCP is seen::
+
+    lo | any | iface:NAME          a local interface (any: all of them)
+    netns:NAME[/IFACE]             inside network namespace NAME (``ip netns``)
+    pcap:FILE | pcap:-             a pcap file or stream, e.g. from ``tcpdump -U -w -``
+    pod:[NAMESPACE/]NAME           a pod: tcpdump in an ephemeral capture container
+
+``--to`` is checked (syntax, then one TCP connection) before anything is
+captured or injected. Captured frames go to ``--output`` untouched; the
+client->server bytes of each connection are replayed to ``--to`` over one
+local connection each, responses discarded. Ctrl-C stops; a summary follows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from pymirror.errors import UsageError
+from pymirror.settings import Settings
+from traffic.capturing import RawSocketSource, Source, StreamSource
+from traffic.errors import CaptureError, TrafficError
+from traffic.mirroring import MirrorStats, mirror
+from traffic.reassembly import Limits
+from traffic.replaying import ReplayLimits
+from traffic.targets import Target, check_reachable, parse_target
+
+
+@dataclass(frozen=True)
+class CaptureTarget:
+    kind: str  # "iface", "netns", "pcap" or "pod"
+    name: str
+    interface: str | None = None
+    namespace: str | None = None
+
+
+def parse_capture_target(text: str) -> CaptureTarget:
+    """TARGET of ``pymirror mirror`` as data; ``UsageError`` explains the forms."""
+    forms = "use lo, any, iface:NAME, netns:NAME[/IFACE], pcap:FILE, pcap:- or pod:[NS/]NAME"
+    kind, sep, rest = text.partition(":")
+    if not sep:
+        if text in ("lo", "any"):
+            return CaptureTarget("iface", text, None if text == "any" else text)
+        raise UsageError(f"unknown capture target {text!r}: {forms}")
+    if not rest:
+        raise UsageError(f"capture target {text!r} names nothing after the colon: {forms}")
+    if kind == "iface":
+        return CaptureTarget("iface", rest, rest)
+    if kind == "netns":
+        name, _, iface = rest.partition("/")
+        return CaptureTarget("netns", name, iface or None)
+    if kind == "pcap":
+        return CaptureTarget("pcap", rest)
+    if kind == "pod":
+        ns, _, pod = rest.rpartition("/")
+        return CaptureTarget("pod", pod, namespace=ns or "default")
+    raise UsageError(f"unknown capture target kind {kind!r}: {forms}")
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "mirror",
+        help="capture a target's inbound TCP; write a pcap and/or replay it live to --to",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("target", metavar="TARGET", help="where to capture (see above)")
+    parser.add_argument("--port", type=_port, required=True, help="the target's TCP port")
+    parser.add_argument("--to", metavar="HOST:PORT", help="replay each connection to this address")
+    parser.add_argument("--output", "-o", metavar="FILE|-", help="write the capture as pcap")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--count", type=int, help="stop after this many packets")
+    parser.add_argument("--image", help="pod targets: capture container image (with tcpdump)")
+    parser.add_argument("--kubeconfig", help="pod targets: kubeconfig file")
+    parser.add_argument("--context", help="pod targets: kubeconfig context")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    where = parse_capture_target(args.target)
+    if args.to is None and args.output is None:
+        raise UsageError("nothing to do: give --to HOST:PORT, --output FILE|- or both")
+    target: Target | None = None
+    if args.to is not None:
+        target = parse_target(args.to)
+        asyncio.run(check_reachable(target))  # before any capture or injection
+    if args.output == "-" and sys.stdout.isatty():
+        raise UsageError("refusing to write pcap to a terminal; use --output FILE or a pipe")
+    with contextlib.ExitStack() as stack:
+        output: BinaryIO | None = None
+        if args.output == "-":
+            output = sys.stdout.buffer
+        elif args.output is not None:
+            try:
+                output = stack.enter_context(open(args.output, "wb"))
+            except OSError as e:
+                raise CaptureError(f"cannot write {args.output}: {e.strerror or e}") from e
+        source = _open_source(where, args)
+        stats = asyncio.run(_mirror(source, args, target, output, settings))
+    _summary(stats, target, args.json)
+    if stats.error is not None:
+        if isinstance(stats.error, TrafficError):
+            raise stats.error
+        raise CaptureError(f"the capture failed: {stats.error}") from stats.error
+    return 0
+
+
+def _open_source(where: CaptureTarget, args: argparse.Namespace) -> Source:
+    if where.kind == "iface":
+        return RawSocketSource(args.port, interface=where.interface)
+    if where.kind == "netns":
+        return RawSocketSource(args.port, interface=where.interface, netns=where.name)
+    if where.kind == "pcap":
+        if where.name == "-":
+            return StreamSource.from_fd(sys.stdin.buffer.fileno())
+        try:
+            stream = open(where.name, "rb")  # noqa: SIM115 - closed by the source
+        except OSError as e:
+            raise CaptureError(f"cannot read {where.name}: {e.strerror or e}") from e
+        return StreamSource.from_fd(stream.fileno(), close=stream.close)
+    from traffic.kube_exec import PodTap  # only pod targets need the Kubernetes client
+    from traffic.taps import DEFAULT_IMAGE
+
+    assert where.namespace is not None
+    tap = PodTap(
+        where.namespace,
+        where.name,
+        image=args.image or DEFAULT_IMAGE,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+    )
+    return tap.source(tap.prepare(), args.port)
+
+
+async def _mirror(
+    source: Source,
+    args: argparse.Namespace,
+    target: Target | None,
+    output: BinaryIO | None,
+    settings: Settings,
+) -> MirrorStats:
+    stop = threading.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    t = settings.traffic
+    status = _Status(target)
+    try:
+        return await mirror(
+            source,
+            args.port,
+            target,
+            output,
+            stop=stop,
+            duration=args.duration,
+            count=args.count,
+            reassembly=Limits(idle_timeout=t.idle_timeout),
+            replay=ReplayLimits(
+                max_flow_backlog=t.flow_backlog_bytes,
+                write_timeout=t.write_timeout,
+                max_connections=t.max_connections,
+            ),
+            on_progress=status.update,
+        )
+    finally:
+        status.close()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+class _Status:
+    """A one-line live status on a terminal (stderr); nothing otherwise."""
+
+    def __init__(self, target: Target | None) -> None:
+        self._status: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status("capturing... (Ctrl-C stops)")
+            self._status.start()
+        self._target = target
+
+    def update(self, stats: MirrorStats) -> None:
+        if self._status is not None:
+            r = stats.replay
+            to = f" -> {self._target}: {r.bytes_sent} B sent" if self._target else ""
+            self._status.update(
+                f"{stats.packets} packets, {r.flows} flows{to}, {r.bytes_dropped} B dropped "
+                "(Ctrl-C stops)"
+            )
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
+def _summary(stats: MirrorStats, target: Target | None, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(stats.as_dict()), file=sys.stderr)
+        return
+    r = stats.replay
+    lines = [
+        f"captured   {stats.packets} packets ({stats.kernel_drops} dropped by the kernel)",
+        f"flows      {r.flows} ({r.flows_completed} completed)",
+    ]
+    if target is not None:
+        lines += [
+            f"replayed   {r.bytes_sent} bytes to {target} ({r.response_bytes} response bytes "
+            "discarded)",
+            f"dropped    {r.bytes_dropped} bytes, {r.flows_dropped} flows, "
+            f"{stats.handoff_dropped} packets behind",
+            f"errors     {r.errors}",
+        ]
+    if r.reasons:
+        lines.append("reasons    " + "; ".join(f"{k}: {v}" for k, v in r.reasons.items()))
+    print("\n".join(lines), file=sys.stderr)

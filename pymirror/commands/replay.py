@@ -1,0 +1,167 @@
+"""``pymirror replay FILE.pcap --to HOST:PORT``: replay a capture's client connections.
+
+Each captured client connection becomes one local connection carrying its
+client->server bytes in order, paced by the capture timestamps (``--speed``
+scales time; ``max`` does not wait). With HTTP filters, only the requests
+that match are sent (``regex`` syntax, so ``--http-path '^(?!/health)'``
+works). ``--dry-run`` reads, reassembles and filters without connecting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pymirror.errors import UsageError
+from pymirror.settings import Settings
+from traffic.http_requests import RequestFilter
+from traffic.playback import PlaybackStats, play
+from traffic.reassembly import Limits
+from traffic.replaying import ReplayLimits
+from traffic.targets import Target, check_reachable, parse_target
+
+
+def _speed(text: str) -> float | None:
+    if text == "max":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a positive number or 'max'")
+    return value
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def register(sub: Any) -> None:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        "replay",
+        help="replay a pcap file's client connections to --to, paced by capture time",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("pcap", metavar="FILE.pcap", type=Path, help="a classic pcap file")
+    parser.add_argument("--to", metavar="HOST:PORT", help="where to send the connections")
+    parser.add_argument("--port", type=_positive, help="the server port (default: from SYNs)")
+    parser.add_argument(
+        "--speed", type=_speed, default=1.0, metavar="N|max", help="time scale (default 1)"
+    )
+    parser.add_argument("--loop", type=_positive, default=1, metavar="N", help="passes (default 1)")
+    parser.add_argument("--http-method", metavar="REGEX", help="only requests whose method matches")
+    parser.add_argument("--http-path", metavar="REGEX", help="only requests whose target matches")
+    parser.add_argument(
+        "--http-header", metavar="REGEX", help="only requests with a header line matching"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="count only; connect nowhere")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    rfilter = RequestFilter.build(args.http_method, args.http_path, args.http_header)
+    target: Target | None = None
+    if not args.dry_run:
+        if args.to is None:
+            raise UsageError("give --to HOST:PORT, or --dry-run to only read the capture")
+        target = parse_target(args.to)
+        asyncio.run(check_reachable(target))
+    t = settings.traffic
+    progress = _Progress()
+    try:
+        stats = asyncio.run(
+            play(
+                args.pcap,
+                target,
+                port=args.port,
+                speed=args.speed,
+                loop=args.loop,
+                rfilter=rfilter,
+                reassembly=Limits(idle_timeout=t.idle_timeout),
+                replay=ReplayLimits(
+                    max_flow_backlog=t.flow_backlog_bytes,
+                    write_timeout=t.write_timeout,
+                    max_connections=t.max_connections,
+                ),
+                on_progress=progress.update,
+            )
+        )
+    finally:
+        progress.close()
+    _summary(stats, target, rfilter.active, args.json)
+    if stats.error is not None:
+        raise stats.error  # after the summary: what came before the cut was replayed
+    return 0
+
+
+class _Progress:
+    """A live status line on a terminal (stderr); nothing otherwise."""
+
+    def __init__(self) -> None:
+        self._status: Any = None
+        if sys.stderr.isatty():
+            from rich.console import Console
+
+            self._status = Console(stderr=True).status("replaying...")
+            self._status.start()
+
+    def update(self, stats: PlaybackStats) -> None:
+        if self._status is not None:
+            r = stats.replay
+            self._status.update(
+                f"pass {stats.passes}: {stats.packets} packets, {r.flows} flows, "
+                f"{r.bytes_sent} bytes sent"
+            )
+
+    def close(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+
+
+def _summary(stats: PlaybackStats, target: Target | None, filtered: bool, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(stats.as_dict()))
+        return
+    r = stats.replay
+    sent = f"sent to {target}" if target is not None else "to send (dry run)"
+    rows = [
+        ("passes", f"{stats.passes} ({stats.packets} packets)"),
+        ("flows", f"{r.flows} ({r.flows_completed} completed)"),
+        ("bytes", f"{r.bytes_sent} {sent}"),
+        ("dropped", f"{r.bytes_dropped} bytes, {r.flows_dropped} flows"),
+        ("errors", str(r.errors)),
+        (
+            "time",
+            f"{stats.wall_seconds:.2f} s for {stats.capture_seconds:.2f} s of capture",
+        ),
+    ]
+    if filtered:
+        rows.insert(
+            3,
+            (
+                "requests",
+                f"{stats.requests_matched} matched, {stats.requests_filtered} filtered out, "
+                f"{stats.flows_not_http} flows not HTTP",
+            ),
+        )
+    if r.reasons:
+        rows.append(("reasons", "; ".join(f"{k}: {v}" for k, v in r.reasons.items())))
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="replay summary", show_header=False)
+        for name, value in rows:
+            table.add_row(name, value)
+        Console().print(table)
+    else:
+        print("\n".join(f"{name:<9}{value}" for name, value in rows))
