@@ -15,7 +15,10 @@ PINS=(
     'service_identity'
 )
 STAMP=$VENV/.pymirror-pins
-WANT=$(printf '%s\n' "${PINS[@]}")
+# LocalStack builds an index of all AWS service specs on its first request (~3 s); we
+# build it once here and localstack/run.sh links it into each run's FILESYSTEM_ROOT.
+CATALOG=$VENV/catalog/usr/lib/localstack
+WANT=$(printf '%s\n' "${PINS[@]}" "catalog-v1")
 
 find_python313() {
     local candidates=()
@@ -47,7 +50,8 @@ print_version() {
     "$VENV/bin/python" -c 'from importlib.metadata import version; print("localstack-core", version("localstack-core"))'
 }
 
-if [[ -x $VENV/bin/python && -f $STAMP && $(cat "$STAMP") == "$WANT" ]]; then
+if [[ -x $VENV/bin/python && -f $STAMP && $(cat "$STAMP") == "$WANT" ]] \
+    && compgen -G "$CATALOG/service-catalog-*.dill" >/dev/null; then
     echo "install-localstack: already installed in $VENV"
     print_version
     exit 0
@@ -65,7 +69,18 @@ start=$SECONDS
 mkdir -p "$CACHE"
 rm -rf "$VENV"
 "$PY313" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PINS[@]}"
+log=$CACHE/install-localstack.log
+if ! "$VENV/bin/python" -m pip install --disable-pip-version-check "${PINS[@]}" >"$log" 2>&1; then
+    echo "install-localstack: ERROR: pip install failed; last lines of $log:" >&2
+    grep -v '^WARNING: Location' "$log" | tail -20 >&2
+    exit 1
+fi
+mkdir -p "$CATALOG"
+(cd "$CACHE" && FILESYSTEM_ROOT=$VENV/catalog OVERRIDE_IN_DOCKER=0 \
+    "$VENV/bin/python" -m localstack.aws.spec >>"$log" 2>&1) || {
+    echo "install-localstack: ERROR: building the service catalog failed; see $log" >&2
+    exit 1
+}
 echo "$WANT" >"$STAMP"
 echo "install-localstack: installed in $((SECONDS - start)) s"
 print_version

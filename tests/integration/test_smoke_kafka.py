@@ -14,7 +14,7 @@ import os
 import signal
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.servers.kafka import KAFKA_KINDS, KafkaBroker, group_timeouts, start_kafka
@@ -66,7 +66,7 @@ async def test_records_with_headers_round_trip_and_group_commit_is_resumed(
     first = group_consumer(kafka_broker, topic, group)
     await first.start()
     try:
-        got = []
+        got: list[ConsumerRecord[bytes, bytes]] = []
         async with asyncio.timeout(30):
             while len(got) < 3:
                 batch = await first.getmany(timeout_ms=1000)

@@ -15,7 +15,7 @@ from aiobotocore.session import get_session
 
 from tests.servers.pool import ServerPool
 from tests.servers.process import REPO, ServerError
-from tests.servers.sqs import SQS_KINDS, SqsEndpoint, start_sqs
+from tests.servers.sqs import SQS_KINDS, SqsEndpoint, start_localstack, start_sqs
 
 pytestmark = pytest.mark.integration
 
@@ -108,3 +108,27 @@ def test_sqs_endpoint_fails_not_skips_when_localstack_is_not_installed(tmp_path:
     assert "skipped" not in done.stdout
     assert "LocalStack is not installed" in done.stdout
     assert "scripts/install-localstack.sh" in done.stdout
+
+
+async def test_localstack_init_hook_creates_the_queues_named_in_the_environment(
+    unique_name: str,
+) -> None:
+    """localstack/run.sh with PYMIRROR_LOCALSTACK_QUEUES: the READY hook creates them."""
+    names = [unique_name, f"{unique_name}.fifo"]
+    running = start_localstack(name="localstack-init-hook", queues=names)
+    try:
+        async with get_session().create_client(
+            "sqs",
+            endpoint_url=running.endpoint.url,
+            region_name=running.endpoint.region,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+        ) as sqs:
+            urls = (await sqs.list_queues()).get("QueueUrls", [])
+            fifo_url = (await sqs.get_queue_url(QueueName=names[1]))["QueueUrl"]
+            fifo = await sqs.get_queue_attributes(QueueUrl=fifo_url, AttributeNames=["All"])
+    finally:
+        running.stop()
+    assert sorted(url.rsplit("/", 1)[-1] for url in urls) == sorted(names)
+    assert fifo["Attributes"]["FifoQueue"] == "true"
+    assert fifo["Attributes"]["ContentBasedDeduplication"] == "true"

@@ -3,7 +3,8 @@
 Both run as child processes (:class:`ManagedProcess`) on free loopback ports.
 moto comes with the project's own venv (``moto[server]`` is a dependency);
 LocalStack lives in its own Python 3.13 venv made by
-``scripts/install-localstack.sh`` (see ../shared/INFRA.md for why).
+``scripts/install-localstack.sh`` (see ../shared/INFRA.md for why) and is
+started through ``localstack/run.sh``, the same way a developer runs it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,13 +49,15 @@ def moto_ready(url: str) -> bool:
 
 
 def localstack_ready(url: str) -> bool:
-    """LocalStack is ready when its health endpoint reports sqs running."""
+    """LocalStack is ready when sqs is running and the READY init hooks have finished."""
     try:
         health = _get_json(f"{url}/_localstack/health")
+        init = _get_json(f"{url}/_localstack/init")
     except (OSError, urllib.error.URLError, ValueError):
         return False
     services = health.get("services", {}) if isinstance(health, dict) else {}
-    return services.get("sqs") in ("running", "available")
+    completed = init.get("completed", {}) if isinstance(init, dict) else {}
+    return services.get("sqs") in ("running", "available") and completed.get("READY") is True
 
 
 def moto_server_argv(port: int) -> list[str]:
@@ -74,22 +78,6 @@ def localstack_python(cache: Path = CACHE) -> Path:
             f"LocalStack is not installed ({python} missing); run scripts/install-localstack.sh"
         )
     return python
-
-
-def localstack_env(port: int, data_dir: str) -> dict[str, str]:
-    """The environment LocalStack needs to run without Docker (INFRA.md, measured)."""
-    host = f"127.0.0.1:{port}"
-    return {
-        "GATEWAY_LISTEN": host,
-        "LOCALSTACK_HOST": host,
-        "SERVICES": "sqs",
-        "EAGER_SERVICE_LOADING": "1",
-        "SQS_ENDPOINT_STRATEGY": "path",
-        "DNS_ADDRESS": "0",
-        "SKIP_SSL_CERT_DOWNLOAD": "1",
-        "DISABLE_EVENTS": "1",
-        "FILESYSTEM_ROOT": data_dir,
-    }
 
 
 @dataclass
@@ -128,16 +116,27 @@ def start_moto(name: str = "moto") -> RunningSqs:
     return RunningSqs(SqsEndpoint("moto", url), proc)
 
 
-def start_localstack(name: str = "localstack", cache: Path = CACHE) -> RunningSqs:
-    python = localstack_python(cache)
+def start_localstack(
+    name: str = "localstack", cache: Path = CACHE, queues: Sequence[str] = ()
+) -> RunningSqs:
+    """Run ``localstack/run.sh`` (the env measured in INFRA.md, init hooks) on a free port.
+
+    ``queues`` are created by the READY init hook before the server counts as ready.
+    """
+    localstack_python(cache)  # a clear error before spawning anything
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     data_dir = tempfile.mkdtemp(prefix="pymirror-localstack-")
+    env = {
+        "PYMIRROR_CACHE": str(cache),
+        "FILESYSTEM_ROOT": data_dir,
+        "PYMIRROR_LOCALSTACK_QUEUES": ",".join(queues),
+    }
     proc = ManagedProcess(
         name,
-        [str(python), "-m", "localstack.runtime.main"],
+        ["bash", str(REPO / "localstack" / "run.sh"), str(port)],
         lambda: localstack_ready(url),
-        env=localstack_env(port, data_dir),
+        env=env,
         cwd=REPO,
         timeout=90,
     )
