@@ -1,8 +1,17 @@
 """Errors of the queue engine (filters, naming, SQS and Kafka adapters, workers).
 
 ``SplitterError`` is this layer's root; subclasses are added beside the code
-that raises them and listed here. ``retriable`` is data on the class: True
-means the condition is temporary and the caller may retry.
+that raises them and listed here::
+
+    SplitterError
+    └── KafkaError                 splitter/kafka*.py
+        ├── KafkaPropertyError     unknown/bad client property (names it)
+        ├── KafkaTopicError        missing topic, create/delete failed
+        ├── KafkaUnavailableError  brokers unreachable (retriable)
+        └── KafkaForwardError      a forward was not acknowledged (retriable)
+
+``retriable`` is data on the class: True means the condition is temporary
+and the caller may retry.
 """
 
 from __future__ import annotations
@@ -14,3 +23,30 @@ class SplitterError(Exception):
     """Root of the errors raised by the queue engine."""
 
     retriable: ClassVar[bool] = False
+
+
+# --- Kafka (splitter/kafka*.py) ---------------------------------------------
+
+
+class KafkaError(SplitterError):
+    """A Kafka operation failed; the message names the topic or group."""
+
+
+class KafkaPropertyError(KafkaError):
+    """A Kafka client property is unknown or has a bad value; the message names it."""
+
+
+class KafkaTopicError(KafkaError):
+    """A topic is missing, cannot be created or cannot be deleted."""
+
+
+class KafkaUnavailableError(KafkaError):
+    """The brokers cannot be reached or answered with a temporary error."""
+
+    retriable: ClassVar[bool] = True
+
+
+class KafkaForwardError(KafkaError):
+    """A forwarded record was not acknowledged; no offset past it was committed."""
+
+    retriable: ClassVar[bool] = True
