@@ -33,9 +33,7 @@ def _int(name: str, value: str) -> int:
     try:
         number = int(value.strip())
     except ValueError:
-        raise KafkaPropertyError(
-            f"property {name!r} must be an integer, got {value!r}"
-        ) from None
+        raise KafkaPropertyError(f"property {name!r} must be an integer, got {value!r}") from None
     if number < 0:
         raise KafkaPropertyError(f"property {name!r} must not be negative, got {value!r}")
     return number
@@ -76,12 +74,8 @@ def _servers(name: str, value: str) -> list[str]:
     return servers
 
 
-_SECURITY = _choice(
-    {p.lower(): p for p in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")}
-)
-_SASL = _choice(
-    {m.lower(): m for m in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI")}
-)
+_SECURITY = _choice({p.lower(): p for p in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")})
+_SASL = _choice({m.lower(): m for m in ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "GSSAPI")})
 _RESET = _choice(
     {
         "earliest": "earliest",
@@ -236,9 +230,7 @@ def translate_properties(properties: Mapping[str, str]) -> KafkaClientOptions:
         elif name in _SSL_FILES:
             ssl[_SSL_FILES[name]] = _text(name, value)
         elif name == "ssl.endpoint.identification.algorithm":
-            ssl["check_hostname"] = _choice({"https": True, "none": False, "": False})(
-                name, value
-            )
+            ssl["check_hostname"] = _choice({"https": True, "none": False, "": False})(name, value)
         elif name in IGNORED:
             ignored[name] = IGNORED[name]
         else:
