@@ -10,3 +10,5 @@ for script in install-*.sh; do
     bash "$script"
     echo "== $script done in $((SECONDS - start)) s"
 done
+echo "== versions"
+bash versions.sh
