@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections import Counter
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -39,6 +40,9 @@ class ReplayLimits:
     """Time to open a local connection for a new flow."""
     max_connections: int = 1024
     """Concurrent local connections; flows beyond are dropped (counted) rather than queued."""
+    send_buffer: int = 256 << 10
+    """SO_SNDBUF of each local connection: small enough that a stalled target shows up in the
+    backlog instead of hiding in a kernel buffer that autotuning grows to megabytes."""
     drain_timeout: float = 5.0
     """At shutdown, time left for open flows to flush before they are aborted."""
 
@@ -74,6 +78,7 @@ class _Sink(asyncio.Protocol):
         self.replayer = replayer
         self.key = key
         self.transport: asyncio.Transport | None = None
+        self.ready = False  # set once queued bytes are flushed: only then write directly
         self.pending: list[bytes] = []
         self.pending_bytes = 0
         self.ended: str | None = None
@@ -81,11 +86,15 @@ class _Sink(asyncio.Protocol):
         self.wake = asyncio.Event()
         self.drained = asyncio.Event()
         self.drained.set()
+        self.lost = asyncio.Event()
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         transport.set_write_buffer_limits(high=0)  # paused == something still unsent
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.replayer.limits.send_buffer)
         self.transport = transport
 
     def pause_writing(self) -> None:
@@ -99,6 +108,7 @@ class _Sink(asyncio.Protocol):
         self.replayer.stats.response_bytes += len(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set()
         self.drained.set()
         if self.failed is None and self.ended is None:
             self.fail("the target closed the connection", error=True)
@@ -117,7 +127,7 @@ class _Sink(asyncio.Protocol):
             stats.bytes_dropped += len(data)
             self.fail("slow target: flow backlog over its bound")
             return
-        if self.transport is None:
+        if not self.ready or self.transport is None:
             self.pending.append(data)
             self.pending_bytes += len(data)
         else:
@@ -127,6 +137,7 @@ class _Sink(asyncio.Protocol):
 
     def flush_pending(self) -> None:
         assert self.transport is not None
+        self.ready = True
         if self.pending:
             data = b"".join(self.pending)
             self.pending.clear()
@@ -270,6 +281,19 @@ class Replayer:
         sink.ended = event.reason
         sink.wake.set()
 
+    async def _half_close(self, sink: _Sink) -> None:
+        """Send FIN and keep reading until the target closes too (bounded), as a client would.
+
+        Closing at once would make the kernel answer late responses with a RST.
+        """
+        transport = sink.transport
+        if sink.ended == "rst" or transport is None or not transport.can_write_eof():
+            return
+        transport.write_eof()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.limits.drain_timeout):
+                await sink.lost.wait()
+
     async def _run(self, sink: _Sink) -> None:
         assert self.target is not None
         limits = self.limits
@@ -293,6 +317,7 @@ class Replayer:
                     continue
                 if sink.ended is not None:
                     self.stats.flows_completed += 1
+                    await self._half_close(sink)
                     break
                 sink.wake.clear()
                 await sink.wake.wait()

@@ -1,0 +1,113 @@
+"""Fixtures of the traffic tests: a recording replay target on loopback, namespaced HTTP peers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.traffic.netns import NetnsPair, netns_pair
+from traffic.targets import Target
+
+ROOT = Path(__file__).resolve().parents[2]
+HTTP_PORT = 8080
+
+
+@dataclass
+class Recorder:
+    """A replay target: keeps each connection's bytes, answers every chunk with a few bytes."""
+
+    flows: list[bytes] = field(default_factory=list)
+    first_byte_at: list[float] = field(default_factory=list)
+    connections: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        data = bytearray()
+        while chunk := await reader.read(65536):
+            if not data:
+                self.first_byte_at.append(time.monotonic())
+            data += chunk
+            writer.write(b"ok\n")  # responses the replayer must read and discard
+        self.flows.append(bytes(data))
+        self.changed.set()
+        writer.close()
+
+    async def wait_for(self, n: int, within: float) -> None:
+        async with asyncio.timeout(within):
+            while len(self.flows) < n:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+@pytest.fixture
+async def recorder() -> AsyncIterator[tuple[Recorder, Target]]:
+    rec = Recorder()
+    server = await asyncio.start_server(rec.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        yield rec, Target("127.0.0.1", port)
+
+
+def require_root_tools() -> None:
+    if os.geteuid() != 0:
+        pytest.fail("traffic integration tests need root (network namespaces, raw sockets)")
+    for tool in ("ip", "tcpdump"):
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
+            pytest.fail(f"{tool} is missing: run scripts/install-tcpdump.sh")
+
+
+@dataclass(frozen=True)
+class HttpPeers:
+    pair: NetnsPair
+    port: int
+
+    def client_argv(self, n: int, size: int) -> list[str]:
+        return self.pair.exec_argv(
+            self.pair.client,
+            sys.executable,
+            "-m",
+            "tests.traffic.http_peers",
+            "client",
+            self.pair.server_ip,
+            str(self.port),
+            str(n),
+            str(size),
+        )
+
+
+@pytest.fixture
+def http_peers() -> Iterator[HttpPeers]:
+    """An HTTP server in one fresh namespace, reachable from a second over veth."""
+    require_root_tools()
+    with netns_pair() as pair:
+        server = subprocess.Popen(
+            pair.exec_argv(
+                pair.server,
+                sys.executable,
+                "-m",
+                "tests.traffic.http_peers",
+                "server",
+                str(HTTP_PORT),
+            ),
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline() == b"ready\n", (
+                "HTTP server in the namespace did not start"
+            )
+            yield HttpPeers(pair, HTTP_PORT)
+        finally:
+            server.kill()
+            server.wait(10)
