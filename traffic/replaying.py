@@ -173,7 +173,8 @@ class Replayer:
         self.target = target
         self.limits = limits or ReplayLimits()
         self.stats = ReplayStats()
-        self._sinks: dict[FlowKey, _Sink] = {}
+        self._sinks: dict[FlowKey, _Sink] = {}  # the current flow of each 4-tuple
+        self._running: set[_Sink] = set()  # every sink whose task runs (incl. closing ones)
         self._refused: set[FlowKey] = set()
         self._tg: asyncio.TaskGroup | None = None
         self._closed = False
@@ -201,13 +202,13 @@ class Replayer:
             await self._tg.__aexit__(exc_type, exc, tb)
             return
         else:
-            for sink in list(self._sinks.values()):
+            for sink in list(self._running):
                 sink.fail("replay stopped by an error")
         # The body's own error propagates unchanged (not wrapped in an ExceptionGroup).
         await self._tg.__aexit__(None, None, None)
 
     def __len__(self) -> int:
-        return len(self._sinks)
+        return len(self._running)
 
     def handle(self, events: list[Event]) -> None:
         """Apply reassembly events; never blocks."""
@@ -242,7 +243,7 @@ class Replayer:
 
     async def drain(self) -> None:
         """Let open flows flush for up to ``drain_timeout``, then abort the rest."""
-        sinks = list(self._sinks.values())
+        sinks = list(self._running)
         for sink in sinks:
             if sink.ended is None:
                 sink.ended = "capture-end"
@@ -250,7 +251,7 @@ class Replayer:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.limits.drain_timeout):
                 await self._idle.wait()
-        for sink in list(self._sinks.values()):
+        for sink in list(self._running):
             sink.fail("drain deadline at shutdown")
         await self._idle.wait()
 
@@ -258,13 +259,14 @@ class Replayer:
         self.stats.flows += 1
         if self.target is None:
             return
-        if len(self._sinks) >= self.limits.max_connections:
+        if len(self._running) >= self.limits.max_connections:
             self._refused.add(key)
             self.stats.flows_dropped += 1
             self.stats.reasons["too many concurrent flows"] += 1
             return
         sink = _Sink(self, key)
         self._sinks[key] = sink
+        self._running.add(sink)
         self._idle.clear()
         assert self._tg is not None, "use the Replayer as an async context manager"
         self._tg.create_task(self._run(sink), name=f"replay {key}")
@@ -329,6 +331,8 @@ class Replayer:
                 else:
                     with contextlib.suppress(OSError):
                         transport.close()
-            del self._sinks[sink.key]
-            if not self._sinks:
+            if self._sinks.get(sink.key) is sink:
+                del self._sinks[sink.key]
+            self._running.discard(sink)
+            if not self._running:
                 self._idle.set()
