@@ -177,6 +177,7 @@ async def mirror(
     async with Replayer(target, replay) as replayer:
         stats.replay = replayer.stats
         thread.start()
+        log.info("capture started", port=port, to=str(target) if target else None)
         while (items := await handoff.get(0.2)) is not None:
             for linktype, batch in items:
                 for record in batch:

@@ -38,8 +38,9 @@ class Recorder:
                 self.first_byte_at.append(time.monotonic())
             data += chunk
             writer.write(b"ok\n")  # responses the replayer must read and discard
-        self.flows.append(bytes(data))
-        self.changed.set()
+        if data:  # the --to reachability probe connects and sends nothing
+            self.flows.append(bytes(data))
+            self.changed.set()
         writer.close()
 
     async def wait_for(self, n: int, within: float) -> None:

@@ -1,0 +1,128 @@
+"""``pymirror mirror`` and ``pymirror replay`` as a user runs them (subprocesses, as root)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.traffic.conftest import ROOT, HttpPeers, Recorder
+from tests.traffic.crafting import KEY, pcap_bytes, seg
+from traffic.packets import ACK, FIN, SYN
+from traffic.pcaps import PcapDecoder
+from traffic.targets import Target
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
+
+PYMIRROR = [sys.executable, "-m", "pymirror"]
+
+
+def closed_port() -> int:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port: int = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+def test_bad_to_fails_before_any_capture_starts() -> None:
+    """The namespace does not exist either: the TargetError proves --to is checked first."""
+    argv = [*PYMIRROR, "mirror", "netns:pm-absent-ns", "--port", "80", "--to"]
+    unreachable = subprocess.run(
+        [*argv, f"127.0.0.1:{closed_port()}"], capture_output=True, timeout=30, cwd=ROOT
+    )
+    malformed = subprocess.run([*argv, "localhost"], capture_output=True, timeout=30, cwd=ROOT)
+    assert unreachable.returncode == 1
+    assert unreachable.stderr.startswith(b"TargetError: --to 127.0.0.1:"), unreachable.stderr
+    assert malformed.returncode == 1
+    assert malformed.stderr.startswith(b"TargetError: --to 'localhost'"), malformed.stderr
+
+
+def test_capture_without_permission_is_a_clear_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+         *PYMIRROR, "mirror", "lo", "--port", "80", "--output", "/dev/null"],
+        capture_output=True, timeout=30, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(b"CapturePermissionError: capturing packets needs root")
+
+
+async def test_mirror_command_streams_pcap_to_stdout_replays_and_stops_on_sigint(
+    http_peers: HttpPeers, recorder: tuple[Recorder, Target]
+) -> None:
+    """Start `pymirror mirror netns:SERVER --to ... --output -`, wait for "capture started",
+    run 5 clients, send SIGINT: exit 0, a pcap on stdout, a summary on stderr, and 5 flows
+    byte-exact at the target."""
+    rec, target = recorder
+    proc = await asyncio.create_subprocess_exec(
+        *PYMIRROR, "--log-format", "json", "mirror", f"netns:{http_peers.pair.server}",
+        "--port", str(http_peers.port), "--to", str(target), "--output", "-",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    async with asyncio.timeout(30):
+        while b"capture started" not in (line := await proc.stderr.readline()):
+            assert line, "pymirror mirror exited before capturing"
+    pcap_task = asyncio.ensure_future(proc.stdout.read())
+    clients = await asyncio.create_subprocess_exec(
+        *http_peers.client_argv(5, 3000), stdout=subprocess.PIPE, cwd=ROOT
+    )
+    out, _ = await asyncio.wait_for(clients.communicate(), 60)
+    results = json.loads(out)
+    await rec.wait_for(5, 15)
+    proc.send_signal(signal.SIGINT)
+    async with asyncio.timeout(30):
+        stderr = await proc.stderr.read()
+        pcap = await pcap_task
+        assert await proc.wait() == 0, stderr
+    assert sorted(rec.flows) == sorted(bytes.fromhex(r["sent"]) for r in results)
+    assert all(all(r["ok"]) for r in results)
+    decoder = PcapDecoder()
+    assert len(decoder.feed(pcap)) > 5 * 10
+    decoder.finish()
+    assert b"flows      5 (5 completed)" in stderr
+    assert b"dropped    0 bytes, 0 flows" in stderr
+
+
+def test_replay_command_dry_run_prints_a_json_summary(tmp_path: Path) -> None:
+    path = tmp_path / "c.pcap"
+    body = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    path.write_bytes(
+        pcap_bytes([seg(1, flags=SYN), seg(2, body), seg(2 + len(body), flags=FIN | ACK)])
+    )
+    result = subprocess.run(
+        [*PYMIRROR, "replay", str(path), "--dry-run", "--speed", "max", "--loop", "2", "--json"],
+        capture_output=True, timeout=30, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert (summary["flows"], summary["bytes_sent"], summary["passes"]) == (2, 2 * len(body), 2)
+    assert KEY.dport == 80
+
+
+@pytest.mark.parametrize(
+    ("extra", "code", "message"),
+    [
+        (["--speed", "0", "--dry-run"], 2, b"--speed"),
+        ([], 2, b"UsageError: give --to HOST:PORT"),
+        (["--dry-run", "--http-path", "(x"], 1, b"FilterError: --http-path"),
+    ],
+)
+def test_replay_command_usage_errors(
+    tmp_path: Path, extra: list[str], code: int, message: bytes
+) -> None:
+    path = tmp_path / "c.pcap"
+    path.write_bytes(pcap_bytes([seg(1, flags=SYN)]))
+    result = subprocess.run(
+        [*PYMIRROR, "replay", str(path), *extra], capture_output=True, timeout=30, cwd=ROOT
+    )
+    assert result.returncode == code
+    assert message in result.stderr
