@@ -10,6 +10,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.sqs",
     "tests.fixtures.kafka",
     "tests.fixtures.helm",
+    "tests.fixtures.kube",
 ]
 
 
