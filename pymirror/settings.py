@@ -8,7 +8,7 @@ start-up, never deep inside a running worker.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pymirror.errors import ConfigError
@@ -41,6 +41,37 @@ class TrafficSettings(BaseModel):
     )
 
 
+DEFAULT_KAFKA_TOPIC_FORMAT = "mirrord-tmp-{{RANDOM}}{{FALLBACK}}{{ORIGINAL_TOPIC}}"
+
+
+class KafkaSettings(BaseModel):
+    """Kafka splitting (``pymirror worker kafka``, the operator's Kafka side)."""
+
+    topic_format: str = Field(
+        DEFAULT_KAFKA_TOPIC_FORMAT,
+        description="Temporary topic names; {{RANDOM}}, {{FALLBACK}} and {{ORIGINAL_TOPIC}} "
+        "are required. Also read from OPERATOR_KAFKA_SPLITTING_TOPIC_FORMAT (mirrord's name).",
+    )
+    drain_timeout: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds the last session's end waits for the workload to drain the "
+        "fallback topic; unset = wait, 0 = skip (leftovers go back to the original).",
+    )
+    commit_interval: float = Field(
+        0.2, gt=0, description="Seconds between offset commits of a split worker."
+    )
+    max_uncommitted: int = Field(
+        10_000,
+        gt=0,
+        description="Records a worker may read before their offsets are committed; bounds "
+        "the duplicates a crash can cause.",
+    )
+    fetch_max_records: int = Field(
+        500, gt=0, description="Records per fetch (aiokafka max_records); 500 is aiokafka's."
+    )
+
+
 class Settings(BaseSettings):
     """Root of all pymirror settings."""
 
@@ -50,6 +81,19 @@ class Settings(BaseSettings):
 
     log: LogSettings = Field(default_factory=LogSettings)
     traffic: TrafficSettings = Field(default_factory=TrafficSettings)
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    operator_kafka_topic_format: str | None = Field(
+        None,
+        validation_alias="OPERATOR_KAFKA_SPLITTING_TOPIC_FORMAT",
+        exclude=True,
+        description="mirrord's env name for kafka.topic_format; wins when set.",
+    )
+
+    @model_validator(mode="after")
+    def _kafka_topic_format_alias(self) -> Settings:
+        if self.operator_kafka_topic_format is not None:
+            self.kafka.topic_format = self.operator_kafka_topic_format
+        return self
 
 
 def load_settings(**overrides: object) -> Settings:
