@@ -39,7 +39,7 @@ class RequestSplitter:
     def __init__(self) -> None:
         self._buf = b""
 
-    def feed(self, data: bytes) -> list[Request]:
+    def feed(self, data: bytes | memoryview) -> list[Request]:
         self._buf += data
         out: list[Request] = []
         while True:

@@ -9,6 +9,7 @@ fragments, frames cut short by the snap length).
 from __future__ import annotations
 
 import ipaddress
+import mmap
 import struct
 from typing import NamedTuple
 
@@ -44,6 +45,9 @@ _ETH_IPV6 = 0x86DD
 _VLAN_TYPES = (0x8100, 0x88A8)
 _IPV6_SKIPPABLE = (0, 43, 60)  # hop-by-hop, routing, destination options
 
+Frame = bytes | mmap.mmap
+"""Anything a frame is read from: a record's bytes, or a whole mmap'd pcap file."""
+
 _u16 = struct.Struct(">H").unpack_from
 _tcp = struct.Struct(">HHII").unpack_from
 
@@ -68,6 +72,10 @@ def _fmt(addr: bytes, port: int) -> str:
     return f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}"
 
 
+Payload = bytes | memoryview
+"""Segment payload: bytes, or a zero-copy view into an mmap'd pcap (offline replay)."""
+
+
 class Segment(NamedTuple):
     """The parts of one TCP segment that reassembly uses; ``ts`` in seconds since the epoch."""
 
@@ -75,36 +83,37 @@ class Segment(NamedTuple):
     key: FlowKey
     seq: int
     flags: int
-    payload: bytes
+    payload: Payload
 
 
-def network_offset(linktype: int, frame: bytes) -> int:
-    """Offset of the IP header in ``frame``, or -1 when the frame carries no IP."""
+def network_offset(linktype: int, frame: Frame, start: int = 0, n: int | None = None) -> int:
+    """Offset of the IP header of the frame at ``frame[start:n]``, or -1 if it carries no IP."""
+    n = len(frame) if n is None else n
     if linktype == LINKTYPE_ETHERNET:
-        if len(frame) < 14:
+        if n < start + 14:
             return -1
-        ethertype = _u16(frame, 12)[0]
-        off = 14
-        while ethertype in _VLAN_TYPES and len(frame) >= off + 4:
+        ethertype = _u16(frame, start + 12)[0]
+        off = start + 14
+        while ethertype in _VLAN_TYPES and n >= off + 4:
             ethertype = _u16(frame, off + 2)[0]
             off += 4
         return off if ethertype in (_ETH_IPV4, _ETH_IPV6) else -1
     if linktype in (LINKTYPE_RAW, LINKTYPE_IPV4, LINKTYPE_IPV6):
-        return 0
+        return start
     if linktype == LINKTYPE_LINUX_SLL:
-        if len(frame) < 16:
+        if n < start + 16:
             return -1
-        return 16 if _u16(frame, 14)[0] in (_ETH_IPV4, _ETH_IPV6) else -1
+        return start + 16 if _u16(frame, start + 14)[0] in (_ETH_IPV4, _ETH_IPV6) else -1
     if linktype == LINKTYPE_LINUX_SLL2:
-        if len(frame) < 20:
+        if n < start + 20:
             return -1
-        return 20 if _u16(frame, 0)[0] in (_ETH_IPV4, _ETH_IPV6) else -1
+        return start + 20 if _u16(frame, start)[0] in (_ETH_IPV4, _ETH_IPV6) else -1
     if linktype in (LINKTYPE_NULL, LINKTYPE_LOOP):
-        return 4 if len(frame) >= 4 else -1
+        return start + 4 if n >= start + 4 else -1
     return -1
 
 
-def parse_frame(linktype: int, ts: float, frame: bytes) -> Segment | None:
+def parse_frame(linktype: int, ts: float, frame: Frame) -> Segment | None:
     """The TCP segment in ``frame`` (a ``linktype`` frame), or None if it carries none."""
     off = 14 if linktype == LINKTYPE_ETHERNET and frame[12:14] == b"\x08\x00" else -1
     if off < 0:
@@ -114,9 +123,27 @@ def parse_frame(linktype: int, ts: float, frame: bytes) -> Segment | None:
     return parse_ip(ts, frame, off)
 
 
-def parse_ip(ts: float, frame: bytes, off: int = 0) -> Segment | None:
-    """The TCP segment in the IPv4/IPv6 packet starting at ``off``, or None."""
-    n = len(frame)
+def parse_at(
+    linktype: int, ts: float, buf: Frame, start: int, end: int, view: memoryview | None = None
+) -> Segment | None:
+    """Like ``parse_frame`` for the frame at ``buf[start:end]`` (e.g. in an mmap'd pcap).
+
+    With ``view`` (a memoryview of ``buf``) the payload is a view, not a copy.
+    """
+    if linktype == LINKTYPE_ETHERNET and buf[start + 12 : start + 14] == b"\x08\x00":
+        off = start + 14
+    else:
+        off = network_offset(linktype, buf, start, end)
+        if off < 0:
+            return None
+    return parse_ip(ts, buf, off, end, view)
+
+
+def parse_ip(
+    ts: float, frame: Frame, off: int = 0, n: int | None = None, view: memoryview | None = None
+) -> Segment | None:
+    """The TCP segment in the IPv4/IPv6 packet at ``frame[off:n]``, or None."""
+    n = len(frame) if n is None else n
     if n < off + 20:
         return None
     version = frame[off] >> 4
@@ -149,4 +176,5 @@ def parse_ip(ts: float, frame: bytes, off: int = 0) -> Segment | None:
     doff = (frame[t + 12] >> 4) * 4
     if doff < 20 or t + doff > end:
         return None
-    return Segment(ts, FlowKey(src, sport, dst, dport), seq, frame[t + 13], frame[t + doff : end])
+    payload = frame[t + doff : end] if view is None else view[t + doff : end]
+    return Segment(ts, FlowKey(src, sport, dst, dport), seq, frame[t + 13], payload)

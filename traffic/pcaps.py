@@ -7,8 +7,11 @@
 
 from __future__ import annotations
 
+import mmap
+import os
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
 from traffic.errors import PcapError, PcapTruncatedError
@@ -91,23 +94,97 @@ class PcapDecoder:
             )
 
     def _read_header(self, buf: bytes) -> None:
-        if buf[:4] == _PCAPNG:
-            raise PcapError("pcapng is not supported; convert it with `tcpdump -r IN -w OUT.pcap`")
-        for order in ("<", ">"):
-            magic, _major, _minor, _tz, _sig, snaplen, linktype = struct.unpack_from(
-                order + "IHHiIII", buf, 0
-            )
-            if magic in (_MAGIC_USEC, _MAGIC_NSEC):
+        header = parse_header(buf)
+        self.linktype = header.linktype
+        self.snaplen = header.snaplen
+        self._scale = header.scale
+        self._rec = header.record
+
+
+class Header(NamedTuple):
+    linktype: int
+    snaplen: int
+    scale: float
+    """Seconds per unit of the fractional timestamp (1e-6, or 1e-9 for nanosecond files)."""
+    record: struct.Struct
+    """Record header layout in the file's byte order."""
+
+
+def parse_header(buf: bytes | mmap.mmap) -> Header:
+    """The 24-byte global header; ``PcapError`` for pcapng, other formats, unknown link types."""
+    if buf[:4] == _PCAPNG:
+        raise PcapError("pcapng is not supported; convert it with `tcpdump -r IN -w OUT.pcap`")
+    for order in ("<", ">"):
+        magic, _major, _minor, _tz, _sig, snaplen, linktype = struct.unpack_from(
+            order + "IHHiIII", buf, 0
+        )
+        if magic in (_MAGIC_USEC, _MAGIC_NSEC):
+            break
+    else:
+        raise PcapError(f"not a pcap file (magic {bytes(buf[:4]).hex()})")
+    linktype &= 0x0FFFFFFF
+    if linktype not in SUPPORTED_LINKTYPES:
+        raise PcapError(f"unsupported pcap link type {linktype}")
+    scale = 1e-9 if magic == _MAGIC_NSEC else 1e-6
+    return Header(linktype, snaplen, scale, struct.Struct(order + "IIII"))
+
+
+class MappedPcap:
+    """A pcap file mapped into memory: frames are located, not copied (the fast offline path)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            with path.open("rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < GLOBAL_HEADER_SIZE:
+                    data = f.read()
+                    raise PcapTruncatedError(
+                        "the pcap is empty: no global header"
+                        if not data
+                        else f"the pcap ends inside its global header ({len(data)} of 24 bytes)"
+                    )
+                self._mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except OSError as e:
+            raise PcapError(f"cannot read {path}: {e.strerror or e}") from e
+        self.buffer = self._mm
+        try:
+            self.header = parse_header(self._mm)
+        except BaseException:
+            self._mm.close()
+            raise
+        self.linktype = self.header.linktype
+        self.records = 0
+
+    def frames(self) -> Iterator[tuple[float, int, int]]:
+        """``(ts, start, end)`` of each frame in ``buffer``; a cut-off last record raises."""
+        mm = self._mm
+        unpack = self.header.record.unpack_from
+        scale = self.header.scale
+        size = len(mm)
+        pos = GLOBAL_HEADER_SIZE
+        while size - pos >= RECORD_HEADER_SIZE:
+            sec, frac, caplen, _wirelen = unpack(mm, pos)
+            start = pos + RECORD_HEADER_SIZE
+            end = start + caplen
+            if end > size or caplen > _MAX_RECORD:
                 break
-        else:
-            raise PcapError(f"not a pcap file (magic {buf[:4].hex()})")
-        linktype &= 0x0FFFFFFF
-        if linktype not in SUPPORTED_LINKTYPES:
-            raise PcapError(f"unsupported pcap link type {linktype}")
-        self.linktype = linktype
-        self.snaplen = snaplen
-        self._scale = 1e-9 if magic == _MAGIC_NSEC else 1e-6
-        self._rec = struct.Struct(order + "IIII")
+            self.records += 1
+            yield sec + frac * scale, start, end
+            pos = end
+        if pos != size:
+            raise PcapTruncatedError(
+                f"the pcap is truncated: {size - pos} bytes of an incomplete record after "
+                f"{self.records} whole records"
+            )
+
+    def close(self) -> None:
+        self._mm.close()
+
+    def __enter__(self) -> MappedPcap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def read_records(stream: BinaryIO, chunk_size: int = 1 << 16) -> Iterator[tuple[int, Record]]:

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from traffic.errors import PcapError, PcapTruncatedError, TrafficError
+from traffic.errors import PcapTruncatedError, TrafficError
 from traffic.http_requests import NotHttpError, RequestFilter, RequestSplitter
-from traffic.packets import ACK, RST, SYN, FlowKey, Segment, parse_frame
-from traffic.pcaps import read_records
+from traffic.packets import ACK, RST, SYN, FlowKey, Segment, parse_at
+from traffic.pcaps import MappedPcap
 from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted, Limits, Reassembler
 from traffic.replaying import Replayer, ReplayLimits, ReplayStats
 from traffic.targets import Target
@@ -55,15 +55,14 @@ class PlaybackStats:
 
 def segments(path: Path) -> Iterator[Segment]:
     """TCP segments of a pcap file, in file order; ``PcapError`` if unreadable or truncated."""
-    try:
-        stream = path.open("rb")
-    except OSError as e:
-        raise PcapError(f"cannot open {path}: {e.strerror or e}") from e
-    with stream:
-        for linktype, record in read_records(stream):
-            seg = parse_frame(linktype, record.ts, record.data)
-            if seg is not None:
-                yield seg
+    pcap = MappedPcap(path)
+    # Payloads are views into the mapping, which lives (and is unmapped) with its last view:
+    # no explicit close, so views still queued for sending stay valid.
+    linktype, buf, view = pcap.linktype, pcap.buffer, memoryview(pcap.buffer)
+    for ts, start, end in pcap.frames():
+        seg = parse_at(linktype, ts, buf, start, end, view)
+        if seg is not None:
+            yield seg
 
 
 def server_ports(path: Path) -> Counter[int]:
@@ -178,9 +177,8 @@ async def play(
                     if delay > 0:
                         await asyncio.sleep(delay)
                 replayer.handle(events)
-                for event in events:
-                    if isinstance(event, Data):
-                        await replayer.room(event.key)
+                if replayer.backlogged(key):
+                    await replayer.room(key)
                 if stats.packets % 256 == 0:
                     await asyncio.sleep(0)
                     if on_progress is not None:

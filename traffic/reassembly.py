@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from traffic.packets import FIN, RST, SYN, FlowKey, Segment
+from traffic.packets import FIN, RST, SYN, FlowKey, Payload, Segment
 
 _MASK = 0xFFFFFFFF
 _HALF = 0x80000000
@@ -38,7 +38,7 @@ class FlowStarted(NamedTuple):
 class Data(NamedTuple):
     key: FlowKey
     ts: float
-    data: bytes
+    data: Payload
 
 
 class FlowEnded(NamedTuple):
@@ -87,7 +87,7 @@ class _Flow:
     def __init__(self, base: int, ts: float) -> None:
         self.base = base  # 32-bit sequence number of stream offset 0
         self.next = 0  # stream offset of the next byte to deliver
-        self.buf: dict[int, bytes] = {}  # out-of-order: stream offset -> bytes
+        self.buf: dict[int, Payload] = {}  # out-of-order: stream offset -> bytes
         self.buf_bytes = 0
         self.fin_at: int | None = None
         self.last_ts = ts
@@ -181,7 +181,13 @@ class Reassembler:
         return flow
 
     def _accept(
-        self, key: FlowKey, flow: _Flow, ts: float, start: int, payload: bytes, events: list[Event]
+        self,
+        key: FlowKey,
+        flow: _Flow,
+        ts: float,
+        start: int,
+        payload: Payload,
+        events: list[Event],
     ) -> None:
         end = start + len(payload)
         nxt = flow.next
@@ -212,7 +218,7 @@ class Reassembler:
             )
 
     def _drain(self, key: FlowKey, flow: _Flow, ts: float, events: list[Event]) -> None:
-        chunks: list[bytes] = []
+        chunks: list[Payload] = []
         nxt = flow.next
         for start in sorted(flow.buf):
             if start > nxt:

@@ -21,7 +21,7 @@ from types import TracebackType
 
 import structlog
 
-from traffic.packets import FlowKey
+from traffic.packets import FlowKey, Payload
 from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted
 from traffic.targets import Target
 
@@ -79,7 +79,7 @@ class _Sink(asyncio.Protocol):
         self.key = key
         self.transport: asyncio.Transport | None = None
         self.ready = False  # set once queued bytes are flushed: only then write directly
-        self.pending: list[bytes] = []
+        self.pending: list[Payload] = []
         self.pending_bytes = 0
         self.ended: str | None = None
         self.failed: str | None = None
@@ -118,7 +118,7 @@ class _Sink(asyncio.Protocol):
         buffered = transport.get_write_buffer_size() if transport is not None else 0
         return self.pending_bytes + buffered
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: Payload) -> None:
         stats = self.replayer.stats
         if self.failed is not None:
             stats.bytes_dropped += len(data)
@@ -214,7 +214,7 @@ class Replayer:
         """Apply reassembly events; never blocks."""
         stats = self.stats
         for event in events:
-            if isinstance(event, Data):
+            if type(event) is Data:
                 sink = self._sinks.get(event.key)
                 if sink is not None:
                     sink.feed(event.data)
@@ -227,12 +227,17 @@ class Replayer:
             elif isinstance(event, FlowEnded | FlowError):
                 self._end(event)
 
+    def backlogged(self, key: FlowKey) -> bool:
+        """Whether ``key``'s backlog is over half its bound (then ``await room(key)``)."""
+        sink = self._sinks.get(key)
+        return sink is not None and sink.backlog() > self.limits.max_flow_backlog // 2
+
     async def room(self, key: FlowKey) -> None:
         """Wait until ``key``'s backlog is under half its bound (offline replay's back-pressure)."""
         sink = self._sinks.get(key)
-        if sink is None:
-            return
         half = self.limits.max_flow_backlog // 2
+        if sink is None or sink.backlog() <= half:
+            return
         try:
             async with asyncio.timeout(self.limits.write_timeout + self.limits.connect_timeout):
                 while sink.failed is None and sink.backlog() > half:
