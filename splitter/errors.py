@@ -50,3 +50,14 @@ class KafkaForwardError(KafkaError):
     """A forwarded record was not acknowledged; no offset past it was committed."""
 
     retriable: ClassVar[bool] = True
+
+
+# --- filters and names (splitter/filters.py, splitter/naming.py) -------------
+
+
+class FilterError(SplitterError):
+    """A session filter does not compile (bad regex, bad jq program, bad mode)."""
+
+
+class NameFormatError(SplitterError):
+    """A temporary-name format is invalid, or a queue/topic name cannot fit it."""

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pymirror.commands import info, mirror, replay
+from pymirror.commands import info, mirror, replay, worker
 
-COMMANDS: list[ModuleType] = [info, mirror, replay]
+COMMANDS: list[ModuleType] = [info, mirror, replay, worker]

@@ -1,0 +1,249 @@
+"""Session filters: what one session asks for, compiled once, matched per message.
+
+The matching rules (DESIGN §4), all here and nowhere else:
+
+- A filter matches when it is not empty (it has ``name -> regex`` pairs or a
+  ``jq_filter``) and **every** pair matches: the message carries an attribute
+  or header of that name (compared case-insensitively) and the regex
+  *searches* successfully in its value (``regex.search``, not ``fullmatch``).
+- SQS ``String`` and ``Number`` values are matched as text; ``Binary``
+  attributes and Kafka header values that are not UTF-8 never match. A Kafka
+  header repeated under one name matches when any of its values does.
+- With a ``jq_filter`` the body is parsed as JSON and the program run on it; a
+  truthy first result (anything but ``false``/``null``/no result) is a match.
+  A body that is not JSON or a program that fails means no match. With both
+  kinds of filter, both must match.
+- Regexes use the ``regex`` module (lookaround, backreferences, possessive
+  quantifiers). Each search has a time budget; a search that runs over it
+  counts as no match and is logged once per filter.
+
+Everything a message offers is captured once in a :class:`MessageView`, so a
+message matched against many sessions decodes its attributes and parses its
+body at most once.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import jq
+import regex
+import structlog
+
+from splitter.errors import FilterError
+
+log = structlog.get_logger()
+
+Mode = Literal["steal", "mirror"]
+MODES: tuple[Mode, ...] = ("steal", "mirror")
+
+#: Seconds one regex search may take before it counts as no match.
+DEFAULT_MATCH_BUDGET = 0.05
+
+_NOT_JSON = object()
+_UNPARSED = object()
+
+# ``^literal$`` or ``^(?:a|b|c)$`` / ``^(a|b|c)$`` with no metacharacters in the literals:
+# such a pair is decided by a set lookup instead of a regex search.
+_META = set(".^$*+?{}[]()|\\")
+_EXACT = re.compile(r"\^(?:\((?:\?:)?(?P<alts>[^()]*)\)|(?P<one>[^()|]*))\$")
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """One session's filter on one queue, as the user wrote it."""
+
+    message_filter: Mapping[str, str] = field(default_factory=dict)
+    jq_filter: str | None = None
+    mode: Mode = "steal"
+
+
+class MessageView:
+    """The parts of one message a filter looks at, decoded once.
+
+    ``attributes`` maps the lower-cased attribute/header name to its text
+    values; values that cannot be matched (Binary, non-UTF-8) are left out.
+    """
+
+    __slots__ = ("_json", "attributes", "body")
+
+    def __init__(self, attributes: Mapping[str, tuple[str, ...]], body: str | bytes | None) -> None:
+        self.attributes = attributes
+        self.body = body
+        self._json: Any = _UNPARSED
+
+    @classmethod
+    def from_sqs(
+        cls, message_attributes: Mapping[str, Any] | None, body: str | None
+    ) -> MessageView:
+        """From an SQS message's ``MessageAttributes`` (as botocore returns them) and body."""
+        attributes: dict[str, tuple[str, ...]] = {}
+        for name, value in (message_attributes or {}).items():
+            text = value.get("StringValue")
+            # Binary (and String/Number lists, which SQS does not implement) never match.
+            if text is not None and not value.get("DataType", "String").startswith("Binary"):
+                attributes[name.lower()] = (text,)
+        return cls(attributes, body)
+
+    @classmethod
+    def from_kafka(
+        cls, headers: Iterable[tuple[str, bytes | None]] | None, value: bytes | None
+    ) -> MessageView:
+        """From a Kafka record's headers and value."""
+        attributes: dict[str, tuple[str, ...]] = {}
+        for name, raw in headers or ():
+            if raw is None:
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            key = name.lower()
+            attributes[key] = (*attributes.get(key, ()), text)
+        return cls(attributes, value)
+
+    def json_body(self) -> Any:
+        """The body parsed as JSON, or ``_NOT_JSON``; parsed at most once."""
+        if self._json is _UNPARSED:
+            try:
+                self._json = json.loads(self.body) if self.body is not None else _NOT_JSON
+            except (ValueError, TypeError):
+                self._json = _NOT_JSON
+        return self._json
+
+
+def exact_literals(pattern: str) -> frozenset[str] | None:
+    """The values a pattern matches if it is ``^lit$`` or ``^(a|b)$``, else None."""
+    m = _EXACT.fullmatch(pattern)
+    if m is None:
+        return None
+    alts = m["alts"].split("|") if m["alts"] is not None else [m["one"]]
+    if any(_META & set(a) for a in alts):
+        return None
+    return frozenset(alts)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One ``name -> regex`` pair, compiled; ``literals`` is set for exact patterns."""
+
+    name: str
+    pattern: regex.Pattern[str]
+    literals: frozenset[str] | None
+
+    def matches(self, values: Sequence[str], budget: float) -> bool:
+        if self.literals is not None:
+            # ``$`` also matches before a final newline, as in the regex.
+            return any(
+                v in self.literals or (v[-1:] == "\n" and v[:-1] in self.literals) for v in values
+            )
+        return any(self.pattern.search(v, timeout=budget) is not None for v in values)
+
+
+class CompiledFilter:
+    """A :class:`FilterSpec` ready to match; build it with :func:`compile_filter`."""
+
+    def __init__(
+        self,
+        spec: FilterSpec,
+        pairs: tuple[Pair, ...],
+        program: Any,
+        budget: float,
+        where: str,
+    ) -> None:
+        self.spec = spec
+        self.pairs = pairs
+        self.program = program
+        self.budget = budget
+        self.where = where
+        self._warned = False
+
+    @property
+    def mode(self) -> Mode:
+        return self.spec.mode
+
+    @property
+    def names(self) -> frozenset[str]:
+        """Lower-cased attribute names a message must carry to match."""
+        return frozenset(p.name for p in self.pairs)
+
+    @property
+    def empty(self) -> bool:
+        return not self.pairs and self.program is None
+
+    def matches(self, view: MessageView) -> bool:
+        if not self.pairs and self.program is None:
+            return False
+        attributes = view.attributes
+        try:
+            for pair in self.pairs:
+                values = attributes.get(pair.name)
+                if values is None or not pair.matches(values, self.budget):
+                    return False
+        except TimeoutError:
+            self._warn("a regex ran over its time budget; counted as no match")
+            return False
+        return self.program is None or self._jq_matches(view)
+
+    def _jq_matches(self, view: MessageView) -> bool:
+        body = view.json_body()
+        if body is _NOT_JSON:
+            return False
+        try:
+            results = self.program.input_value(body).all()
+        except ValueError:
+            return False
+        return bool(results) and results[0] is not False and results[0] is not None
+
+    def _warn(self, what: str) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning(what, filter=self.where, budget_s=self.budget)
+
+
+def compile_filter(
+    spec: FilterSpec, *, where: str = "message_filter", budget: float = DEFAULT_MATCH_BUDGET
+) -> CompiledFilter:
+    """Compile every regex and the jq program, or raise ``FilterError`` naming the bad one."""
+    if spec.mode not in MODES:
+        raise FilterError(
+            f"{where}: queue_mode {spec.mode!r} is not one of {', '.join(MODES)}; "
+            "use 'steal' (the default) or 'mirror'"
+        )
+    pairs = []
+    seen: set[str] = set()
+    for name, source in spec.message_filter.items():
+        if not isinstance(name, str) or not name:
+            raise FilterError(f"{where}: attribute names must be non-empty strings, got {name!r}")
+        if not isinstance(source, str):
+            raise FilterError(
+                f"{where}.{name}: the filter must be a regex string, got {type(source).__name__}"
+            )
+        key = name.lower()
+        if key in seen:
+            raise FilterError(
+                f"{where}.{name}: the attribute is named twice (names are case-insensitive); "
+                "merge the two regexes into one"
+            )
+        seen.add(key)
+        try:
+            pattern = regex.compile(source)
+        except regex.error as e:
+            raise FilterError(
+                f"{where}.{name}: {source!r} is not a valid regex ({e}); fix the pattern"
+            ) from e
+        pairs.append(Pair(key, pattern, exact_literals(source)))
+    program = None
+    if spec.jq_filter is not None:
+        try:
+            program = jq.compile(spec.jq_filter)
+        except ValueError as e:
+            first = str(e).strip().splitlines()[0]
+            raise FilterError(
+                f"{where}: jq_filter {spec.jq_filter!r} does not compile ({first}); fix the program"
+            ) from e
+    return CompiledFilter(spec, tuple(pairs), program, budget, where)

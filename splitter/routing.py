@@ -1,0 +1,130 @@
+"""Routing: which destinations one message goes to, given the active sessions.
+
+Sessions are ordered by their ``sequence`` (fixed when the operator accepts
+the session; ties are an error). For each message the sessions are walked in
+that order:
+
+- a ``mirror`` session whose filter matches gets a copy, and the walk goes on;
+- the first ``steal`` session whose filter matches gets the message, and the
+  walk stops;
+- if no ``steal`` session matched, the message also goes to the fallback.
+
+A :class:`Router` is immutable: a session change builds a new one, and the
+worker swaps it in between two messages, so routing switches at a message
+boundary.
+
+Per-message cost is kept low as sessions grow by an index built once per
+router: a session is a *candidate* for a message only if the message carries
+the session's key attribute (one of its filter names) - and, when that
+pair's regex is an exact literal such as ``^alice$`` or ``^(a|b)$``, only if
+the value is one of those literals (a dict lookup). Only candidates run their
+full filter. Sessions with a ``jq_filter`` and no name pairs are always
+candidates.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from splitter.errors import FilterError
+from splitter.filters import CompiledFilter, MessageView, Pair
+
+
+@dataclass(frozen=True)
+class SessionRoute:
+    """One session on one queue/topic: its order, its filter, its temporary destination."""
+
+    session_id: str
+    sequence: int
+    filter: CompiledFilter
+    destination: str
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where one copy of a message goes; ``session_id`` is None for the fallback."""
+
+    destination: str
+    session_id: str | None
+
+
+def _key_pair(pairs: Sequence[Pair]) -> Pair:
+    """The pair to index a session by: an exact-literal pair if there is one."""
+    for pair in pairs:
+        if pair.literals is not None:
+            return pair
+    return pairs[0]
+
+
+class Router:
+    """Routes messages among ``routes`` (any order given; sorted by sequence)."""
+
+    def __init__(self, routes: Iterable[SessionRoute], fallback: str) -> None:
+        ordered = tuple(sorted(routes, key=lambda r: r.sequence))
+        for earlier, later in itertools.pairwise(ordered):
+            if earlier.sequence == later.sequence:
+                raise FilterError(
+                    f"sessions {earlier.session_id!r} and {later.session_id!r} share sequence "
+                    f"{earlier.sequence}; every session needs its own place in the order"
+                )
+        self.sessions = ordered
+        self.fallback = Target(fallback, None)
+        self._fallback_only = [self.fallback]
+        self._always: list[int] = []
+        self._by_name: dict[str, list[int]] = {}
+        self._by_value: dict[str, dict[str, list[int]]] = {}
+        self._targets = [Target(r.destination, r.session_id) for r in ordered]
+        for i, route in enumerate(ordered):
+            flt = route.filter
+            if flt.empty:
+                continue  # matches nothing: never a candidate
+            if not flt.pairs:
+                self._always.append(i)
+                continue
+            key = _key_pair(flt.pairs)
+            if key.literals is None:
+                self._by_name.setdefault(key.name, []).append(i)
+            else:
+                by_value = self._by_value.setdefault(key.name, {})
+                for literal in key.literals:
+                    by_value.setdefault(literal, []).append(i)
+
+    def candidates(self, view: MessageView) -> list[int]:
+        """Indexes (in session order) of the sessions that may match ``view``."""
+        found = list(self._always)
+        by_name, by_value = self._by_name, self._by_value
+        for name, values in view.attributes.items():
+            hit = by_name.get(name)
+            if hit:
+                found += hit
+            literal_index = by_value.get(name)
+            if literal_index:
+                for value in values:
+                    hit = literal_index.get(value)
+                    if hit:
+                        found += hit
+                    if value[-1:] == "\n":
+                        hit = literal_index.get(value[:-1])
+                        if hit:
+                            found += hit
+        if len(found) > 1:
+            found = sorted(set(found))
+        return found
+
+    def route(self, view: MessageView) -> list[Target]:
+        """The destinations of one message: mirror copies, then the owner or the fallback."""
+        candidates = self.candidates(view)
+        if not candidates:
+            return self._fallback_only
+        sessions = self.sessions
+        targets: list[Target] = []
+        for i in candidates:
+            flt = sessions[i].filter
+            if flt.matches(view):
+                targets.append(self._targets[i])
+                if flt.spec.mode == "steal":
+                    return targets
+        targets.append(self.fallback)
+        return targets
