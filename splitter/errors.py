@@ -4,6 +4,12 @@
 that raises them and listed here::
 
     SplitterError
+    ├── FilterError                bad regex / jq program / mode in a session filter
+    ├── NameFormatError            bad temporary-name format, or a name cannot fit it
+    ├── SqsError                   splitter/sqs*.py
+    │   ├── SqsQueueMissingError   the queue does not exist
+    │   ├── SqsThrottledError      throttled or a server-side fault (retriable)
+    │   └── SqsUnavailableError    endpoint unreachable (retriable)
     └── KafkaError                 splitter/kafka*.py
         ├── KafkaPropertyError     unknown/bad client property (names it)
         ├── KafkaTopicError        missing topic, create/delete failed
@@ -61,3 +67,26 @@ class FilterError(SplitterError):
 
 class NameFormatError(SplitterError):
     """A temporary-name format is invalid, or a queue/topic name cannot fit it."""
+
+
+# --- SQS (splitter/sqs*.py) ---------------------------------------------------
+
+
+class SqsError(SplitterError):
+    """An SQS call failed; the message names the queue."""
+
+
+class SqsQueueMissingError(SqsError):
+    """The queue does not exist (check the name/URL and the region)."""
+
+
+class SqsThrottledError(SqsError):
+    """SQS throttled the call or failed on its side; retry with backoff."""
+
+    retriable: ClassVar[bool] = True
+
+
+class SqsUnavailableError(SqsError):
+    """The SQS endpoint cannot be reached."""
+
+    retriable: ClassVar[bool] = True
