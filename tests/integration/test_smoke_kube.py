@@ -21,7 +21,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch
 
 import tests.servers.kube as kube_servers
-from tests.fixtures.kube import FIELD_MANAGER
+from tests.fixtures.kube import FIELD_MANAGER, STAND_INS
 from tests.servers.kube import KubeApi, start_kube
 from tests.servers.pool import ServerPool
 from tests.servers.process import ServerError
@@ -29,8 +29,8 @@ from tests.servers.process import ServerError
 pytestmark = pytest.mark.integration
 
 MIRRORD = ("queues.mirrord.metalbear.co", "v1alpha")
-APPS = ("apps.pymirror.test", "v1")
-ARGO = ("argoproj.io", "v1alpha1")
+APPS = STAND_INS["Deployment"][:2]
+ARGO = STAND_INS["Rollout"][:2]
 APPLY = "application/apply-patch+yaml"
 JSON_PATCH = "application/json-patch+json"
 
@@ -191,7 +191,7 @@ def test_crds_are_established_and_the_kubeconfig_works(
     kube_api: KubeApi, kube_crds: list[str]
 ) -> None:
     assert {f"{p}.queues.mirrord.metalbear.co" for p in PLURALS.values()} <= set(kube_crds)
-    assert {"deployments.apps.pymirror.test", "rollouts.argoproj.io"} <= set(kube_crds)
+    assert {f"{plural}.{group}" for group, _, plural in STAND_INS.values()} <= set(kube_crds)
     # The written kubeconfig is usable by the kubernetes client as-is.
     with k8s_config.new_client_from_config(str(kube_api.kubeconfig)) as from_file:
         crds = k8s.ApiextensionsV1Api(from_file).list_custom_resource_definition()
@@ -213,6 +213,20 @@ def test_reference_doc_examples_apply_unchanged(
     # value: null survives (it means "remove"), value: 4 stays a number.
     assert child["spec"]["properties"][1] == {"name": "message.send.max.retries", "value": None}
     assert base["spec"]["properties"][1]["value"] == 4
+    # Unquoted booleans are accepted as written too.
+    flags = {
+        "apiVersion": "queues.mirrord.metalbear.co/v1alpha",
+        "kind": "MirrordKafkaClientConfig",
+        "metadata": {"name": "flags"},
+        "spec": {
+            "parent": "base-config",
+            "properties": [{"name": "enable.idempotence", "value": False}],
+        },
+    }
+    created = api.create_namespaced_custom_object(
+        *MIRRORD, unique_name, "mirrordkafkaclientconfigs", flags
+    )
+    assert created["spec"]["properties"] == [{"name": "enable.idempotence", "value": False}]
 
 
 def test_registry_is_created_watched_and_applied_server_side(
