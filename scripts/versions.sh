@@ -26,5 +26,9 @@ helm_version() {
     echo "$out"
 }
 row helm "$(or_missing helm_version)"
+# The apiserver has no --version flag: its build recorded the version in VERSIONS.
+row apiserver "$(or_missing bash -c '[[ -x $1/apiextensions-apiserver ]] && head -n 1 "$1/VERSIONS"' _ "$CACHE/kube")"
+row etcd "$(or_missing bash -o pipefail -c '"$1" --version | head -n 1' _ "$CACHE/kube/etcd")"
+row tcpdump "$(or_missing bash -o pipefail -c 'PATH=$PATH:/usr/sbin:/sbin tcpdump --version 2>&1 | head -n 1')"
 row aiobotocore "$(or_missing "$PY" -c 'from importlib.metadata import version; print(version("aiobotocore"))')"
 row aiokafka "$(or_missing "$PY" -c 'from importlib.metadata import version; print(version("aiokafka"))')"
