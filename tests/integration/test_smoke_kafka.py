@@ -10,16 +10,12 @@ Tansu waits ~2.4x the session timeout).
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.servers.kafka import KAFKA_KINDS, KafkaBroker, group_timeouts, start_kafka
-from tests.servers.pool import ServerPool
-from tests.servers.process import ServerError
+from tests.servers.kafka import KafkaBroker, group_timeouts
 
 pytestmark = pytest.mark.integration
 
@@ -99,17 +95,3 @@ async def test_records_with_headers_round_trip_and_group_commit_is_resumed(
     finally:
         await second.stop()
     assert (record.key, record.value, record.offset) == (b"k3", b"v3", 3)
-
-
-@pytest.mark.parametrize("kind", KAFKA_KINDS)
-def test_killed_broker_fails_the_fixture_with_a_message_naming_it(kind: str) -> None:
-    """Start a private broker, SIGKILL it, ask the pool again: the error names the broker."""
-    pool = ServerPool(lambda k: start_kafka(k, name=f"broken-{k}"))
-    try:
-        running = pool.get(kind)
-        os.kill(running.process.pid, signal.SIGKILL)
-        running.process.proc.wait(5)  # type: ignore[union-attr]
-        with pytest.raises(ServerError, match=rf"broken-{kind} \(pid \d+\) is not running"):
-            pool.get(kind)
-    finally:
-        pool.stop_all()

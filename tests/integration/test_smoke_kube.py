@@ -9,8 +9,6 @@ apply unchanged.
 
 from __future__ import annotations
 
-import os
-import signal
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +21,6 @@ from kubernetes import watch
 import tests.servers.kube as kube_servers
 from tests.fixtures.kube import FIELD_MANAGER, STAND_INS
 from tests.servers.kube import KubeApi, start_kube
-from tests.servers.pool import ServerPool
 from tests.servers.process import ServerError
 
 pytestmark = pytest.mark.integration
@@ -445,19 +442,6 @@ def test_update_with_a_stale_resource_version_is_a_409_conflict(
     assert api_error(conflict)[0] == 409
     now = api.get_namespaced_custom_object(*MIRRORD, ns, plural, "reg")
     assert now["spec"]["queues"]["meme-queue"]["nameSource"]["envVar"] == "FIRST"
-
-
-def test_killed_api_server_fails_the_fixture_with_a_message_naming_it() -> None:
-    """Start a private server pair, SIGKILL the API server, ask again: the error names it."""
-    pool = ServerPool(lambda _kind: start_kube(name="broken-kube"))
-    try:
-        running = pool.get("kube")
-        os.kill(running.apiserver.pid, signal.SIGKILL)
-        running.apiserver.proc.wait(5)  # type: ignore[union-attr]
-        with pytest.raises(ServerError, match=r"broken-kube-apiserver \(pid \d+\) is not running"):
-            pool.get("kube")
-    finally:
-        pool.stop_all()
 
 
 def test_missing_binaries_fail_with_a_message_naming_the_install_script(

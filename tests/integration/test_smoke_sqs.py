@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -13,9 +12,8 @@ from typing import Any
 import pytest
 from aiobotocore.session import get_session
 
-from tests.servers.pool import ServerPool
-from tests.servers.process import REPO, ServerError
-from tests.servers.sqs import SQS_KINDS, SqsEndpoint, start_localstack, start_sqs
+from tests.servers.process import REPO
+from tests.servers.sqs import SqsEndpoint, start_localstack
 
 pytestmark = pytest.mark.integration
 
@@ -68,20 +66,6 @@ async def test_queue_tags_can_be_set_read_and_removed(sqs: Any, unique_name: str
     tags = (await sqs.list_queue_tags(QueueUrl=url)).get("Tags", {})
     assert tags == {"pymirror/session": "alice"}
     await sqs.delete_queue(QueueUrl=url)
-
-
-@pytest.mark.parametrize("kind", SQS_KINDS)
-def test_killed_sqs_server_fails_the_fixture_with_a_message_naming_it(kind: str) -> None:
-    """Start a private server, SIGKILL it, ask the pool again: the error names the server."""
-    pool = ServerPool(lambda k: start_sqs(k, name=f"broken-{k}"))
-    try:
-        running = pool.get(kind)
-        os.killpg(running.process.pid, signal.SIGKILL)
-        running.process.proc.wait(5)  # type: ignore[union-attr]
-        with pytest.raises(ServerError, match=rf"broken-{kind} \(pid \d+\) is not running"):
-            pool.get(kind)
-    finally:
-        pool.stop_all()
 
 
 def test_sqs_endpoint_fails_not_skips_when_localstack_is_not_installed(tmp_path: Path) -> None:

@@ -3,7 +3,9 @@
 A pool remembers failures too: when LocalStack cannot start, every test that
 asks for it fails at once with the same message instead of waiting for the
 readiness timeout again. A server that died since it was started is reported
-by name (``check()`` raises :class:`ServerError`), never restarted silently.
+by name (``check()`` raises :class:`ServerError`), never restarted silently:
+the fixture modules check ``broken()`` before each test that uses a server, so
+such a test fails at setup with that message instead of a connection error.
 """
 
 from __future__ import annotations
@@ -51,8 +53,11 @@ class ServerPool(Generic[R]):
         """The server of this kind if it was started (alive or not), without starting it."""
         return self._running.get(kind)
 
-    def health(self, kind: str) -> str | None:
-        """One line on a started server's state (for failure reports); None if never started."""
+    def broken(self, kind: str) -> str | None:
+        """Why a started server of this kind is broken now (died, stopped answering), else None.
+
+        None too when it was never started (a failed start is ``get()``'s error to report).
+        """
         server = self._running.get(kind)
         if server is None:
             return None
@@ -60,7 +65,13 @@ class ServerPool(Generic[R]):
             server.check()
         except ServerError as e:
             return str(e)
-        return f"{kind} is alive and answering"
+        return None
+
+    def health(self, kind: str) -> str | None:
+        """One line on a started server's state (for failure reports); None if never started."""
+        if kind not in self._running:
+            return None
+        return self.broken(kind) or f"{kind} is alive and answering"
 
     def stop_all(self) -> None:
         errors: list[str] = []

@@ -1,8 +1,9 @@
 """Run a real server as a child process: free port, readiness probe, log file, stop.
 
 Every server fixture (SQS, Kafka, Kubernetes API) is built on
-:class:`ManagedProcess`. Logs go to ``.artifacts/servers/<name>.log`` and are
-kept, so a failing CI run shows what the server said.
+:class:`ManagedProcess`. Logs go to ``.artifacts/servers/<name>.log`` (or
+``$PYMIRROR_TEST_ARTIFACTS/<name>.log``) and are kept, so a failing CI run
+shows what the server said.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = REPO / ".artifacts" / "servers"
+ARTIFACTS = Path(os.environ.get("PYMIRROR_TEST_ARTIFACTS", REPO / ".artifacts" / "servers"))
 CACHE = Path(os.environ.get("PYMIRROR_CACHE", Path.home() / ".cache" / "pymirror"))
 
 
