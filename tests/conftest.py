@@ -11,6 +11,7 @@ pytest_plugins: list[str] = [
     "tests.fixtures.kafka",
     "tests.fixtures.helm",
     "tests.fixtures.kube",
+    "tests.fixtures.capture",
 ]
 
 
