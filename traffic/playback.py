@@ -10,6 +10,7 @@ speed: a flow whose backlog is full waits (up to the write deadline).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -66,8 +67,16 @@ def segments(path: Path) -> Iterator[Segment]:
 
 
 def server_ports(path: Path) -> Counter[int]:
-    """Destination ports of connection openings (SYN without ACK) in a pcap file."""
-    return Counter(s.key.dport for s in segments(path) if s.flags & (SYN | ACK) == SYN)
+    """Destination ports of connection openings (SYN without ACK) in a pcap file.
+
+    A truncated file counts up to the cut: the replay itself reports the truncation.
+    """
+    ports: Counter[int] = Counter()
+    with contextlib.suppress(PcapTruncatedError):
+        for s in segments(path):
+            if s.flags & (SYN | ACK) == SYN:
+                ports[s.key.dport] += 1
+    return ports
 
 
 def guess_port(path: Path) -> int:

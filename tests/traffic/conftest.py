@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import subprocess
@@ -27,6 +28,8 @@ class Recorder:
 
     flows: list[bytes] = field(default_factory=list)
     first_byte_at: list[float] = field(default_factory=list)
+    chunks: list[tuple[float, bytes]] = field(default_factory=list)
+    """Every chunk read, with its arrival time (monotonic), across connections."""
     connections: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -34,8 +37,10 @@ class Recorder:
         self.connections += 1
         data = bytearray()
         while chunk := await reader.read(65536):
+            now = time.monotonic()
             if not data:
-                self.first_byte_at.append(time.monotonic())
+                self.first_byte_at.append(now)
+            self.chunks.append((now, chunk))
             data += chunk
             writer.write(b"ok\n")  # responses the replayer must read and discard
         if data:  # the --to reachability probe connects and sends nothing
@@ -59,12 +64,29 @@ async def recorder() -> AsyncIterator[tuple[Recorder, Target]]:
         yield rec, Target("127.0.0.1", port)
 
 
+def _missing_tools() -> list[str]:
+    return [
+        tool
+        for tool in ("ip", "tcpdump")
+        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()
+    ]
+
+
+@functools.cache
 def require_root_tools() -> None:
+    """Root, ``ip`` and ``tcpdump``; the tools come from the project's own (idempotent)
+    install script, so a fresh machine needs nothing installed by hand."""
     if os.geteuid() != 0:
         pytest.fail("traffic integration tests need root (network namespaces, raw sockets)")
-    for tool in ("ip", "tcpdump"):
-        if shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists():
-            pytest.fail(f"{tool} is missing: run scripts/install-tcpdump.sh")
+    if _missing_tools():
+        subprocess.run(
+            ["bash", str(ROOT / "scripts" / "install-tcpdump.sh")],
+            check=False,
+            capture_output=True,
+            timeout=600,
+        )
+    if missing := _missing_tools():
+        pytest.fail(f"{', '.join(missing)} missing after scripts/install-tcpdump.sh")
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,6 @@ def pcap_bytes(segments: list[Segment], linktype: int = LINKTYPE_ETHERNET) -> by
     out = io.BytesIO()
     writer = PcapWriter(out, linktype)
     for s in segments:
-        packet = ipv4_tcp(s.key, s.seq, s.flags, s.payload)
+        packet = ipv4_tcp(s.key, s.seq, s.flags, bytes(s.payload))
         writer.write(s.ts, ethernet(packet) if linktype == LINKTYPE_ETHERNET else packet)
     return out.getvalue()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -16,6 +17,8 @@ from tests.traffic.conftest import ROOT, HttpPeers, Recorder
 from tests.traffic.crafting import KEY, pcap_bytes, seg
 from traffic.packets import ACK, FIN, SYN
 from traffic.pcaps import PcapDecoder
+from traffic.playback import segments
+from traffic.reassembly import Data, Reassembler
 from traffic.targets import Target
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -126,3 +129,121 @@ def test_replay_command_usage_errors(
     )
     assert result.returncode == code
     assert message in result.stderr
+
+
+def test_pod_target_with_bad_to_fails_before_touching_the_cluster(tmp_path: Path) -> None:
+    """Reaching the cluster would fail with ClusterCaptureError (the kubeconfig does not
+    exist); getting TargetError instead proves --to is checked before any injection."""
+    result = subprocess.run(
+        [*PYMIRROR, "mirror", "pod:shop/api-0", "--port", "80",
+         "--kubeconfig", str(tmp_path / "absent-kubeconfig"),
+         "--to", f"127.0.0.1:{closed_port()}"],
+        capture_output=True, timeout=30, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith(b"TargetError: --to 127.0.0.1:"), result.stderr
+
+
+async def test_replay_command_on_truncated_pcap_replays_the_rest_then_reports_the_cut(
+    tmp_path: Path, recorder: tuple[Recorder, Target]
+) -> None:
+    rec, target = recorder
+    body = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"
+    other = KEY._replace(sport=40001)
+    path = tmp_path / "cut.pcap"
+    data = pcap_bytes(
+        [seg(1, flags=SYN), seg(2, body), seg(2 + len(body), flags=FIN | ACK),
+         seg(9, flags=SYN, key=other), seg(10, b"GET /b HTTP/1.1\r\n\r\n", key=other)]
+    )  # fmt: skip
+    path.write_bytes(data[:-5])
+    proc = await asyncio.create_subprocess_exec(
+        *PYMIRROR, "replay", str(path), "--to", str(target), "--speed", "max",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT,
+    )  # fmt: skip
+    async with asyncio.timeout(30):
+        out, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert b"flows    2 (" in out  # the summary comes first
+    assert err.startswith(b"PcapTruncatedError: the pcap is truncated"), err
+    await rec.wait_for(1, 5)
+    assert rec.flows == [body]
+
+
+def test_replay_command_on_unreadable_file_is_a_pcap_error(tmp_path: Path) -> None:
+    garbage = tmp_path / "notes.txt"
+    garbage.write_bytes(b"GET / HTTP/1.1\r\n" * 4)
+    for path, message in [
+        (tmp_path / "absent.pcap", b"PcapError: cannot read "),
+        (garbage, b"PcapError: not a pcap file"),
+    ]:
+        result = subprocess.run(
+            [*PYMIRROR, "replay", str(path), "--dry-run"],
+            capture_output=True, timeout=30, cwd=ROOT,
+        )  # fmt: skip
+        assert result.returncode == 1
+        assert result.stderr.startswith(message), result.stderr
+
+
+async def test_mirror_command_with_a_to_that_never_reads_drops_and_exits_cleanly(
+    http_peers: HttpPeers, tmp_path: Path
+) -> None:
+    """1. A --to listener accepts connections (kernel backlog) but its process never reads.
+    2. `pymirror mirror netns:SERVER --to it --output FILE` runs while 6 clients each POST
+       ~600 KB; the replay leg hits its 256 KiB backlog bound or its 1 s write deadline.
+    3. The original clients still get every response; SIGINT; the process exits 0 within the
+       drain deadline; the summary counts the dropped bytes and flows; the pcap file holds
+       every byte the clients sent."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    env = {
+        **os.environ,
+        "PYMIRROR_TRAFFIC__WRITE_TIMEOUT": "1",
+        "PYMIRROR_TRAFFIC__FLOW_BACKLOG_BYTES": str(256 << 10),
+    }
+    pcap = tmp_path / "cap.pcap"
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *PYMIRROR, "--log-format", "json", "mirror", f"netns:{http_peers.pair.server}",
+            "--port", str(http_peers.port), "--to", f"127.0.0.1:{port}", "--output", str(pcap),
+            stderr=subprocess.PIPE, cwd=ROOT, env=env,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        async with asyncio.timeout(30):
+            while b"capture started" not in (line := await proc.stderr.readline()):
+                assert line, "pymirror mirror exited before capturing"
+        clients = await asyncio.create_subprocess_exec(
+            *http_peers.client_argv(6, 200_000), stdout=subprocess.PIPE, cwd=ROOT
+        )
+        out, _ = await asyncio.wait_for(clients.communicate(), 60)
+        await asyncio.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(30):
+            stderr = await proc.stderr.read()
+            assert await proc.wait() == 0, stderr
+    finally:
+        listener.close()
+    results = json.loads(out)
+    assert all(all(r["ok"]) for r in results)
+    sent = sorted(bytes.fromhex(r["sent"]) for r in results)
+    summary = dict(
+        line.split(maxsplit=1) for line in stderr.decode().splitlines() if line[:1].isalpha()
+    )
+    dropped_bytes = int(summary["dropped"].split()[0])
+    dropped_flows = int(summary["dropped"].split(", ")[1].split()[0])
+    assert dropped_bytes > 0
+    assert dropped_flows >= 1
+    assert "0 dropped by the kernel" in summary["captured"]
+    assert pcap_client_streams(pcap, http_peers.port) == sent
+
+
+def pcap_client_streams(path: Path, port: int) -> list[bytes]:
+    flows: dict[object, bytearray] = {}
+    r = Reassembler()
+    for s in segments(path):
+        if s.key.dport == port:
+            for event in r.feed(s):
+                if isinstance(event, Data):
+                    flows.setdefault(event.key, bytearray()).extend(event.data)
+    return sorted(bytes(b) for b in flows.values())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import itertools
 import json
 import socket
 import subprocess
@@ -16,6 +18,8 @@ from tests.traffic.netns import netns
 from traffic.capturing import RawSocketSource, StreamSource
 from traffic.mirroring import MirrorStats, mirror
 from traffic.namespaces import run_in_netns
+from traffic.packets import parse_ip
+from traffic.pcaps import Record
 from traffic.playback import segments
 from traffic.reassembly import Data, Reassembler
 from traffic.replaying import ReplayLimits
@@ -189,3 +193,42 @@ def test_packet_captured_in_a_fresh_namespace() -> None:
             source.close()
     assert records[0].data[9] == 6  # IPv4 protocol: TCP
     assert int.from_bytes(records[0].data[22:24], "big") == 9
+
+
+def test_kernel_filter_keeps_only_the_port_and_one_copy_of_each_lo_frame() -> None:
+    """Traffic to port 9 and to port 10 on ``lo`` of a fresh namespace: the attached BPF
+    program (the real kernel, not the unit test's interpreter) passes only port 9, once."""
+    with netns() as ns:
+        source = RawSocketSource(9, interface="lo", netns=ns)
+        assert source.kernel_filter
+        servers = [
+            run_in_netns(ns, functools.partial(socket.create_server, ("127.0.0.1", p)))
+            for p in (9, 10)
+        ]
+        clients: list[socket.socket] = []
+        records: list[Record] = []
+        try:
+            for port in (10, 9, 10):
+                client = run_in_netns(ns, socket.socket)
+                clients.append(client)
+                client.connect(("127.0.0.1", port))
+                client.sendall(bytes([port]) * 90)
+            stop = threading.Event()
+            for batch in itertools.islice(source.batches(stop), 20):  # 100 ms polls: 2 s at most
+                records += batch
+                if any(payload(r) for r in records):
+                    break
+        finally:
+            for s in [*clients, *servers]:
+                s.close()
+            source.close()
+    assert records
+    assert all(9 in (int.from_bytes(r.data[20:22]), int.from_bytes(r.data[22:24])) for r in records)
+    assert len({r.data for r in records}) == len(records), "a frame was seen twice on lo"
+    assert [payload(r) for r in records if payload(r)] == [b"\x09" * 90]
+
+
+def payload(record: Record) -> bytes:
+    seg = parse_ip(0.0, record.data)
+    assert seg is not None
+    return bytes(seg.payload)

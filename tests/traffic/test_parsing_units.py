@@ -95,7 +95,7 @@ def test_running_tap_with_same_image_is_reused_without_a_patch() -> None:
 
 
 def test_terminated_tap_cannot_restart_so_a_new_name_is_used() -> None:
-    other = {"name": "debugger", "image": "busybox"}
+    other: dict[str, object] = {"name": "debugger", "image": "busybox"}
     p = pod([tap_container(), other], [{"name": TAP_NAME, "state": {"terminated": {}}}])
     plan = plan_tap(p)
     assert plan.container == f"{TAP_NAME}-2"
@@ -172,7 +172,7 @@ def run_bpf(program: bytes, packet: bytes, pkttype: int = 0) -> int:
         elif code == 0x45:
             pc += jt if a & k else jf
         elif code == 0x06:
-            return k
+            return int(k)
         else:
             raise AssertionError(f"unexpected BPF opcode {code:#x}")
 
