@@ -1,0 +1,328 @@
+"""The split worker for one original SQS queue.
+
+``receivers`` long polls run at once against the original queue; every
+message received is routed by the current :class:`~splitter.routing.Router`
+and handed to the :class:`~splitter.sqs_forwarding.Forwarding` pipeline,
+which forwards it in full batches and deletes it from the original only once
+every forward succeeded. At most ``max_in_hand`` messages are held at once.
+
+Sessions change through :meth:`SqsSplitWorker.set_routes`: the next message
+is routed by the new sessions. A session that disappears is *ended*: once
+nothing routed to it is still in flight, its queue is read to the end and
+each leftover routed again (remaining sessions, else the fallback), then the
+queue is deleted. When the last session ends the worker *hands back*: it
+stops receiving from the original, forwards what it holds, waits for the
+workload to drain the fallback (``drain_timeout``: None = wait, 0 = skip),
+moves what is left back to the original, waits for
+:meth:`~SqsSplitWorker.release_fallback` if ``await_release`` (the operator
+restores the workload's env first), deletes the fallback and returns.
+
+:meth:`~SqsSplitWorker.stop` (SIGTERM) stops receiving at once, gives what is
+in hand ``shutdown_grace`` seconds to be forwarded and deleted, and makes the
+rest visible again at once, so a restarted worker picks it up immediately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from splitter.routing import Router, SessionRoute
+from splitter.sqs import SqsClient
+from splitter.sqs_forwarding import BATCH_ENTRIES, Forwarding, SqsWorkerStats
+
+log = structlog.get_logger()
+
+
+@dataclass(frozen=True)
+class SqsWorkerConfig:
+    """What one split worker does and its bounds."""
+
+    queue_url: str
+    fallback_url: str
+    #: Concurrent long polls on the original queue.
+    receivers: int = 4
+    #: Long-poll wait (SQS allows 0-20 s).
+    wait_seconds: int = 20
+    #: VisibilityTimeout for receives; None = the queue's own.
+    visibility_timeout: int | None = None
+    #: Seconds a partly-full batch waits for more entries.
+    linger: float = 0.02
+    #: Messages received but not yet deleted or released.
+    max_in_hand: int = 1000
+    #: Seconds a retriable forward failure is retried before the message is released.
+    retry_for: float = 30.0
+    #: Seconds SIGTERM gives what is in hand before the rest is released.
+    shutdown_grace: float = 10.0
+    #: Seconds to wait for the workload to drain the fallback; None = wait, 0 = skip.
+    drain_timeout: float | None = None
+    #: Seconds between two looks at a queue being drained.
+    drain_poll: float = 1.0
+    #: Seconds an ended session's queue may take to empty before it is kept (not deleted).
+    session_end_timeout: float = 120.0
+    #: After the drain, wait for ``release_fallback`` before deleting the fallback.
+    await_release: bool = False
+
+    @property
+    def fifo(self) -> bool:
+        return self.queue_url.endswith(".fifo")
+
+
+class SqsSplitWorker:
+    """Splits one original queue between sessions and the fallback."""
+
+    def __init__(
+        self,
+        client: SqsClient,
+        config: SqsWorkerConfig,
+        routes: Sequence[SessionRoute] = (),
+    ) -> None:
+        self.client = client
+        self.config = config
+        self.stats = SqsWorkerStats()
+        self._router = Router(routes, config.fallback_url)
+        self._had_sessions = bool(routes)
+        self._ended: asyncio.Queue[SessionRoute] = asyncio.Queue()
+        self._stop = asyncio.Event()
+        self._hand_back = asyncio.Event()
+        self._released = asyncio.Event()
+        self._wake = asyncio.Event()  # stop(), release_fallback() or the last session's end
+        #: Set once the fallback is drained and deleted (hand-back finished).
+        self.handed_back = asyncio.Event()
+        #: Set once the worker receives from the original.
+        self.started = asyncio.Event()
+        self._forwarding: Forwarding | None = None
+        self._log = log.bind(queue=config.queue_url)
+
+    # --- control -----------------------------------------------------------------
+
+    @property
+    def router(self) -> Router:
+        return self._router
+
+    def set_routes(self, routes: Sequence[SessionRoute]) -> None:
+        """Route the next message by these sessions; sessions no longer listed end."""
+        remaining = {r.session_id for r in routes}
+        ended = [r for r in self._router.sessions if r.session_id not in remaining]
+        self._router = Router(routes, self.config.fallback_url)
+        for route in ended:
+            self._ended.put_nowait(route)
+        if routes:
+            self._had_sessions = True
+        elif self._had_sessions:
+            self._hand_back.set()
+            self._wake.set()
+        self._log.info("sqs sessions changed", sessions=[r.session_id for r in routes])
+
+    def release_fallback(self) -> None:
+        """The workload no longer reads the fallback: the worker may delete it."""
+        self._released.set()
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Stop receiving; finish or release what is in hand; ``run`` returns."""
+        self._stop.set()
+        self._wake.set()
+
+    # --- running -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        cfg = self.config
+        started = time.monotonic()
+        async with asyncio.TaskGroup() as tg:
+            forwarding = self._forwarding = Forwarding(
+                self.client,
+                lambda coro, name: tg.create_task(coro, name=name),
+                fifo=cfg.fifo,
+                stats=self.stats,
+                linger=cfg.linger,
+                retry_for=cfg.retry_for,
+                max_in_hand=cfg.max_in_hand,
+            )
+            flusher_stop = asyncio.Event()
+            tg.create_task(forwarding.run_flusher(flusher_stop), name="flusher")
+            receivers = [
+                tg.create_task(self._receive_loop(forwarding), name=f"receiver-{i}")
+                for i in range(cfg.receivers)
+            ]
+            ender = tg.create_task(self._end_sessions(forwarding), name="session-ends")
+            self.started.set()
+            self._log.info("sqs split worker started", receivers=cfg.receivers, fifo=cfg.fifo)
+            await self._wake.wait()  # stop() or the last session's end
+            for task in receivers:  # stop intake first
+                task.cancel()
+            await asyncio.gather(*receivers, return_exceptions=True)
+            if self._hand_back.is_set() and not self._stop.is_set():
+                await forwarding.wait_idle()
+                await self._ended.join()
+                await self._run_hand_back(forwarding)
+            await forwarding.close(cfg.shutdown_grace)
+            flusher_stop.set()
+            ender.cancel()
+        self._log.info(
+            "sqs split worker stopped",
+            seconds=round(time.monotonic() - started, 3),
+            **self.summary(),
+        )
+
+    async def _receive_loop(self, forwarding: Forwarding) -> None:
+        cfg = self.config
+        delay = 0.1
+        while True:
+            await forwarding.reserve(BATCH_ENTRIES)
+            got = 0
+            try:
+                try:
+                    messages = await self.client.receive(
+                        cfg.queue_url,
+                        max_messages=BATCH_ENTRIES,
+                        wait_seconds=cfg.wait_seconds,
+                        visibility_timeout=cfg.visibility_timeout,
+                    )
+                except Exception as e:
+                    if not getattr(e, "retriable", False):
+                        raise
+                    self._log.warning("sqs receive failed; retrying", error=str(e))
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                delay = 0.1
+                got = len(messages)
+                if messages:
+                    self.stats.received += got
+                    forwarding.submit(cfg.queue_url, messages, self._router)
+            finally:
+                forwarding.unreserve(BATCH_ENTRIES - got)
+
+    # --- session end -------------------------------------------------------------
+
+    async def _end_sessions(self, forwarding: Forwarding) -> None:
+        while True:
+            route = await self._ended.get()
+            try:
+                await self._end_one(forwarding, route)
+            finally:
+                self._ended.task_done()
+
+    async def _end_one(self, forwarding: Forwarding, route: SessionRoute) -> None:
+        started = time.monotonic()
+        url = route.destination
+        # Everything the old router sent to this queue must land before it is read.
+        await forwarding.wait_destination(url)
+        moved = await self._move_out(
+            forwarding,
+            url,
+            lambda: self._router,
+            deadline=started + self.config.session_end_timeout,
+        )
+        if moved is None:
+            return
+        self.stats.rerouted += moved
+        await self.client.delete_queue(url)
+        self._log.info(
+            "sqs session ended",
+            session=route.session_id,
+            rerouted=moved,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def _move_out(
+        self,
+        forwarding: Forwarding,
+        source: str,
+        router: Any,
+        *,
+        deadline: float | None,
+    ) -> int | None:
+        """Route everything left in ``source`` by ``router()``; None if it did not empty in time."""
+        moved = 0
+        while True:
+            await forwarding.reserve(BATCH_ENTRIES)
+            messages: list[Any] = []
+            try:
+                messages = await self.client.receive(
+                    source, max_messages=BATCH_ENTRIES, wait_seconds=1
+                )
+            finally:
+                forwarding.unreserve(BATCH_ENTRIES - len(messages))
+            if messages:
+                moved += len(messages)
+                forwarding.submit(source, messages, router())
+                continue
+            await forwarding.wait_source(source)
+            if sum(await self.client.counts(source)) == 0:
+                return moved
+            if self._stop.is_set():
+                return None
+            if deadline is not None and time.monotonic() > deadline:
+                visible, in_flight, delayed = await self.client.counts(source)
+                self._log.error(
+                    "sqs queue did not empty in time; kept, not deleted",
+                    source=source,
+                    visible=visible,
+                    in_flight=in_flight,
+                    delayed=delayed,
+                )
+                return None
+            await asyncio.sleep(self.config.drain_poll)
+
+    # --- hand back -----------------------------------------------------------------
+
+    async def _run_hand_back(self, forwarding: Forwarding) -> None:
+        cfg = self.config
+        fallback = cfg.fallback_url
+        started = time.monotonic()
+        self._log.info("sqs last session ended; waiting for the fallback to drain")
+        drained = await self._wait_drained(fallback, cfg.drain_timeout)
+        back = Router((), cfg.queue_url)
+        returned = await self._move_out(forwarding, fallback, lambda: back, deadline=None)
+        self.stats.returned += returned or 0
+        if cfg.await_release and not self._released.is_set():
+            self._log.info("sqs waiting for the workload to leave the fallback")
+            while not (self._released.is_set() or self._stop.is_set()):
+                self._wake.clear()
+                if not (self._released.is_set() or self._stop.is_set()):
+                    await self._wake.wait()
+            if not self._released.is_set():
+                return  # stopped first: keep the fallback, the workload may still read it
+        await self.client.delete_queue(fallback)
+        self.handed_back.set()
+        self._log.info(
+            "sqs queue handed back",
+            drained=drained,
+            returned=returned,
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+    async def _wait_drained(self, url: str, within: float | None) -> bool:
+        """Wait until ``url`` holds nothing (visible, in flight, delayed); False on timeout."""
+        if within == 0:
+            return False
+        deadline = None if within is None else time.monotonic() + within
+        while True:
+            if sum(await self.client.counts(url)) == 0:
+                # Approximate counts: confirm once more before trusting an empty queue.
+                await asyncio.sleep(self.config.drain_poll)
+                if sum(await self.client.counts(url)) == 0:
+                    return True
+            if self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
+                return False
+            await asyncio.sleep(self.config.drain_poll)
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        return {
+            "received": s.received,
+            "forwarded": dict(s.forwarded),
+            "failed": s.failed,
+            "released": s.released,
+            "rerouted": s.rerouted,
+            "returned": s.returned,
+            "delete_failed": s.delete_failed,
+            "entries_per_batch": round(s.entries_per_batch(), 2),
+        }
