@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from pymirror.commands import kafka_worker
+from pymirror.commands import kafka_worker, sqs_worker
 
 
 def register(subparsers: Any) -> None:
@@ -18,7 +18,10 @@ def register(subparsers: Any) -> None:
         "worker", help="run a split worker for one original queue/topic"
     )
     kinds = parser.add_subparsers(dest="kind", metavar="KIND", required=True)
-    for name, module, what in (("kafka", kafka_worker, "Kafka topic"),):
+    for name, module, what in (
+        ("sqs", sqs_worker, "SQS queue"),
+        ("kafka", kafka_worker, "Kafka topic"),
+    ):
         kind = kinds.add_parser(name, help=f"split one {what}", description=module.__doc__)
         module.add_arguments(kind)
         kind.set_defaults(func=module.run)
