@@ -8,11 +8,13 @@ start-up, never deep inside a running worker.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pymirror.errors import ConfigError
 from pymirror.logs import LogFormat
+from splitter.errors import NameFormatError
+from splitter.naming import DEFAULT_KAFKA_TOPIC_FORMAT, DEFAULT_SQS_QUEUE_FORMAT, NameFormat
 
 
 class LogSettings(BaseModel):
@@ -41,7 +43,12 @@ class TrafficSettings(BaseModel):
     )
 
 
-DEFAULT_KAFKA_TOPIC_FORMAT = "mirrord-tmp-{{RANDOM}}{{FALLBACK}}{{ORIGINAL_TOPIC}}"
+def _kafka_name_format(template: str) -> NameFormat:
+    """``template`` as a Kafka :class:`NameFormat`; ``ValueError`` (-> ``ConfigError``) if bad."""
+    try:
+        return NameFormat(template, "kafka")
+    except NameFormatError as e:
+        raise ValueError(str(e)) from e
 
 
 class KafkaSettings(BaseModel):
@@ -71,6 +78,73 @@ class KafkaSettings(BaseModel):
         500, gt=0, description="Records per fetch (aiokafka max_records); 500 is aiokafka's."
     )
 
+    @field_validator("topic_format")
+    @classmethod
+    def _valid_topic_format(cls, value: str) -> str:
+        _kafka_name_format(value)
+        return value
+
+    @property
+    def name_format(self) -> NameFormat:
+        """The validated topic format, ready to render temporary topic names."""
+        return NameFormat(self.topic_format, "kafka")
+
+
+class SqsSettings(BaseModel):
+    """SQS splitting (``pymirror worker sqs``, ``pymirror demo``, the operator's SQS side)."""
+
+    queue_format: str = Field(
+        DEFAULT_SQS_QUEUE_FORMAT,
+        description="Temporary queue names; {{RANDOM}}, {{FALLBACK}} and {{ORIGINAL_QUEUE}} "
+        "are required. Also read from OPERATOR_SQS_SPLITTING_QUEUE_FORMAT (mirrord's name).",
+    )
+    endpoint_url: str | None = Field(
+        None, description="SQS endpoint; unset = AWS itself (region and credentials from AWS_*)."
+    )
+    region: str = Field("us-east-1", description="AWS region of the queues.")
+    receivers: int = Field(
+        4,
+        gt=0,
+        le=64,
+        description="Concurrent long polls on the original queue; 4 keeps "
+        "SendMessageBatch full at a few thousand messages/s.",
+    )
+    wait_seconds: int = Field(20, ge=0, le=20, description="Long-poll wait, seconds (SQS max).")
+    linger: float = Field(
+        0.02, gt=0, description="Seconds a partly-full batch waits for more entries."
+    )
+    max_in_hand: int = Field(
+        1000,
+        gt=0,
+        description="Messages received but not yet deleted; bounds memory and "
+        "the duplicates a crash can cause.",
+    )
+    shutdown_grace: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds SIGTERM gives in-hand messages before releasing them; "
+        "well under Kubernetes' default 30 s grace period.",
+    )
+    drain_timeout: float | None = Field(
+        None,
+        ge=0,
+        description="Seconds the last session's end waits for the workload to "
+        "drain the fallback queue; unset = wait, 0 = skip (leftovers go back to the original).",
+    )
+
+    @field_validator("queue_format")
+    @classmethod
+    def _valid_queue_format(cls, value: str) -> str:
+        try:
+            NameFormat(value, "sqs")
+        except NameFormatError as e:
+            raise ValueError(str(e)) from e
+        return value
+
+    @property
+    def name_format(self) -> NameFormat:
+        return NameFormat(self.queue_format, "sqs")
+
 
 class Settings(BaseSettings):
     """Root of all pymirror settings."""
@@ -82,12 +156,36 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     traffic: TrafficSettings = Field(default_factory=TrafficSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    sqs: SqsSettings = Field(default_factory=SqsSettings)
+    operator_sqs_queue_format: str | None = Field(
+        None,
+        validation_alias="OPERATOR_SQS_SPLITTING_QUEUE_FORMAT",
+        exclude=True,
+        description="mirrord's env name for sqs.queue_format; wins when set.",
+    )
     operator_kafka_topic_format: str | None = Field(
         None,
         validation_alias="OPERATOR_KAFKA_SPLITTING_TOPIC_FORMAT",
         exclude=True,
         description="mirrord's env name for kafka.topic_format; wins when set.",
     )
+
+    @field_validator("operator_kafka_topic_format")
+    @classmethod
+    def _valid_operator_topic_format(cls, value: str | None) -> str | None:
+        if value is not None:
+            _kafka_name_format(value)
+        return value
+
+    @model_validator(mode="after")
+    def _sqs_queue_format_alias(self) -> Settings:
+        if self.operator_sqs_queue_format is not None:
+            try:
+                NameFormat(self.operator_sqs_queue_format, "sqs")
+            except NameFormatError as e:
+                raise ValueError(f"OPERATOR_SQS_SPLITTING_QUEUE_FORMAT: {e}") from e
+            self.sqs.queue_format = self.operator_sqs_queue_format
+        return self
 
     @model_validator(mode="after")
     def _kafka_topic_format_alias(self) -> Settings:
