@@ -23,7 +23,7 @@ test: servers lint    ## the full suite: lint, unit and integration tests on rea
 	$(PY) -m pytest
 
 demo: bootstrap       ## the main job: the embedded split demo
-	.venv/bin/pymirror --help
+	.venv/bin/pymirror demo
 
 bench: servers
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done

@@ -8,6 +8,6 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from pymirror.commands import info, mirror, replay, worker
+from pymirror.commands import demo, info, mirror, replay, worker
 
-COMMANDS: list[ModuleType] = [info, mirror, replay, worker]
+COMMANDS: list[ModuleType] = [demo, info, mirror, replay, worker]
