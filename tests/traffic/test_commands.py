@@ -194,6 +194,7 @@ async def test_mirror_command_with_a_to_that_never_reads_drops_and_exits_cleanly
        drain deadline; the summary counts the dropped bytes and flows; the pcap file holds
        every byte the clients sent."""
     listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no room to hide bytes in
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     port = listener.getsockname()[1]
