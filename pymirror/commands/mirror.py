@@ -72,19 +72,63 @@ def _port(text: str) -> int:
     return int(text)
 
 
+DESCRIPTION = """\
+Capture the inbound TCP of a target on --port. Write the capture as pcap
+(--output), and/or replay each captured client connection live to a local
+process (--to): one local connection per client connection, its bytes in
+order, responses read and discarded. --to is checked (HOST:PORT syntax, then
+one TCP connection) before anything is captured or injected. A slow --to
+never slows the capture or the pcap: its flows are dropped and counted.
+Ctrl-C stops; a summary goes to stderr.
+
+TARGET, where the traffic is seen:
+  lo | any | iface:NAME      a local interface (any: all of them)
+  netns:NAME[/IFACE]         inside network namespace NAME (ip netns)
+  pcap:FILE | pcap:-         a pcap file or stream, e.g. `tcpdump -U -w -`
+  pod:[NAMESPACE/]NAME       a pod: tcpdump in an ephemeral capture container
+                             (only NET_RAW; reused when already present)
+"""
+
+EPILOG = """\
+examples:
+  pymirror mirror netns:blue --port 8080 --to 127.0.0.1:9000
+  pymirror mirror lo --port 8080 --output capture.pcap --duration 60
+  pymirror mirror pod:shop/api-7d9 --port 8080 --to localhost:8080 -o - | tcpdump -r - -n
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "mirror",
         help="capture a target's inbound TCP; write a pcap and/or replay it live to --to",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("target", metavar="TARGET", help="where to capture (see above)")
     parser.add_argument("--port", type=_port, required=True, help="the target's TCP port")
     parser.add_argument("--to", metavar="HOST:PORT", help="replay each connection to this address")
     parser.add_argument("--output", "-o", metavar="FILE|-", help="write the capture as pcap")
-    parser.add_argument("--duration", type=float, help="stop after this many seconds")
-    parser.add_argument("--count", type=int, help="stop after this many packets")
+    parser.add_argument(
+        "--duration", type=_positive_float, metavar="SECONDS", help="stop after this long"
+    )
+    parser.add_argument("--count", type=_positive_int, metavar="N", help="stop after N packets")
     parser.add_argument("--image", help="pod targets: capture container image (with tcpdump)")
     parser.add_argument("--kubeconfig", help="pod targets: kubeconfig file")
     parser.add_argument("--context", help="pod targets: kubeconfig context")

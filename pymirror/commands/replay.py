@@ -43,16 +43,44 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+DESCRIPTION = """\
+Replay the client side of each TCP connection in a pcap file: one new local
+connection to --to per captured connection, carrying its client->server
+bytes in order, paced by the capture timestamps (--speed 2 is twice as fast,
+max does not wait). Responses are read and discarded. HTTP filters keep only
+the matching requests (regex syntax, searched; lookarounds work, e.g.
+--http-path '^(?!/health)'). A summary follows: flows, bytes, dropped, errors.
+A truncated file is replayed up to the cut, then reported (exit 1).
+"""
+
+EPILOG = """\
+examples:
+  pymirror replay capture.pcap --to 127.0.0.1:9000
+  pymirror replay capture.pcap --to 127.0.0.1:9000 --speed max --loop 3
+  pymirror replay capture.pcap --to localhost:8080 --http-method POST --http-path '^/api/'
+  pymirror replay capture.pcap --dry-run --http-header '(?i)^x-env: *dev'
+"""
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1-65535)")
+    return int(text)
+
+
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
         "replay",
         help="replay a pcap file's client connections to --to, paced by capture time",
-        description=__doc__,
+        description=DESCRIPTION,
+        epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("pcap", metavar="FILE.pcap", type=Path, help="a classic pcap file")
     parser.add_argument("--to", metavar="HOST:PORT", help="where to send the connections")
-    parser.add_argument("--port", type=_positive, help="the server port (default: from SYNs)")
+    parser.add_argument(
+        "--port", type=_port, help="the captured server's port (default: guessed from SYNs)"
+    )
     parser.add_argument(
         "--speed", type=_speed, default=1.0, metavar="N|max", help="time scale (default 1)"
     )

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.traffic.conftest import ROOT, HttpPeers, Recorder
+from tests.traffic.conftest import ROOT, HttpPeers, Recorder, require_root_tools
 from tests.traffic.crafting import KEY, pcap_bytes, seg
+from tests.traffic.netns import netns
 from traffic.packets import ACK, FIN, SYN
 from traffic.pcaps import PcapDecoder
 from traffic.playback import segments
@@ -248,3 +249,26 @@ def pcap_client_streams(path: Path, port: int) -> list[bytes]:
                 if isinstance(event, Data):
                     flows.setdefault(event.key, bytearray()).extend(event.data)
     return sorted(bytes(b) for b in flows.values())
+
+
+def test_mirror_command_stops_after_count_packets_and_after_duration(tmp_path: Path) -> None:
+    """--count cuts a pcap stream after N packets; --duration ends a quiet live capture."""
+    source, out = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    source.write_bytes(pcap_bytes([seg(1 + i, b"x") for i in range(10)]))
+    counted = subprocess.run(
+        [*PYMIRROR, "mirror", f"pcap:{source}", "--port", "80", "--count", "3", "-o", str(out)],
+        capture_output=True, timeout=30, cwd=ROOT,
+    )  # fmt: skip
+    assert counted.returncode == 0, counted.stderr
+    decoder = PcapDecoder()
+    assert len(decoder.feed(out.read_bytes())) == 3
+    require_root_tools()
+    with netns() as ns:
+        timed = subprocess.run(
+            [*PYMIRROR, "mirror", f"netns:{ns}", "--port", "80", "--duration", "0.5",
+             "--output", str(out), "--json"],
+            capture_output=True, timeout=30, cwd=ROOT,
+        )  # fmt: skip
+    assert timed.returncode == 0, timed.stderr
+    assert json.loads(timed.stderr.splitlines()[-1])["packets"] == 0
+    assert len(out.read_bytes()) == 24  # a pcap global header and nothing else
