@@ -9,9 +9,9 @@ A format holds three variables, all required:
 Rendered names are made legal for the broker: characters outside its charset
 become ``-``, and when the name is too long the original's part is cut from
 its end (never the random part). SQS FIFO queues keep their ``.fifo`` suffix.
-A format is checked when it is built (:class:`NameFormat`), and whether a
-given original fits with :meth:`NameFormat.check` - both before anything is
-created.
+A format is checked when it is built (:class:`NameFormat`: variables,
+charset, room left for the original), and whether a given original fits with
+:meth:`NameFormat.check` - both before anything is created.
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ _RULES: dict[Broker, _Rules] = {
     "kafka": _Rules("ORIGINAL_TOPIC", 249, re.compile(r"[^A-Za-z0-9._-]"), "A-Z a-z 0-9 . _ -"),
 }
 _VARIABLE = re.compile(r"\{\{([^{}]*)\}\}")
+_DIGITS = re.compile(rf"[0-9]{{{RANDOM_DIGITS}}}")
 _MIN_ORIGINAL = 1
 
 
@@ -52,7 +53,11 @@ class NameFormat:
     """A validated name format for one broker kind."""
 
     def __init__(self, template: str, broker: Broker) -> None:
-        rules = _RULES[broker]
+        rules = _RULES.get(broker)
+        if rules is None:
+            raise NameFormatError(
+                f"name format {template!r} is for broker {broker!r}; use one of {', '.join(_RULES)}"
+            )
         self.template = template
         self.broker = broker
         self._rules = rules
@@ -85,6 +90,13 @@ class NameFormat:
                 f"name format {template!r} has characters a {broker} name cannot hold "
                 f"({''.join(bad)!r}); use only {rules.charset}"
             )
+        fixed = self._fixed_length(fallback=True, fifo=False)
+        if rules.max_length - fixed < _MIN_ORIGINAL:
+            raise NameFormatError(
+                f"name format {template!r} cannot fit {rules.max_length} characters: its fixed "
+                f"text, the {RANDOM_DIGITS} random digits and '-fallback-' take {fixed}, leaving "
+                "no room for the original's name; shorten the format's fixed text"
+            )
 
     def _fixed_length(self, *, fallback: bool, fifo: bool) -> int:
         rendered = self._fill("0" * RANDOM_DIGITS, fallback=fallback, original="")
@@ -114,8 +126,11 @@ class NameFormat:
     def render(self, original: str, *, fallback: bool, random_digits: str | None = None) -> str:
         """The temporary name for ``original`` (``check`` first; this raises the same way)."""
         self.check(original)
-        digits = random_digits or "".join(secrets.choice("0123456789") for _ in range(10))
-        if len(digits) != RANDOM_DIGITS or not digits.isdigit():
+        digits = random_digits
+        if digits is None:
+            digits = "".join(secrets.choice("0123456789") for _ in range(RANDOM_DIGITS))
+        # ``str.isdigit`` takes fullwidth and superscript digits; a name needs ASCII ones.
+        if _DIGITS.fullmatch(digits) is None:
             raise NameFormatError(f"random part {digits!r} must be {RANDOM_DIGITS} digits")
         fifo = self.broker == "sqs" and original.endswith(FIFO_SUFFIX)
         base = original.removesuffix(FIFO_SUFFIX) if fifo else original

@@ -71,7 +71,6 @@ class Router:
                 )
         self.sessions = ordered
         self.fallback = Target(fallback, None)
-        self._fallback_only = [self.fallback]
         self._always: list[int] = []
         self._by_name: dict[str, list[int]] = {}
         self._by_value: dict[str, dict[str, list[int]]] = {}
@@ -117,7 +116,7 @@ class Router:
         """The destinations of one message: mirror copies, then the owner or the fallback."""
         candidates = self.candidates(view)
         if not candidates:
-            return self._fallback_only
+            return [self.fallback]  # a new list: callers may change what they get
         sessions = self.sessions
         targets: list[Target] = []
         for i in candidates:
