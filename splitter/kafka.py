@@ -94,6 +94,10 @@ def _translate(e: Exception, what: str) -> KafkaError:
         | kerrors.NotCoordinatorForGroupError
         | kerrors.CoordinatorNotAvailableError
         | kerrors.RebalanceInProgressError
+        # A commit refused by a rebalance: the next owner re-reads from the last commit.
+        | kerrors.CommitFailedError
+        | kerrors.IllegalGenerationError
+        | kerrors.UnknownMemberIdError
         | kerrors.NotLeaderForPartitionError
         | kerrors.LeaderNotAvailableError,
     ):

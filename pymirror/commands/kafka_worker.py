@@ -1,0 +1,181 @@
+"""``pymirror worker kafka``: the split worker for one original topic, as a process.
+
+    pymirror worker kafka --topic ORIGINAL --group-id GROUP --fallback-topic FALLBACK \\
+        --sessions-file sessions.json [--property NAME=VALUE ...] [--metrics-port P]
+
+Client properties use the librdkafka/Java names of a resolved
+``MirrordKafkaClientConfig`` (``bootstrap.servers`` at least). The sessions
+file lists the active sessions and is re-read when it changes; a session
+that disappears ends (its topic is drained and deleted); when the last one
+disappears the topic is handed back and the process exits 0. SIGTERM/SIGINT
+stop consuming, commit what was forwarded and exit 0 within the flush bound.
+
+Everything is checked before the worker starts: properties, filters, the
+original topic's existence. Errors print as ``Name: message``, exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from pymirror.errors import UsageError
+from pymirror.settings import Settings
+from splitter.filters import FilterSpec, compile_filter
+from splitter.kafka import KafkaClients
+from splitter.kafka_properties import translate_properties
+from splitter.kafka_worker import KafkaSplitWorker, KafkaWorkerConfig, KafkaWorkerStats
+from splitter.routing import SessionRoute
+
+log = structlog.get_logger()
+
+#: Seconds between two looks at the sessions file.
+SESSIONS_POLL = 0.25
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topic", required=True, help="the original topic")
+    parser.add_argument("--group-id", required=True, help="the workload's consumer group id")
+    parser.add_argument("--fallback-topic", required=True, help="the topic the workload reads")
+    parser.add_argument(
+        "--property",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a librdkafka/Java client property (repeat); bootstrap.servers is required",
+    )
+    parser.add_argument(
+        "--sessions-file",
+        type=Path,
+        required=True,
+        help='JSON: [{"id", "sequence", "topic", "message_filter", "jq_filter"?, "queue_mode"?}]',
+    )
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics")
+    parser.add_argument("--drain-timeout", type=float, default=None, help="seconds; see settings")
+
+
+def parse_properties(items: Sequence[str]) -> dict[str, str]:
+    properties: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--property {item!r} must look like NAME=VALUE")
+        properties[name.strip()] = value
+    return properties
+
+
+def load_routes(path: Path) -> list[SessionRoute]:
+    """The sessions file as routes; every filter is compiled (FilterError names the session)."""
+    try:
+        entries: Any = json.loads(path.read_text() or "[]")
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read sessions file {path}: {e}") from e
+    if not isinstance(entries, list):
+        raise UsageError(f"sessions file {path} must hold a JSON list")
+    routes = []
+    for entry in entries:
+        spec = FilterSpec(
+            message_filter=entry.get("message_filter", {}),
+            jq_filter=entry.get("jq_filter"),
+            mode=entry.get("queue_mode", "steal"),
+        )
+        where = f"session {entry['id']!r} message_filter"
+        routes.append(
+            SessionRoute(
+                entry["id"],
+                int(entry["sequence"]),
+                compile_filter(spec, where=where),
+                entry["topic"],
+            )
+        )
+    return routes
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return None
+
+
+async def _watch_sessions(path: Path, worker: KafkaSplitWorker, done: asyncio.Event) -> None:
+    seen = _mtime(path)
+    while not done.is_set():
+        await asyncio.sleep(SESSIONS_POLL)
+        mtime = _mtime(path)
+        if mtime is None:
+            continue
+        if mtime == seen:
+            continue
+        seen = mtime
+        try:
+            routes = load_routes(path)
+        except Exception as e:  # a half-written file: keep the current routes
+            log.warning("sessions file unreadable, keeping current sessions", error=str(e))
+            continue
+        worker.set_routes(routes)
+        log.info("sessions changed", sessions=[r.session_id for r in routes])
+
+
+async def _export_metrics(stats: KafkaWorkerStats, topic: str, done: asyncio.Event) -> None:
+    from splitter.kafka_metrics import KafkaMetrics
+
+    metrics = KafkaMetrics(topic)
+    while not done.is_set():
+        metrics.update(stats)
+        await asyncio.sleep(1.0)
+    metrics.update(stats)
+
+
+async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    options = translate_properties(parse_properties(args.property))
+    for name, why in options.ignored.items():
+        log.warning("kafka property has no effect", property=name, reason=why)
+    routes = load_routes(args.sessions_file)
+    clients = KafkaClients(options)
+    async with clients.admin() as admin:
+        await admin.partitions(args.topic)  # KafkaTopicError names a missing topic
+    kafka = settings.kafka
+    drain = args.drain_timeout if args.drain_timeout is not None else kafka.drain_timeout
+    config = KafkaWorkerConfig(
+        topic=args.topic,
+        group_id=args.group_id,
+        fallback_topic=args.fallback_topic,
+        fetch_max_records=kafka.fetch_max_records,
+        commit_interval=kafka.commit_interval,
+        max_uncommitted=kafka.max_uncommitted,
+        drain_timeout=drain,
+    )
+    worker = KafkaSplitWorker(clients, config, routes)
+    structlog.contextvars.bind_contextvars(topic=args.topic)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, worker.stop)
+    if args.metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(args.metrics_port)
+    done = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(_watch_sessions(args.sessions_file, worker, done), name="sessions")
+        if args.metrics_port is not None:
+            tg.create_task(_export_metrics(worker.stats, args.topic, done), name="metrics")
+        try:
+            await worker.run()
+        finally:
+            done.set()
+    return 0
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        return asyncio.run(serve(args, settings))
+    return 130
