@@ -138,6 +138,8 @@ class MappedPcap:
                 size = os.fstat(f.fileno()).st_size
                 if size < GLOBAL_HEADER_SIZE:
                     data = f.read()
+                    if len(data) >= 4:
+                        parse_header(data.ljust(GLOBAL_HEADER_SIZE, b"\0"))  # not a pcap?
                     raise PcapTruncatedError(
                         "the pcap is empty: no global header"
                         if not data

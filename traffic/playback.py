@@ -55,8 +55,15 @@ class PlaybackStats:
 
 
 def segments(path: Path) -> Iterator[Segment]:
-    """TCP segments of a pcap file, in file order; ``PcapError`` if unreadable or truncated."""
-    pcap = MappedPcap(path)
+    """TCP segments of a pcap file, in file order.
+
+    An unreadable file or header raises ``PcapError`` here, at the call; a cut-off
+    record raises ``PcapTruncatedError`` from the iteration, after the whole ones.
+    """
+    return _segments(MappedPcap(path))
+
+
+def _segments(pcap: MappedPcap) -> Iterator[Segment]:
     # Payloads are views into the mapping, which lives (and is unmapped) with its last view:
     # no explicit close, so views still queued for sending stay valid.
     linktype, buf, view = pcap.linktype, pcap.buffer, memoryview(pcap.buffer)
@@ -72,8 +79,9 @@ def server_ports(path: Path) -> Counter[int]:
     A truncated file counts up to the cut: the replay itself reports the truncation.
     """
     ports: Counter[int] = Counter()
+    source = segments(path)  # a bad header raises here, not below
     with contextlib.suppress(PcapTruncatedError):
-        for s in segments(path):
+        for s in source:
             if s.flags & (SYN | ACK) == SYN:
                 ports[s.key.dport] += 1
     return ports

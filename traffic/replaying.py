@@ -98,6 +98,7 @@ class _Sink(asyncio.Protocol):
         self.drained = asyncio.Event()
         self.drained.set()
         self.lost = asyncio.Event()
+        self.target_closed = False  # closed cleanly by the target with nothing unsent
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -122,12 +123,26 @@ class _Sink(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.replayer.stats.response_bytes += len(data)
 
+    def eof_received(self) -> bool:
+        # The target closed its side: fine if it took all this flow sends (an HTTP/1.0
+        # server after its answer); bytes still queued now, or fed later, are dropped.
+        self.target_closed = True
+        if self.failed is None and self.ended is None and self.pending_bytes:
+            self.fail("the target closed the connection", error=True)
+        self.wake.set()
+        return False  # close our side too (once the transport's buffer is out)
+
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost.set()
         self.paused = False
         self.drained.set()
-        if self.failed is None and self.ended is None:
+        if self.failed is not None or self.ended is not None:
+            return
+        if exc is not None or self.backlog():
             self.fail("the target closed the connection", error=True)
+        else:
+            self.target_closed = True  # an error only if the flow has more to send
+            self.wake.set()
 
     def backlog(self) -> int:
         """Bytes queued here plus bytes the transport has not sent yet."""
@@ -136,6 +151,8 @@ class _Sink(asyncio.Protocol):
         return self.pending_bytes
 
     def feed(self, data: Payload) -> None:
+        if self.target_closed and self.failed is None:
+            self.fail("the target closed the connection", error=True)
         if self.failed is not None:
             self.replayer.stats.bytes_dropped += len(data)
             return
@@ -329,7 +346,9 @@ class Replayer:
         Closing at once would make the kernel answer late responses with a RST.
         """
         transport = sink.transport
-        if sink.ended == "rst" or transport is None or not transport.can_write_eof():
+        if sink.ended == "rst" or transport is None or sink.lost.is_set():
+            return
+        if transport.is_closing() or not transport.can_write_eof():
             return
         transport.write_eof()
         with contextlib.suppress(TimeoutError):

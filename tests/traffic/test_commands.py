@@ -173,9 +173,12 @@ async def test_replay_command_on_truncated_pcap_replays_the_rest_then_reports_th
 def test_replay_command_on_unreadable_file_is_a_pcap_error(tmp_path: Path) -> None:
     garbage = tmp_path / "notes.txt"
     garbage.write_bytes(b"GET / HTTP/1.1\r\n" * 4)
+    short = tmp_path / "short.txt"
+    short.write_bytes(b"GET / HTTP/1.1\n")
     for path, message in [
         (tmp_path / "absent.pcap", b"PcapError: cannot read "),
         (garbage, b"PcapError: not a pcap file"),
+        (short, b"PcapError: not a pcap file"),
     ]:
         result = subprocess.run(
             [*PYMIRROR, "replay", str(path), "--dry-run"],

@@ -196,3 +196,36 @@ async def test_slow_target_makes_offline_replay_wait_not_drop(tmp_path: Path) ->
     assert stats.replay.bytes_dropped == 0
     assert stats.replay.flows_completed == 1
     assert bytes(received) == body
+
+
+async def test_target_closing_after_its_answer_is_an_error_only_if_bytes_remain(
+    tmp_path: Path,
+) -> None:
+    """An HTTP/1.0-style target answers one request and closes. Flow 1 (one request, FIN
+    captured 0.3 s later) completes without error; flow 2 (a second request 0.3 s after
+    the first) counts one error and the second request's bytes as dropped."""
+    one, two = request("/one"), request("/two")
+
+    async def answer_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 200 OK\r\n\r\n")
+        writer.close()
+
+    k1, k2 = KEY._replace(sport=42001), KEY._replace(sport=42002)
+    flows = [
+        [seg(10, flags=SYN, ts=1.0, key=k1), seg(11, one, ts=1.0, key=k1),
+         seg(11 + len(one), flags=FIN | ACK, ts=1.3, key=k1)],
+        [seg(50, flags=SYN, ts=1.0, key=k2), seg(51, one, ts=1.0, key=k2),
+         seg(51 + len(one), two, ts=1.3, key=k2),
+         seg(51 + len(one) + len(two), flags=FIN | ACK, ts=1.3, key=k2)],
+    ]  # fmt: skip
+    path = write_pcap(tmp_path, flows)
+    server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
+    async with server:
+        target = Target("127.0.0.1", server.sockets[0].getsockname()[1])
+        async with asyncio.timeout(20):
+            stats = await play(path, target, speed=1.0)
+    r = stats.replay
+    assert (r.flows, r.flows_completed, r.errors) == (2, 1, 1), r
+    assert r.bytes_dropped == len(two)
+    assert r.reasons == {"the target closed the connection": 1}
