@@ -86,20 +86,20 @@ async def mirror_while(
 async def test_live_mirror_replays_each_concurrent_client_flow_byte_exact_in_order(
     http_peers: HttpPeers, recorder: tuple[Recorder, Target], tmp_path: Path
 ) -> None:
-    """40 concurrent keep-alive clients POST bodies into the server namespace; the capture runs
-    inside that namespace; every flow reaches the loopback target byte-exact, and the pcap
-    holds the same bytes."""
+    """100 concurrent keep-alive clients each POST three bodies into the server namespace; the
+    capture runs inside that namespace; every flow reaches the loopback target byte-exact and
+    in order, the original clients get every response, and the pcap holds the same bytes."""
     rec, target = recorder
     source = RawSocketSource(http_peers.port, netns=http_peers.pair.server)
     assert source.kernel_filter
     stats, results = await mirror_while(
-        source, http_peers.port, target, tmp_path / "cap.pcap", None, http_peers, 40, 20_000
+        source, http_peers.port, target, tmp_path / "cap.pcap", None, http_peers, 100, 20_000
     )
     sent = sent_streams(results)
-    assert len(sent) == 40
-    await rec.wait_for(40, 10)
+    assert len(sent) == 100
+    await rec.wait_for(100, 20)
     assert sorted(rec.flows) == sent
-    assert stats.replay.flows == 40
+    assert stats.replay.flows == 100
     assert stats.replay.bytes_dropped == 0
     assert stats.replay.response_bytes > 0
     assert stats.error is None

@@ -229,3 +229,24 @@ async def test_target_closing_after_its_answer_is_an_error_only_if_bytes_remain(
     assert (r.flows, r.flows_completed, r.errors) == (2, 1, 1), r
     assert r.bytes_dropped == len(two)
     assert r.reasons == {"the target closed the connection": 1}
+
+
+async def test_reused_client_port_becomes_a_second_local_connection(
+    recorder: tuple[Recorder, Target], tmp_path: Path
+) -> None:
+    """The same 4-tuple carries two connections one after the other (a new SYN, a new
+    ISN): each becomes its own local connection, even while the first is still closing."""
+    rec, target = recorder
+    first, second = request("/first"), request("/second")
+    segments = [
+        seg(100, flags=SYN, ts=1.0), seg(101, first, ts=1.0),
+        seg(101 + len(first), flags=FIN | ACK, ts=1.0),
+        seg(90_000, flags=SYN, ts=1.0), seg(90_001, second, ts=1.0),
+        seg(90_001 + len(second), flags=FIN | ACK, ts=1.0),
+    ]  # fmt: skip
+    path = tmp_path / "reuse.pcap"
+    path.write_bytes(pcap_bytes(segments))
+    stats = await play(path, target, speed=None)
+    await rec.wait_for(2, 5)
+    assert sorted(rec.flows) == sorted([first, second])
+    assert (stats.replay.flows, stats.replay.flows_completed) == (2, 2)
