@@ -456,3 +456,10 @@ def test_a_valid_filter_compiles_with_its_mode_and_lower_cased_names() -> None:
     assert flt.mode == "mirror"
     assert flt.names == {"author", "x-id"}
     assert not flt.empty
+
+
+def test_messages_without_attributes_or_headers_can_match_only_a_jq_filter() -> None:
+    for view in (MessageView.from_sqs(None, '{"vip": true}'), MessageView.from_kafka(None, b"1")):
+        assert view.attributes == {}
+        assert not matches({"a": ""}, view)
+        assert matches({}, view, jq_filter=".")

@@ -17,6 +17,7 @@ from typing import Any
 import jq
 import pytest
 import regex
+from structlog.testing import capture_logs
 
 from splitter.errors import FilterError
 from splitter.filters import FilterSpec, MessageView, compile_filter
@@ -405,3 +406,17 @@ def test_the_routing_index_gives_the_same_result_as_a_walk_over_every_session(se
             assert got == expected, (routes, headers, body)
             hits += expected[-1].session_id is not None or len(expected) > 1
     assert hits > 100  # the generator produces plenty of matches, not only fallbacks
+
+
+def test_a_session_whose_regex_runs_over_budget_is_skipped_and_later_sessions_still_match() -> None:
+    slow = SessionRoute(
+        "slow",
+        1,
+        compile_filter(FilterSpec(message_filter={"user": "^(a|aa)+$"}), budget=0.01),
+        "tmp-slow",
+    )
+    router = Router([slow, session("any", 2, {"user": "b$"})], FALLBACK)
+    with capture_logs() as logs:
+        assert router.route(kafka(user="a" * 60 + "b")) == to("any")
+        assert router.route(kafka(user="a" * 60 + "b")) == to("any")
+    assert len([entry for entry in logs if entry["log_level"] == "warning"]) == 1
