@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 
+from tests.servers.process import reap_orphans
+
 pytest_plugins: list[str] = [
     "tests.fixtures.sqs",
     "tests.fixtures.kafka",
@@ -19,3 +21,11 @@ pytest_plugins: list[str] = [
 def unique_name() -> str:
     """A short name unique to this test, for queues, topics and Kubernetes objects."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Stop test servers that an earlier, killed test run left behind (see reap_orphans)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    for line in reap_orphans():
+        if reporter is not None:
+            reporter.write_line(f"stopped an orphaned test server: {line}", yellow=True)

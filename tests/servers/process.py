@@ -8,6 +8,7 @@ shows what the server said.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -71,6 +72,7 @@ class ManagedProcess:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         self.log_path = ARTIFACTS / f"{name}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.owner = os.getpid()  # the test process; recorded next to the server's pid
 
     def start(self) -> ManagedProcess:
         log = self.log_path.open("wb")
@@ -88,6 +90,7 @@ class ManagedProcess:
             raise ServerError(f"{self.name}: cannot run {self.argv[0]}: {e}") from e
         finally:
             log.close()
+        self._record_pid()
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -120,8 +123,16 @@ class ManagedProcess:
 
     def stop(self) -> None:
         """Signal the whole process group, wait, then SIGKILL what is left."""
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
             return
+        try:
+            if self.proc.poll() is None:
+                self._stop_group()
+        finally:
+            self.pid_path.unlink(missing_ok=True)
+
+    def _stop_group(self) -> None:
+        assert self.proc is not None
         try:
             os.killpg(self.proc.pid, self.stop_signal)
         except ProcessLookupError:
@@ -132,8 +143,58 @@ class ManagedProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
 
+    @property
+    def pid_path(self) -> Path:
+        return self.log_path.with_name(f"{self.name}.{self.owner}.pid")
+
+    def _record_pid(self) -> None:
+        """``<name>.<owner>.pid`` next to the log: the server's process group and the test process
+        that owns it, so :func:`reap_orphans` can stop it if that test process is killed."""
+        assert self.proc is not None
+        self.pid_path.write_text(f"{self.proc.pid} {self.owner} {self.argv[0]}\n")
+
     def __enter__(self) -> ManagedProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphans(directory: Path = ARTIFACTS) -> list[str]:
+    """Stop servers left behind by a test process that was killed before its teardown.
+
+    Reads the ``*.pid`` files :class:`ManagedProcess` writes; a server is stopped (SIGKILL to
+    its process group) only when the test process that started it is gone and the group's
+    leader still runs the recorded program (pids get reused). Concurrent test sessions are
+    left alone. Returns one line per server stopped.
+    """
+    reaped: list[str] = []
+    for pid_file in sorted(directory.glob("*.pid")):
+        try:
+            pgid_text, owner_text, program = pid_file.read_text().split(maxsplit=2)
+            pgid, owner = int(pgid_text), int(owner_text)
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        try:
+            leader = (Path("/proc") / str(pgid) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            leader = []
+        if program.strip().encode() in leader[:2]:  # [interpreter, script] for scripts
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            name = pid_file.name.removesuffix(f".{owner}.pid")
+            reaped.append(f"{name} (pid {pgid}, left by dead test process {owner})")
+        pid_file.unlink(missing_ok=True)
+    return reaped
