@@ -94,6 +94,7 @@ class ManagedProcess:
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.pid_path.unlink(missing_ok=True)
                 raise ServerError(
                     f"{self.name} exited with {self.proc.returncode} before it was ready; "
                     f"log {self.log_path}:\n{self.log_tail()}"
