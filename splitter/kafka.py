@@ -41,6 +41,7 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
+from aiokafka.protocol.group import LeaveGroupRequest
 from aiokafka.structs import OffsetAndMetadata
 
 from splitter.errors import KafkaError, KafkaForwardError, KafkaTopicError, KafkaUnavailableError
@@ -176,7 +177,7 @@ class KafkaClients:
         self, topic: str, group_id: str, listener: RebalanceCallbacks, **overrides: Any
     ) -> GroupConsumer:
         consumer = AIOKafkaConsumer(**self._consumer_kwargs(group_id, overrides))
-        return GroupConsumer(consumer, topic, group_id, listener)
+        return GroupConsumer(consumer, topic, group_id, listener, self)
 
     def reader(self, group_id: str | None = None, **overrides: Any) -> TopicReader:
         overrides = {"fetch_max_wait_ms": 100, **overrides}
@@ -255,6 +256,26 @@ class KafkaAdmin:
                 result[tp.partition] = meta.offset
         return result
 
+    async def remove_member(self, group_id: str, member_id: str) -> bool:
+        """Make a dead member of ``group_id`` leave (LeaveGroup on its behalf).
+
+        For a worker restarted after a crash: its predecessor never left, and
+        the group would wait a session timeout to expire it (noida-db 0.2
+        never does once a new member joins, so the group is stuck for good).
+        Returns False if the broker no longer knew the member.
+        """
+        async with _translating(f"removing member {member_id!r} from group {group_id!r}"):
+            node = await self._client.find_coordinator(group_id)
+            response = await self._client._send_request_to_node(  # no public LeaveGroup
+                node, LeaveGroupRequest(group_id, member_id)
+            )
+        code = response.error_code
+        if code == kerrors.UnknownMemberIdError.errno:
+            return False
+        if code:
+            raise _translate(kerrors.for_code(code)(), f"removing member {member_id!r}")
+        return True
+
 
 def _non_default(entries: Iterable[Sequence[Any]]) -> dict[str, str]:
     """Entries set on the topic itself.
@@ -303,11 +324,13 @@ class GroupConsumer:
         topic: str,
         group_id: str,
         callbacks: RebalanceCallbacks,
+        clients: KafkaClients | None = None,
     ) -> None:
         self._consumer = consumer
         self.topic = topic
         self.group_id = group_id
         self._listener = _Listener(callbacks)
+        self._clients = clients
 
     async def start(self) -> None:
         self._consumer.subscribe([self.topic], listener=self._listener)
@@ -327,13 +350,41 @@ class GroupConsumer:
     def assignment(self) -> set[Partition]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
 
+    @property
+    def member_id(self) -> str | None:
+        """This member's id in the group once joined (aiokafka keeps it on its coordinator)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        member = getattr(coordinator, "member_id", "")
+        return str(member) if member else None
+
     async def commit(self, offsets: Mapping[Partition, int]) -> None:
         """Commit the next offset to read per partition."""
         if not offsets:
             return
         payload = {TopicPartition(t, p): OffsetAndMetadata(o, "") for (t, p), o in offsets.items()}
-        async with _translating(f"committing offsets of group {self.group_id!r}"):
-            await self._consumer.commit(payload)
+        member = self.member_id
+        try:
+            async with _translating(f"committing offsets of group {self.group_id!r}"):
+                await self._consumer.commit(payload)
+        except KafkaUnavailableError:
+            await self._remove_abandoned(member)
+            raise
+
+    async def _remove_abandoned(self, member: str | None) -> None:
+        """Make our previous member id leave if a refused commit made aiokafka drop it.
+
+        aiokafka answers ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID on a commit by
+        forgetting its member id and joining again as a new member. The old
+        id stays in the group until the broker expires it - one session
+        timeout on Apache Kafka; never on noida-db 0.2, which also bumps the
+        generation as soon as a member joins, so a commit racing a join is
+        refused there: the group would wait for the old id forever.
+        """
+        if member is None or self._clients is None or self.member_id == member:
+            return
+        async with self._clients.admin() as admin:
+            removed = await admin.remove_member(self.group_id, member)
+        log.info("kafka abandoned member id removed", group=self.group_id, known=removed)
 
 
 class TopicReader:

@@ -7,6 +7,8 @@ the hot path never touches a lock-protected metric.
 
 from __future__ import annotations
 
+import dataclasses
+
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 
 from splitter.kafka_worker import KafkaWorkerStats
@@ -27,6 +29,12 @@ class KafkaMetrics:
             "pymirror_kafka_records_forwarded",
             "Records forwarded, by session (fallback: the workload's topic)",
             ["topic", "session"],
+            registry=registry,
+        )
+        self.committed = Counter(
+            "pymirror_kafka_records_committed",
+            "Records whose offsets on the original were committed after their forwards",
+            ["topic"],
             registry=registry,
         )
         self.commits = Counter(
@@ -58,15 +66,9 @@ class KafkaMetrics:
         self.read.labels(topic).inc(stats.read - last.read)
         for session, count in stats.forwarded.items():
             self.forwarded.labels(topic, session).inc(count - last.forwarded[session])
+        self.committed.labels(topic).inc(stats.committed - last.committed)
         self.commits.labels(topic).inc(stats.commits - last.commits)
         self.rerouted.labels(topic).inc(stats.rerouted - last.rerouted)
         self.returned.labels(topic).inc(stats.returned - last.returned)
         self.lag.labels(topic).set(stats.lag)
-        self._last = KafkaWorkerStats(
-            stats.read,
-            stats.forwarded.copy(),
-            stats.commits,
-            stats.rerouted,
-            stats.returned,
-            stats.lag,
-        )
+        self._last = dataclasses.replace(stats, forwarded=stats.forwarded.copy())

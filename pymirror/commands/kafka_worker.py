@@ -2,6 +2,7 @@
 
     pymirror worker kafka --topic ORIGINAL --group-id GROUP --fallback-topic FALLBACK \\
         --sessions-file sessions.json [--property NAME=VALUE ...] [--metrics-port P]
+        [--member-file PATH] [--drain-timeout SECONDS]
 
 Client properties use the librdkafka/Java names of a resolved
 ``MirrordKafkaClientConfig`` (``bootstrap.servers`` at least). The sessions
@@ -60,6 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics")
     parser.add_argument("--drain-timeout", type=float, default=None, help="seconds; see settings")
+    parser.add_argument(
+        "--member-file",
+        type=Path,
+        default=None,
+        help="this replica's own file (a pod emptyDir) recording its group member id; "
+        "a restarted worker removes its dead predecessor from the group at once",
+    )
 
 
 def parse_properties(items: Sequence[str]) -> dict[str, str]:
@@ -153,6 +161,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         commit_interval=kafka.commit_interval,
         max_uncommitted=kafka.max_uncommitted,
         drain_timeout=drain,
+        member_file=args.member_file,
     )
     worker = KafkaSplitWorker(clients, config, routes)
     structlog.contextvars.bind_contextvars(topic=args.topic)

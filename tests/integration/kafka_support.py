@@ -8,9 +8,10 @@ splitter/kafka.py cannot hide itself in the checks. Records carry a unique
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,3 +197,24 @@ def per_partition(records: Iterable[Got | Sent]) -> dict[int, list[str]]:
     for r in records:
         out.setdefault(r.partition, []).append(r.id)
     return out
+
+
+async def wait_until(
+    check: Callable[[], bool | Awaitable[bool]],
+    *,
+    within: float,
+    what: Callable[[], str],
+    interval: float = 0.1,
+) -> None:
+    """Poll ``check`` until it is true; fail with ``what()`` after ``within`` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = check()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() >= deadline:
+            raise AssertionError(f"not within {within} s: {what()}")
+        await asyncio.sleep(interval)
