@@ -196,7 +196,7 @@ async def play(
                 replayer.handle(events)
                 if replayer.backlogged(key):
                     await replayer.room(key)
-                if stats.packets % 1024 == 0:  # let flushes run: ~20 segments per write
+                if stats.packets % 1024 == 0:  # let the queued writes go out, fewer and larger
                     await asyncio.sleep(0)
                     if on_progress is not None:
                         on_progress(stats)
