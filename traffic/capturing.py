@@ -10,6 +10,7 @@ kernel strips link headers), so frames are IP packets written as
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import select
@@ -33,6 +34,9 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
 SO_RCVBUFFORCE = 33
+SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS: the kernel's receive time, struct timespec
+_ANCBUF = socket.CMSG_SPACE(16)
+_timespec = struct.Struct("qq").unpack_from
 _SKF_AD_PKTTYPE = -0x1000 + 4
 _BATCH = 512
 _BUFSIZE = 262144
@@ -154,6 +158,9 @@ class RawSocketSource:
                 sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 32 << 20)
             except OSError:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 32 << 20)
+            # Each frame's time is when the kernel got it, not when it is read (else: read time).
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
             drop_outgoing = self.interface in (None, "lo")
             try:
                 attach_filter(
@@ -178,8 +185,10 @@ class RawSocketSource:
         view = memoryview(buf)
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
-        recv = sock.recvfrom_into
+        recv = sock.recvmsg_into
+        buffers = [view]
         dontwait = socket.MSG_DONTWAIT
+        sol_socket = socket.SOL_SOCKET
         user_filter = not self.kernel_filter
         port = self.port
         while not stop.is_set():
@@ -190,7 +199,7 @@ class RawSocketSource:
             now = time.time()
             while len(batch) < _BATCH:
                 try:
-                    n, addr = recv(buf, 0, dontwait)
+                    n, ancdata, _flags, addr = recv(buffers, _ANCBUF, dontwait)
                 except BlockingIOError:
                     break
                 except OSError as e:
@@ -203,7 +212,12 @@ class RawSocketSource:
                     continue
                 if user_filter and not _has_port(view, n, port):
                     continue
-                batch.append(Record(now, bytes(view[:n]), n))
+                ts = now
+                for level, kind, data in ancdata:
+                    if level == sol_socket and kind == SO_TIMESTAMPNS:
+                        sec, nsec = _timespec(data)
+                        ts = sec + nsec * 1e-9
+                batch.append(Record(ts, bytes(view[:n]), n))
             yield batch
 
     def kernel_drops(self) -> int:

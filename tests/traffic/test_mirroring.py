@@ -9,6 +9,7 @@ import json
 import socket
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,34 @@ def payload(record: Record) -> bytes:
     seg = parse_ip(0.0, record.data)
     assert seg is not None
     return bytes(seg.payload)
+
+
+def test_frames_carry_the_kernel_receive_time_not_the_read_time() -> None:
+    """Two segments sent 0.3 s apart, read together 0.3 s after the second: their pcap
+    timestamps are 0.3 s apart (the kernel's receive times), not equal (the read time)."""
+    with netns() as ns:
+        source = RawSocketSource(9, interface="lo", netns=ns)
+        server = run_in_netns(ns, functools.partial(socket.create_server, ("127.0.0.1", 9)))
+        client = run_in_netns(ns, socket.socket)
+        records: list[Record] = []
+        try:
+            client.connect(("127.0.0.1", 9))
+            conn, _ = server.accept()
+            client.sendall(b"first")
+            time.sleep(0.3)
+            sent_second = time.time()
+            client.sendall(b"second")
+            time.sleep(0.3)
+            stop = threading.Event()
+            for batch in itertools.islice(source.batches(stop), 20):  # 100 ms polls: 2 s at most
+                records += batch
+                if any(payload(r) == b"second" for r in records):
+                    break
+            conn.close()
+        finally:
+            client.close()
+            server.close()
+            source.close()
+    stamps = {payload(r): r.ts for r in records if payload(r)}
+    assert 0.2 < stamps[b"second"] - stamps[b"first"] < 0.6, stamps
+    assert abs(stamps[b"second"] - sent_second) < 0.1, (stamps, sent_second)
