@@ -6,6 +6,7 @@ import asyncio
 import functools
 import itertools
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -15,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from tests.traffic.conftest import ROOT, HttpPeers, Recorder
+from tests.traffic.crafting import pcap_bytes
+from tests.traffic.crafting import seg as crafted
 from tests.traffic.netns import netns
 from traffic.capturing import RawSocketSource, StreamSource
 from traffic.mirroring import MirrorStats, mirror
 from traffic.namespaces import run_in_netns
-from traffic.packets import parse_ip
-from traffic.pcaps import Record
+from traffic.packets import SYN, parse_ip
+from traffic.pcaps import PcapDecoder, Record
 from traffic.playback import segments
 from traffic.reassembly import Data, Reassembler
 from traffic.replaying import ReplayLimits
@@ -264,3 +267,36 @@ def test_frames_carry_the_kernel_receive_time_not_the_read_time() -> None:
     stamps = {payload(r): r.ts for r in records if payload(r)}
     assert 0.2 < stamps[b"second"] - stamps[b"first"] < 0.6, stamps
     assert abs(stamps[b"second"] - sent_second) < 0.1, (stamps, sent_second)
+
+
+async def test_busy_replay_leg_drops_at_the_handoff_but_pcap_output_keeps_every_packet(
+    tmp_path: Path,
+) -> None:
+    """The event loop (the replay leg) stalls for 0.5 s on its first wake-up while the
+    capture thread reads 3000 packets: the bounded handoff (100 packets) drops and counts
+    what does not fit, and the pcap output still gets all 3000 packets."""
+    crafted_segments = [crafted(1, flags=SYN)]
+    crafted_segments += [crafted(2 + 10 * i, b"x" * 10) for i in range(2999)]
+    source_file = tmp_path / "in.pcap"
+    source_file.write_bytes(pcap_bytes(crafted_segments))
+    stalled = []
+
+    def stall_once(stats: MirrorStats) -> None:
+        if not stalled:
+            stalled.append(True)
+            time.sleep(0.5)  # a busy event loop, on purpose
+
+    fd = os.open(source_file, os.O_RDONLY)
+    source = StreamSource(lambda: os.read(fd, 4096), close=lambda: os.close(fd))
+    out = tmp_path / "out.pcap"
+    with out.open("wb") as output:
+        async with asyncio.timeout(30):
+            stats = await mirror(
+                source, 80, None, output, max_pending_packets=100, on_progress=stall_once
+            )
+    assert stats.packets == 3000
+    assert stats.handoff_dropped > 0
+    assert stats.error is None
+    decoder = PcapDecoder()
+    assert len(decoder.feed(out.read_bytes())) == 3000
+    decoder.finish()
