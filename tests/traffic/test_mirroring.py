@@ -279,7 +279,7 @@ async def test_busy_replay_leg_drops_at_the_handoff_but_pcap_output_keeps_every_
     crafted_segments += [crafted(2 + 10 * i, b"x" * 10) for i in range(2999)]
     source_file = tmp_path / "in.pcap"
     source_file.write_bytes(pcap_bytes(crafted_segments))
-    stalled = []
+    stalled: list[bool] = []
 
     def stall_once(stats: MirrorStats) -> None:
         if not stalled:
