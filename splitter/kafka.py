@@ -18,7 +18,9 @@ aiokafka errors are translated here (``raise KafkaError(...) from e``).
 Records are passed through as aiokafka's ``ConsumerRecord`` objects, typed by
 the :class:`KafkaRecord` protocol, so the hot path copies nothing.
 
-Broker quirk handled here: Tansu 0.6 under-reports ``ListOffsets`` end
+Broker quirks handled here: noida-db creates a missing topic when a Metadata
+request names it, so existence is checked against the full topic list
+first; Tansu 0.6 under-reports ``ListOffsets`` end
 offsets after a batched produce, so :meth:`TopicReader.end_offsets` probes
 past the listed end with a fetch before it trusts it.
 """
@@ -199,9 +201,16 @@ class KafkaAdmin:
         await self._client.close()
 
     async def partitions(self, topic: str) -> int:
-        """Partition count of ``topic``; ``KafkaTopicError`` if it does not exist."""
-        async with _translating(f"describing topic {topic!r}"):
-            described = await self._client.describe_topics([topic])
+        """Partition count of ``topic``; ``KafkaTopicError`` if it does not exist.
+
+        Existence is checked with a list of all topics first: a Metadata
+        request naming a missing topic creates it on brokers that
+        auto-create topics (noida-db does, even from the admin client).
+        """
+        described = []
+        if await self.exists(topic):
+            async with _translating(f"describing topic {topic!r}"):
+                described = await self._client.describe_topics([topic])
         for entry in described:
             if entry["topic"] == topic and entry["error_code"] == 0 and entry["partitions"]:
                 return len(entry["partitions"])

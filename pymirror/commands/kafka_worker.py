@@ -41,6 +41,8 @@ log = structlog.get_logger()
 #: Seconds between two looks at the sessions file.
 SESSIONS_POLL = 0.25
 
+_SESSION_KEYS = {"id", "sequence", "topic", "message_filter", "jq_filter", "queue_mode"}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--topic", required=True, help="the original topic")
@@ -89,19 +91,32 @@ def load_routes(path: Path) -> list[SessionRoute]:
     if not isinstance(entries, list):
         raise UsageError(f"sessions file {path} must hold a JSON list")
     routes = []
-    for entry in entries:
+    for n, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise UsageError(f"sessions file {path}: entry {n} must be a JSON object")
+        unknown = sorted(set(entry) - _SESSION_KEYS)
+        missing = [k for k in ("id", "sequence", "topic") if k not in entry]
+        if unknown or missing:
+            raise UsageError(
+                f"sessions file {path}: entry {n} "
+                + (f"has unknown keys {unknown}" if unknown else f"lacks {missing}")
+                + f"; an entry holds {sorted(_SESSION_KEYS)}"
+            )
         spec = FilterSpec(
             message_filter=entry.get("message_filter", {}),
             jq_filter=entry.get("jq_filter"),
             mode=entry.get("queue_mode", "steal"),
         )
         where = f"session {entry['id']!r} message_filter"
+        try:
+            sequence = int(entry["sequence"])
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"sessions file {path}: session {entry['id']!r} sequence must be an integer"
+            ) from None
         routes.append(
             SessionRoute(
-                entry["id"],
-                int(entry["sequence"]),
-                compile_filter(spec, where=where),
-                entry["topic"],
+                str(entry["id"]), sequence, compile_filter(spec, where=where), entry["topic"]
             )
         )
     return routes
@@ -149,8 +164,11 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         log.warning("kafka property has no effect", property=name, reason=why)
     routes = load_routes(args.sessions_file)
     clients = KafkaClients(options)
+    # Before joining the group (a consumer's metadata request may auto-create
+    # a missing topic): every topic must exist. KafkaTopicError names it.
     async with clients.admin() as admin:
-        await admin.partitions(args.topic)  # KafkaTopicError names a missing topic
+        for topic in (args.topic, args.fallback_topic, *(r.destination for r in routes)):
+            await admin.partitions(topic)
     kafka = settings.kafka
     drain = args.drain_timeout if args.drain_timeout is not None else kafka.drain_timeout
     config = KafkaWorkerConfig(
