@@ -9,7 +9,10 @@ batch call is looked at.
 - Forwards are buffered per destination and sent with ``SendMessageBatch``
   when 10 entries (or ~256 KiB) are waiting, or when the oldest waited
   ``linger`` seconds, so batches stay full at load and latency stays low
-  when idle.
+  when idle. While receives come back full (a backlog: the messages waited
+  in the queue anyway) a partly-full batch may wait ``backlog_linger``
+  instead, so batches to quieter destinations fill too; a short receive
+  ends that, and so do full hands (no room to receive more).
 - A failed entry that SQS calls retriable (throttling, a server fault) is
   sent again with exponential backoff; one that is the sender's fault, or
   still failing after ``retry_for`` seconds, makes its message *fail*: it is
@@ -131,6 +134,7 @@ class Forwarding:
         fifo: bool,
         stats: SqsWorkerStats,
         linger: float = 0.02,
+        backlog_linger: float = 1.0,
         retry_for: float = 30.0,
         max_in_hand: int = 1000,
         concurrency: int = 16,
@@ -139,6 +143,8 @@ class Forwarding:
         self.fifo = fifo
         self.stats = stats
         self.linger = linger
+        self.backlog_linger = max(backlog_linger, linger)
+        self._backlog = False
         self.retry_for = retry_for
         self._spawn_in = spawn
         self._tasks: set[asyncio.Task[None]] = set()
@@ -164,11 +170,17 @@ class Forwarding:
     async def reserve(self, count: int) -> None:
         """Wait until ``count`` more messages may be held (call before receiving them)."""
         for _ in range(count):
+            if self._room.locked():
+                self.flush()  # hands full: partly-full batches must not stall intake
             await self._room.acquire()
 
     def unreserve(self, count: int) -> None:
         for _ in range(count):
             self._room.release()
+
+    def note_receive(self, count: int) -> None:
+        """A receive returned ``count`` messages: full means a backlog (see the docstring)."""
+        self._backlog = count >= BATCH_ENTRIES
 
     def submit(self, source: str, messages: Iterable[Message], router: Router) -> None:
         """Route ``messages`` (reserved beforehand) and queue their forwards."""
@@ -203,11 +215,12 @@ class Forwarding:
     # --- flushing --------------------------------------------------------------
 
     def _flush_ready(self, now: float, *, everything: bool = False) -> None:
+        linger = self.backlog_linger if self._backlog else self.linger
         for destination, outbox in list(self._outboxes.items()):
-            if outbox.entries and (everything or now - outbox.since >= self.linger):
+            if outbox.entries and (everything or now - outbox.since >= linger):
                 self._send(destination, outbox)
         for source, held in list(self._deletes.items()):
-            if held and (everything or now - self._deletes_since[source] >= self.linger):
+            if held and (everything or now - self._deletes_since[source] >= linger):
                 self._delete(source)
 
     def flush(self) -> None:
