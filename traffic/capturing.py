@@ -253,7 +253,7 @@ class StreamSource:
 
     def __init__(
         self,
-        read: Callable[[], bytes],
+        read: Callable[[], bytes | None],
         close: Callable[[], None] | None = None,
         interrupt: Callable[[], None] | None = None,
     ) -> None:
@@ -270,8 +270,15 @@ class StreamSource:
         close: Callable[[], None] | None = None,
         interrupt: Callable[[], None] | None = None,
     ) -> StreamSource:
-        """Read with ``os.read`` so bytes are handed on as soon as they arrive."""
-        return cls(lambda: os.read(fd, 1 << 16), close, interrupt)
+        """Read with ``os.read`` so bytes are handed on as soon as they arrive; an idle
+        stream is polled (100 ms) so a stop is noticed without data or EOF."""
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+
+        def read() -> bytes | None:
+            return os.read(fd, 1 << 16) if poller.poll(100) else None
+
+        return cls(read, close, interrupt)
 
     def batches(self, stop: threading.Event) -> Iterator[list[Record]]:
         decoder = self._decoder
@@ -282,6 +289,9 @@ class StreamSource:
                 if stop.is_set():
                     return
                 raise CaptureError(f"reading the pcap stream failed: {e}") from e
+            if chunk is None:
+                yield []  # nothing yet: let the caller see ``stop``
+                continue
             if not chunk:
                 break
             records = decoder.feed(chunk)

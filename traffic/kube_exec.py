@@ -95,12 +95,13 @@ class PodTap:
                 f"cannot exec tcpdump in {self.namespace}/{self.pod}/{container}: {e.reason}"
             ) from e
 
-        def read() -> bytes:
-            while ws.is_open():
-                ws.update(timeout=0.2)
-                if ws.peek_stdout():
-                    data: bytes = ws.read_stdout()
-                    return data
-            return b""
+        def read() -> bytes | None:
+            if not ws.is_open():
+                return b""  # tcpdump exited, or the stream was closed: the end
+            ws.update(timeout=0.2)
+            if ws.peek_stdout():
+                data: bytes = ws.read_stdout()
+                return data
+            return None  # nothing yet; the caller checks its stop flag
 
         return StreamSource(read, close=ws.close, interrupt=ws.close)

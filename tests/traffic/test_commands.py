@@ -275,3 +275,31 @@ def test_mirror_command_stops_after_count_packets_and_after_duration(tmp_path: P
     assert timed.returncode == 0, timed.stderr
     assert json.loads(timed.stderr.splitlines()[-1])["packets"] == 0
     assert len(out.read_bytes()) == 24  # a pcap global header and nothing else
+
+
+async def test_ctrl_c_stops_an_idle_pcap_stream_promptly(tmp_path: Path) -> None:
+    """`pymirror mirror pcap:-` reads a pipe that stays open and silent after its header
+    (tcpdump with no traffic): SIGINT ends it within a couple of seconds, exit 0."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, pcap_bytes([seg(1, flags=SYN)]))
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *PYMIRROR, "--log-format", "json", "mirror", "pcap:-", "--port", "80",
+            "--output", str(tmp_path / "out.pcap"),
+            stdin=read_end, stderr=subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        assert proc.stderr is not None
+        async with asyncio.timeout(30):
+            while b"capture started" not in (line := await proc.stderr.readline()):
+                assert line, "pymirror mirror exited before capturing"
+        await asyncio.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(30):
+            stderr = await proc.stderr.read()
+            assert await proc.wait() == 0, stderr
+        assert asyncio.get_running_loop().time() - started < 3.0
+        assert b"captured   1 packets" in stderr
+    finally:
+        os.close(read_end)
+        os.close(write_end)
