@@ -60,6 +60,8 @@ class SqsWorkerConfig:
     linger: float = 0.02
     #: Seconds a partly-full batch may wait while receives come back full (a backlog).
     backlog_linger: float = 1.0
+    #: Seconds a partly-full batch may wait while receives come back full (a backlog).
+    backlog_linger: float = 1.0
     #: Messages received but not yet deleted or released.
     max_in_hand: int = 1000
     #: Seconds a retriable forward failure is retried before the message is released.
@@ -150,6 +152,7 @@ class SqsSplitWorker:
                 stats=self.stats,
                 linger=cfg.linger,
                 backlog_linger=cfg.backlog_linger,
+                backlog_linger=cfg.backlog_linger,
                 retry_for=cfg.retry_for,
                 max_in_hand=cfg.max_in_hand,
             )
@@ -206,6 +209,7 @@ class SqsSplitWorker:
                     await self._release_received(messages)
                     continue
                 got = len(messages)
+                forwarding.note_receive(got)
                 forwarding.note_receive(got)
                 if messages:
                     self.stats.received += got
