@@ -17,13 +17,9 @@ moves what is left back to the original, waits for
 :meth:`~SqsSplitWorker.release_fallback` if ``await_release`` (the operator
 restores the workload's env first), deletes the fallback and returns.
 
-:meth:`~SqsSplitWorker.stop` (SIGTERM) stops receiving, gives what is in hand
-``shutdown_grace`` seconds to be forwarded and deleted, and makes the rest
-visible again at once, so a restarted worker picks it up immediately. A long
-poll under way is not cancelled - SQS may already have handed it messages,
-which would stay invisible for their whole visibility timeout - but ends by
-itself within ``wait_seconds``, and what it returns is made visible at once:
-``run`` returns within max(``wait_seconds``, ``shutdown_grace``) and a call.
+:meth:`~SqsSplitWorker.stop` (SIGTERM) stops receiving at once, gives what is
+in hand ``shutdown_grace`` seconds to be forwarded and deleted, and makes the
+rest visible again at once, so a restarted worker picks it up immediately.
 """
 
 from __future__ import annotations
@@ -36,7 +32,6 @@ from typing import Any
 
 import structlog
 
-from splitter.errors import SqsError
 from splitter.routing import Router, SessionRoute
 from splitter.sqs import SqsClient
 from splitter.sqs_forwarding import BATCH_ENTRIES, Forwarding, SqsWorkerStats
@@ -58,8 +53,6 @@ class SqsWorkerConfig:
     visibility_timeout: int | None = None
     #: Seconds a partly-full batch waits for more entries.
     linger: float = 0.02
-    #: Seconds a partly-full batch may wait while receives come back full (a backlog).
-    backlog_linger: float = 1.0
     #: Seconds a partly-full batch may wait while receives come back full (a backlog).
     backlog_linger: float = 1.0
     #: Messages received but not yet deleted or released.
@@ -101,7 +94,6 @@ class SqsSplitWorker:
         self._hand_back = asyncio.Event()
         self._released = asyncio.Event()
         self._wake = asyncio.Event()  # stop(), release_fallback() or the last session's end
-        self._receiving = True  # False: receivers finish their poll, release it, and return
         #: Set once the fallback is drained and deleted (hand-back finished).
         self.handed_back = asyncio.Event()
         #: Set once the worker receives from the original.
@@ -152,7 +144,6 @@ class SqsSplitWorker:
                 stats=self.stats,
                 linger=cfg.linger,
                 backlog_linger=cfg.backlog_linger,
-                backlog_linger=cfg.backlog_linger,
                 retry_for=cfg.retry_for,
                 max_in_hand=cfg.max_in_hand,
             )
@@ -166,13 +157,14 @@ class SqsSplitWorker:
             self.started.set()
             self._log.info("sqs split worker started", receivers=cfg.receivers, fifo=cfg.fifo)
             await self._wake.wait()  # stop() or the last session's end
-            self._receiving = False  # stop intake first; polls under way end by themselves
+            for task in receivers:  # stop intake first
+                task.cancel()
+            await asyncio.gather(*receivers, return_exceptions=True)
             if self._hand_back.is_set() and not self._stop.is_set():
-                await asyncio.gather(*receivers)
                 await forwarding.wait_idle()
                 await self._ended.join()
                 await self._run_hand_back(forwarding)
-            await asyncio.gather(forwarding.close(cfg.shutdown_grace), *receivers)
+            await forwarding.close(cfg.shutdown_grace)
             flusher_stop.set()
             ender.cancel()
         self._log.info(
@@ -184,12 +176,10 @@ class SqsSplitWorker:
     async def _receive_loop(self, forwarding: Forwarding) -> None:
         cfg = self.config
         delay = 0.1
-        while self._receiving:
+        while True:
             await forwarding.reserve(BATCH_ENTRIES)
             got = 0
             try:
-                if not self._receiving:
-                    return
                 try:
                     messages = await self.client.receive(
                         cfg.queue_url,
@@ -205,29 +195,13 @@ class SqsSplitWorker:
                     delay = min(delay * 2, 5.0)
                     continue
                 delay = 0.1
-                if not self._receiving:  # stopped during the poll: hand these back at once
-                    await self._release_received(messages)
-                    continue
                 got = len(messages)
-                forwarding.note_receive(got)
                 forwarding.note_receive(got)
                 if messages:
                     self.stats.received += got
                     forwarding.submit(cfg.queue_url, messages, self._router)
             finally:
                 forwarding.unreserve(BATCH_ENTRIES - got)
-
-    async def _release_received(self, messages: Sequence[Any]) -> None:
-        """Make messages received from the original (and not submitted) visible at once."""
-        for start in range(0, len(messages), BATCH_ENTRIES):
-            chunk = messages[start : start + BATCH_ENTRIES]
-            entries = [(str(i), m["ReceiptHandle"]) for i, m in enumerate(chunk)]
-            try:
-                await self.client.change_visibility_batch(self.config.queue_url, entries, 0)
-            except SqsError as e:
-                self._log.warning("sqs release failed; visible after its timeout", error=str(e))
-        self.stats.received += len(messages)
-        self.stats.released += len(messages)
 
     # --- session end -------------------------------------------------------------
 
