@@ -10,7 +10,6 @@ from typing import Any
 from rich.console import Console
 
 from pymirror import logs
-from pymirror.demo import embedded_endpoint, run_demo
 from pymirror.errors import UsageError
 from pymirror.settings import Settings
 
@@ -32,6 +31,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.messages < 1 or args.rate <= 0:
         raise UsageError("--messages must be >= 1 and --rate > 0")
+    from pymirror.demo import embedded_endpoint, run_demo  # aiobotocore/moto: only when run
+
     console = Console()
     # The demo shows its own story; the engine's info lines and moto's access log would
     # bury it (--log-level debug brings the engine's back).
