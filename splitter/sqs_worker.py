@@ -17,9 +17,13 @@ moves what is left back to the original, waits for
 :meth:`~SqsSplitWorker.release_fallback` if ``await_release`` (the operator
 restores the workload's env first), deletes the fallback and returns.
 
-:meth:`~SqsSplitWorker.stop` (SIGTERM) stops receiving at once, gives what is
-in hand ``shutdown_grace`` seconds to be forwarded and deleted, and makes the
-rest visible again at once, so a restarted worker picks it up immediately.
+:meth:`~SqsSplitWorker.stop` (SIGTERM) stops receiving, gives what is in hand
+``shutdown_grace`` seconds to be forwarded and deleted, and makes the rest
+visible again at once, so a restarted worker picks it up immediately. A long
+poll under way is not cancelled - SQS may already have handed it messages,
+which would stay invisible for their whole visibility timeout - but ends by
+itself within ``wait_seconds``, and what it returns is made visible at once:
+``run`` returns within max(``wait_seconds``, ``shutdown_grace``) and a call.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 import structlog
 
+from splitter.errors import SqsError
 from splitter.routing import Router, SessionRoute
 from splitter.sqs import SqsClient
 from splitter.sqs_forwarding import BATCH_ENTRIES, Forwarding, SqsWorkerStats
@@ -94,6 +99,7 @@ class SqsSplitWorker:
         self._hand_back = asyncio.Event()
         self._released = asyncio.Event()
         self._wake = asyncio.Event()  # stop(), release_fallback() or the last session's end
+        self._receiving = True  # False: receivers finish their poll, release it, and return
         #: Set once the fallback is drained and deleted (hand-back finished).
         self.handed_back = asyncio.Event()
         #: Set once the worker receives from the original.
@@ -157,14 +163,13 @@ class SqsSplitWorker:
             self.started.set()
             self._log.info("sqs split worker started", receivers=cfg.receivers, fifo=cfg.fifo)
             await self._wake.wait()  # stop() or the last session's end
-            for task in receivers:  # stop intake first
-                task.cancel()
-            await asyncio.gather(*receivers, return_exceptions=True)
+            self._receiving = False  # stop intake first; polls under way end by themselves
             if self._hand_back.is_set() and not self._stop.is_set():
+                await asyncio.gather(*receivers)
                 await forwarding.wait_idle()
                 await self._ended.join()
                 await self._run_hand_back(forwarding)
-            await forwarding.close(cfg.shutdown_grace)
+            await asyncio.gather(forwarding.close(cfg.shutdown_grace), *receivers)
             flusher_stop.set()
             ender.cancel()
         self._log.info(
@@ -176,10 +181,12 @@ class SqsSplitWorker:
     async def _receive_loop(self, forwarding: Forwarding) -> None:
         cfg = self.config
         delay = 0.1
-        while True:
+        while self._receiving:
             await forwarding.reserve(BATCH_ENTRIES)
             got = 0
             try:
+                if not self._receiving:
+                    return
                 try:
                     messages = await self.client.receive(
                         cfg.queue_url,
@@ -195,6 +202,9 @@ class SqsSplitWorker:
                     delay = min(delay * 2, 5.0)
                     continue
                 delay = 0.1
+                if not self._receiving:  # stopped during the poll: hand these back at once
+                    await self._release_received(messages)
+                    continue
                 got = len(messages)
                 forwarding.note_receive(got)
                 if messages:
@@ -202,6 +212,18 @@ class SqsSplitWorker:
                     forwarding.submit(cfg.queue_url, messages, self._router)
             finally:
                 forwarding.unreserve(BATCH_ENTRIES - got)
+
+    async def _release_received(self, messages: Sequence[Any]) -> None:
+        """Make messages received from the original (and not submitted) visible at once."""
+        for start in range(0, len(messages), BATCH_ENTRIES):
+            chunk = messages[start : start + BATCH_ENTRIES]
+            entries = [(str(i), m["ReceiptHandle"]) for i, m in enumerate(chunk)]
+            try:
+                await self.client.change_visibility_batch(self.config.queue_url, entries, 0)
+            except SqsError as e:
+                self._log.warning("sqs release failed; visible after its timeout", error=str(e))
+        self.stats.received += len(messages)
+        self.stats.released += len(messages)
 
     # --- session end -------------------------------------------------------------
 

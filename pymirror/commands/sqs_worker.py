@@ -9,7 +9,8 @@ that disappears ends (its queue's leftovers are routed again, the queue is
 deleted); when the last one disappears the queue is handed back (the
 fallback drains, leftovers go back to the original, the fallback is deleted)
 and the process exits 0. SIGTERM/SIGINT stop receiving, forward or release
-what is in hand and exit 0 within ``sqs.shutdown_grace`` seconds.
+what is in hand and exit 0 within the longer of ``sqs.shutdown_grace`` and
+``--wait-seconds`` (a long poll under way is finished, not abandoned).
 
 Everything is checked before the worker starts: filters, both queues and
 every session queue exist. Errors print as ``Name: message``, exit 1.
