@@ -26,7 +26,7 @@ say() { echo "install-kube-apiserver: [${SECONDS}s] $*"; }
 if [[ -x $APISERVER && -x $ETCD ]]; then
     say "already installed in $DIR"
     cat "$DIR/VERSIONS" 2>/dev/null || true
-    "$ETCD" --version | head -n 1
+    "$ETCD" --version | sed -n 1p  # not head: an early close would SIGPIPE etcd under pipefail
     exit 0
 fi
 
@@ -168,4 +168,4 @@ mv -f "$ETCD.tmp" "$ETCD"
 mv -f "$APISERVER.tmp" "$APISERVER"
 say "installed in $((SECONDS - start)) s at $DIR"
 cat "$DIR/VERSIONS"
-"$ETCD" --version | head -n 1
+"$ETCD" --version | sed -n 1p  # not head: an early close would SIGPIPE etcd under pipefail

@@ -13,5 +13,5 @@ if ((${#missing[@]})); then
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 PATH="$PATH:/usr/sbin:/sbin"
-tcpdump --version 2>&1 | head -n 1
+tcpdump --version 2>&1 | sed -n 1p  # not head: see install-kube-apiserver.sh
 ip -V

@@ -26,9 +26,15 @@ helm_version() {
     echo "$out"
 }
 row helm "$(or_missing helm_version)"
+first_line() { # command... -> the first line of its output (no pipe: head would SIGPIPE it)
+    local out
+    out=$("$@" 2>&1) || return 1
+    echo "${out%%$'\n'*}"
+}
 # The apiserver has no --version flag: its build recorded the version in VERSIONS.
-row apiserver "$(or_missing bash -c '[[ -x $1/apiextensions-apiserver ]] && head -n 1 "$1/VERSIONS"' _ "$CACHE/kube")"
-row etcd "$(or_missing bash -o pipefail -c '"$1" --version | head -n 1' _ "$CACHE/kube/etcd")"
-row tcpdump "$(or_missing bash -o pipefail -c 'PATH=$PATH:/usr/sbin:/sbin tcpdump --version 2>&1 | head -n 1')"
+apiserver_version() { [[ -x $CACHE/kube/apiextensions-apiserver ]] && first_line cat "$CACHE/kube/VERSIONS"; }
+row apiserver "$(or_missing apiserver_version)"
+row etcd "$(or_missing first_line "$CACHE/kube/etcd" --version)"
+row tcpdump "$(PATH=$PATH:/usr/sbin:/sbin or_missing first_line tcpdump --version)"
 row aiobotocore "$(or_missing "$PY" -c 'from importlib.metadata import version; print(version("aiobotocore"))')"
 row aiokafka "$(or_missing "$PY" -c 'from importlib.metadata import version; print(version("aiokafka"))')"
