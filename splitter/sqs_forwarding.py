@@ -10,9 +10,10 @@ batch call is looked at.
   when 10 entries (or ~256 KiB) are waiting, or when the oldest waited
   ``linger`` seconds, so batches stay full at load and latency stays low
   when idle. While receives come back full (a backlog: the messages waited
-  in the queue anyway) a partly-full batch may wait ``backlog_linger``
-  instead, so batches to quieter destinations fill too; a short receive
-  ends that, and so do full hands (no room to receive more).
+  in the queue anyway) a partly-full batch waits longer, as long as it fills
+  fast enough to be full within ``backlog_linger``; a short receive, polls
+  that find the queue empty, or full hands (no room to receive more) end
+  that.
 - A failed entry that SQS calls retriable (throttling, a server fault) is
   sent again with exponential backoff; one that is the sender's fault, or
   still failing after ``retry_for`` seconds, makes its message *fail*: it is
@@ -145,6 +146,9 @@ class Forwarding:
         self.linger = linger
         self.backlog_linger = max(backlog_linger, linger)
         self._backlog = False
+        #: When the last receive returned, and how long a full one takes (moving average).
+        self._received_at = 0.0
+        self._full_receive = 0.0
         self.retry_for = retry_for
         self._spawn_in = spawn
         self._tasks: set[asyncio.Task[None]] = set()
@@ -178,9 +182,19 @@ class Forwarding:
         for _ in range(count):
             self._room.release()
 
-    def note_receive(self, count: int) -> None:
-        """A receive returned ``count`` messages: full means a backlog (see the docstring)."""
+    def note_receive(self, count: int, seconds: float) -> None:
+        """A receive returned ``count`` messages after ``seconds``: full means a backlog
+        (see the docstring)."""
+        self._received_at = time.monotonic()
         self._backlog = count >= BATCH_ENTRIES
+        if self._backlog:
+            self._full_receive += (seconds - self._full_receive) / 8
+
+    def _in_backlog(self, now: float) -> bool:
+        """The last receive was full, and another one came back since, as receives do while
+        messages wait: polls out for several times that long find the queue empty."""
+        quiet = max(4 * self._full_receive, 5 * self.linger)
+        return self._backlog and now - self._received_at < quiet
 
     def submit(self, source: str, messages: Iterable[Message], router: Router) -> None:
         """Route ``messages`` (reserved beforehand) and queue their forwards."""
@@ -215,13 +229,25 @@ class Forwarding:
     # --- flushing --------------------------------------------------------------
 
     def _flush_ready(self, now: float, *, everything: bool = False) -> None:
-        linger = self.backlog_linger if self._backlog else self.linger
+        backlog = self._in_backlog(now)
         for destination, outbox in list(self._outboxes.items()):
-            if outbox.entries and (everything or now - outbox.since >= linger):
+            if outbox.entries and (
+                everything or self._due(len(outbox.entries), now - outbox.since, backlog)
+            ):
                 self._send(destination, outbox)
         for source, held in list(self._deletes.items()):
-            if held and (everything or now - self._deletes_since[source] >= linger):
+            if held and (
+                everything or self._due(len(held), now - self._deletes_since[source], backlog)
+            ):
                 self._delete(source)
+
+    def _due(self, count: int, age: float, backlog: bool) -> bool:
+        """A partly-full batch of ``count`` entries, the oldest ``age`` s old, goes after
+        ``linger``; in a backlog only once it is not filling fast enough to be full within
+        ``backlog_linger`` (a quiet destination does not hold its messages for nothing)."""
+        if age < self.linger:
+            return False
+        return not backlog or count * self.backlog_linger < BATCH_ENTRIES * age
 
     def flush(self) -> None:
         """Send everything buffered now, full batches or not."""

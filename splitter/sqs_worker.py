@@ -58,7 +58,8 @@ class SqsWorkerConfig:
     visibility_timeout: int | None = None
     #: Seconds a partly-full batch waits for more entries.
     linger: float = 0.02
-    #: Seconds a partly-full batch may wait while receives come back full (a backlog).
+    #: In a backlog (receives come back full) a partly-full batch waits while it fills fast
+    #: enough to be full within this many seconds.
     backlog_linger: float = 1.0
     #: Messages received but not yet deleted or released.
     max_in_hand: int = 1000
@@ -188,6 +189,7 @@ class SqsSplitWorker:
                 if not self._receiving:
                     return
                 try:
+                    polled = time.monotonic()
                     messages = await self.client.receive(
                         cfg.queue_url,
                         max_messages=BATCH_ENTRIES,
@@ -206,7 +208,7 @@ class SqsSplitWorker:
                     await self._release_received(messages)
                     continue
                 got = len(messages)
-                forwarding.note_receive(got)
+                forwarding.note_receive(got, time.monotonic() - polled)
                 if messages:
                     self.stats.received += got
                     forwarding.submit(cfg.queue_url, messages, self._router)
