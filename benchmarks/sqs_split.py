@@ -1,0 +1,451 @@
+"""SQS split worker benchmarks, one run against one moto server, ratios against a raw pipe.
+
+1. Throughput and CPU per message of :class:`splitter.sqs_worker.SqsSplitWorker`
+   vs a raw receive->send->delete pipe written here, at 1, 10 and 100
+   sessions. Both use the same :class:`splitter.sqs.SqsClient`, the same
+   number of concurrent receivers, the same destinations (one queue per
+   session plus the fallback, messages spread the same way), full
+   ``SendMessageBatch`` calls per destination and ``DeleteMessageBatch``. The
+   original queue is pre-filled with N messages before each round; a round
+   lasts from start until all N are deleted from it. Raw and worker rounds
+   alternate and medians are reported, so load from other processes on the
+   machine hits both alike. Goals: ratio >= 0.90 at 10 sessions, >= 0.85 at
+   100; >= 8 entries per ``SendMessageBatch`` (worker, at saturation).
+2. Filter-stage cost: ``Router.route`` per message at 1, 10 and 100 sessions
+   with exact-literal filters (half of them with a second, regex pair).
+   Goal: cost at 100 <= 5x cost at 1.
+3. Idle RSS of ``pymirror worker sqs`` with 10 sessions on an empty queue.
+   Goal <= 100 MiB.
+
+The script starts ``moto_server`` on a free loopback port and stops it on
+exit. ``--quick`` keeps the run under a minute; its last line is
+``ratio sqs_throughput_10 <value>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from splitter.filters import FilterSpec, MessageView, compile_filter
+from splitter.routing import Router, SessionRoute
+from splitter.sqs import SqsClient, SqsEndpoint, connect
+from splitter.sqs_forwarding import SqsWorkerStats
+from splitter.sqs_worker import SqsSplitWorker, SqsWorkerConfig
+
+BIN = Path(sys.executable).parent
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
+RECEIVERS = 4  # the worker's default (settings.sqs.receivers)
+WAIT_SECONDS = 1
+BODY = json.dumps({"order": "x" * 160, "amount": 12.5})
+_names = count()
+
+
+# --- moto ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server on a free loopback port, stopped on exit (also on failure)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/moto-api/", timeout=1.0):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"moto_server did not start on {url}") from None
+                time.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# --- workload --------------------------------------------------------------------------
+
+
+def user_of(i: int, sessions: int) -> str:
+    """Message ``i``'s ``user``: the sessions' values round-robin, every (S+1)th nobody's."""
+    k = i % (sessions + 1)
+    return f"user-{k}" if k < sessions else f"nobody-{i}"
+
+
+def message_attributes(user: str) -> dict[str, Any]:
+    return {
+        "user": {"DataType": "String", "StringValue": user},
+        "kind": {"DataType": "String", "StringValue": "order"},
+        "attempt": {"DataType": "Number", "StringValue": "1"},
+    }
+
+
+def session_filter(k: int, kind: bool = False) -> FilterSpec:
+    """A realistic filter: one exact user; with ``kind``, also a kind by regex search."""
+    pairs = {"user": f"^user-{k}$"}
+    if kind:
+        pairs["kind"] = "^(order|refund)"
+    return FilterSpec(pairs)
+
+
+@dataclass
+class Setup:
+    original: str
+    fallback: str
+    sessions: list[str]  # destination URLs, session k receives user-k
+
+    @property
+    def queues(self) -> list[str]:
+        return [self.original, self.fallback, *self.sessions]
+
+    def routes(self) -> list[SessionRoute]:
+        return [
+            SessionRoute(f"s{k}", k, compile_filter(session_filter(k)), url)
+            for k, url in enumerate(self.sessions)
+        ]
+
+
+async def create(client: SqsClient, sessions: int) -> Setup:
+    tag = f"b{os.getpid()}-{next(_names)}"
+    names = [f"{tag}-orig", f"{tag}-fallback", *(f"{tag}-s{k}" for k in range(sessions))]
+    urls = await asyncio.gather(*(client.create_queue(n, {}, {}) for n in names))
+    return Setup(urls[0], urls[1], list(urls[2:]))
+
+
+async def destroy(client: SqsClient, setup: Setup) -> None:
+    await asyncio.gather(*(client.delete_queue(u) for u in setup.queues))
+
+
+async def prefill(client: SqsClient, url: str, n: int, sessions: int) -> None:
+    async def batch(start: int) -> None:
+        entries = [
+            {
+                "Id": str(i - start),
+                "MessageBody": BODY,
+                "MessageAttributes": message_attributes(user_of(i, sessions)),
+            }
+            for i in range(start, min(start + 10, n))
+        ]
+        result = await client.send_batch(url, entries)
+        assert not result.failed, result.failed
+
+    starts = list(range(0, n, 10))
+    for lo in range(0, len(starts), 16):
+        await asyncio.gather(*(batch(s) for s in starts[lo : lo + 16]))
+
+
+# --- the two sides -----------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    seconds: float
+    cpu: float  # process CPU seconds
+    entries_per_batch: float
+
+
+def cpu_now() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def raw_pipe(client: SqsClient, setup: Setup, n: int) -> Round:
+    """The plain pipe, in ``RECEIVERS`` loops: receive up to 10 -> one SendMessageBatch per
+    destination among them (concurrently) -> one DeleteMessageBatch of them -> again."""
+    destination = {f"user-{k}": url for k, url in enumerate(setup.sessions)}
+    done = asyncio.Event()
+    deleted = batches = sent = 0
+
+    async def send(url: str, batch: list[dict[str, Any]]) -> None:
+        nonlocal batches, sent
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": m["Body"],
+                "MessageAttributes": {
+                    name: {"DataType": v["DataType"], "StringValue": v["StringValue"]}
+                    for name, v in m["MessageAttributes"].items()
+                },
+            }
+            for i, m in enumerate(batch)
+        ]
+        result = await client.send_batch(url, entries)
+        assert not result.failed, result.failed
+        batches += 1
+        sent += len(entries)
+
+    async def receiver() -> None:
+        nonlocal deleted
+        while True:
+            messages = await client.receive(
+                setup.original, max_messages=10, wait_seconds=WAIT_SECONDS
+            )
+            if not messages:
+                continue
+            groups: dict[str, list[dict[str, Any]]] = {}
+            for m in messages:
+                url = destination.get(m["MessageAttributes"]["user"]["StringValue"], setup.fallback)
+                groups.setdefault(url, []).append(m)
+            await asyncio.gather(*(send(url, batch) for url, batch in groups.items()))
+            handles = [(str(i), m["ReceiptHandle"]) for i, m in enumerate(messages)]
+            result = await client.delete_batch(setup.original, handles)
+            assert not result.failed, result.failed
+            deleted += len(result.ok)
+            if deleted >= n:
+                done.set()
+
+    start, cpu = time.perf_counter(), cpu_now()
+    receivers = [asyncio.create_task(receiver(), name=f"raw-{i}") for i in range(RECEIVERS)]
+    await done.wait()
+    seconds, cpu = time.perf_counter() - start, cpu_now() - cpu
+    for task in receivers:
+        task.cancel()
+    await asyncio.gather(*receivers, return_exceptions=True)
+    return Round(seconds, cpu, sent / batches)
+
+
+class Watched(SqsWorkerStats):
+    """Worker stats that set ``done`` once ``n`` messages are deleted (no polling)."""
+
+    _n: int
+    _done: asyncio.Event
+
+    def __init__(self, n: int, done: asyncio.Event) -> None:
+        object.__setattr__(self, "_n", n)
+        object.__setattr__(self, "_done", done)
+        super().__init__()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "deleted" and value >= self._n:
+            self._done.set()
+
+
+async def worker_pipe(client: SqsClient, setup: Setup, n: int, **overrides: Any) -> Round:
+    config = SqsWorkerConfig(
+        queue_url=setup.original,
+        fallback_url=setup.fallback,
+        receivers=RECEIVERS,
+        wait_seconds=WAIT_SECONDS,
+        **overrides,
+    )
+    worker = SqsSplitWorker(client, config, setup.routes())
+    done = asyncio.Event()
+    worker.stats = Watched(n, done)  # before run(): the pipeline counts into it
+    start, cpu = time.perf_counter(), cpu_now()
+    task = asyncio.create_task(worker.run(), name="worker")
+    waiter = asyncio.create_task(done.wait())
+    await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    seconds, cpu = time.perf_counter() - start, cpu_now() - cpu
+    if not done.is_set():
+        waiter.cancel()
+        task.result()
+        raise SystemExit(f"worker stopped after {worker.stats.deleted} of {n}")
+    worker.stop()
+    await task
+    assert worker.stats.failed == 0, worker.summary()
+    return Round(seconds, cpu, worker.stats.entries_per_batch())
+
+
+async def measure(
+    client: SqsClient, sessions: int, n: int, rounds: int
+) -> tuple[list[Round], list[Round]]:
+    raws: list[Round] = []
+    workers: list[Round] = []
+    for r in range(rounds):
+        # Alternate which side goes first, so a trend in load does not favour either.
+        order = [("raw", raws), ("worker", workers)]
+        for side, results in order if r % 2 == 0 else order[::-1]:
+            setup = await create(client, sessions)
+            try:
+                await prefill(client, setup.original, n, sessions)
+                pipe = raw_pipe if side == "raw" else worker_pipe
+                results.append(await pipe(client, setup, n))
+            finally:
+                await destroy(client, setup)
+    return raws, workers
+
+
+# --- filter stage -------------------------------------------------------------------------
+
+
+def filter_cost(sessions: int, kind: bool, messages: int = 2020, repeats: int = 7) -> float:
+    """Median µs per ``Router.route`` at ``sessions`` sessions, always on the same messages
+    (users of 100 sessions and nobody's, as in the 100-session throughput rounds)."""
+    routes = [
+        SessionRoute(f"s{k}", k, compile_filter(session_filter(k, kind)), f"q{k}")
+        for k in range(sessions)
+    ]
+    router = Router(routes, "fallback")
+    views = [
+        MessageView.from_sqs(message_attributes(user_of(i, 100)), BODY) for i in range(messages)
+    ]
+    route = router.route
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for view in views:
+            route(view)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) / messages * 1e6
+
+
+# --- idle RSS ---------------------------------------------------------------------------
+
+
+def worker_rss(argv: list[str], log: Path, settle: float) -> float:
+    """Start ``argv``, wait for its start-up log line, ``settle`` s more, then VmRSS in MiB."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            argv, env={**os.environ, **CREDENTIALS}, stdout=out, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while b"sqs split worker started" not in log.read_bytes():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"pymirror worker sqs did not start:\n{log.read_text()}")
+            time.sleep(0.05)
+        time.sleep(settle)  # idle: only long polls on the empty queue
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
+        return kib / 1024
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+async def idle_rss(client: SqsClient, endpoint: str, settle: float) -> float:
+    """MiB resident of ``pymirror worker sqs`` with 10 sessions, idle on an empty queue."""
+    setup = await create(client, 10)
+    sessions = [
+        {"id": f"s{k}", "sequence": k, "queue": url, "message_filter": {"user": f"^user-{k}$"}}
+        for k, url in enumerate(setup.sessions)
+    ]
+    argv = [str(BIN / "pymirror"), "worker", "sqs", "--queue", setup.original]
+    argv += ["--fallback-queue", setup.fallback, "--endpoint-url", endpoint]
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            sessions_file = Path(tmp) / "sessions.json"
+            sessions_file.write_text(json.dumps(sessions))
+            argv += ["--sessions-file", str(sessions_file)]
+            return await asyncio.to_thread(worker_rss, argv, Path(tmp) / "worker.log", settle)
+    finally:
+        await destroy(client, setup)
+
+
+# --- main -------------------------------------------------------------------------------
+
+
+async def run(endpoint: str, quick: bool) -> None:
+    began = time.monotonic()
+    n = 120 if quick else 500
+    rounds = 3 if quick else 5
+    session_counts = (1, 10, 100)
+    os.environ.update(CREDENTIALS)
+    async with connect(SqsEndpoint(endpoint, "us-east-1", "bench", "bench")) as client:
+        rss = await idle_rss(client, endpoint, 1.0 if quick else 5.0)
+        costs = {s: filter_cost(s, kind=False) for s in session_counts}
+        kind_costs = {s: filter_cost(s, kind=True) for s in session_counts}
+        rows = []
+        for sessions in session_counts:
+            raws, workers = await measure(client, sessions, n, rounds)
+            rows.append((sessions, raws, workers))
+    print(f"moto {endpoint}; {n} messages per round, {rounds} rounds per side (medians),")
+    print(
+        f"{RECEIVERS} receivers, {WAIT_SECONDS} s long polls, 3 attributes, {len(BODY)}-byte body"
+    )
+    print(
+        f"{'sessions':>8} {'raw msg/s':>10} {'worker msg/s':>12} {'ratio':>6} "
+        f"{'raw CPU µs/msg':>15} {'worker CPU µs/msg':>18} {'raw entries/batch':>18} "
+        f"{'worker entries/batch':>21} {'route µs/msg':>13}"
+    )
+    ratios = {}
+    for sessions, raws, workers in rows:
+        raw_rate = statistics.median(n / r.seconds for r in raws)
+        worker_rate = statistics.median(n / r.seconds for r in workers)
+        raw_cpu = statistics.median(r.cpu for r in raws) / n * 1e6
+        worker_cpu = statistics.median(r.cpu for r in workers) / n * 1e6
+        raw_epb = statistics.median(r.entries_per_batch for r in raws)
+        worker_epb = statistics.median(r.entries_per_batch for r in workers)
+        ratios[sessions] = (worker_rate / raw_rate, worker_cpu / raw_cpu, worker_epb)
+        print(
+            f"{sessions:>8} {raw_rate:>10,.0f} {worker_rate:>12,.0f} "
+            f"{worker_rate / raw_rate:>6.2f} {raw_cpu:>15,.0f} {worker_cpu:>18,.0f} "
+            f"{raw_epb:>18.1f} {worker_epb:>21.1f} {costs[sessions]:>13.2f}"
+        )
+    print(
+        "route µs/msg with filters {user: ^user-K$} (above) / plus {kind: ^(order|refund)}: "
+        + ", ".join(f"{s}: {costs[s]:.2f} / {kind_costs[s]:.2f}" for s in session_counts)
+    )
+    print(f"idle worker RSS (10 sessions): {rss:.1f} MiB (goal <= 100)")
+    print(f"measured in {time.monotonic() - began:.0f} s")
+    print(f"ratio sqs_filter_cost_100_vs_1 {costs[100] / costs[1]:.2f}")
+    print(f"ratio sqs_filter_cost_100_vs_1_with_regex {kind_costs[100] / kind_costs[1]:.2f}")
+    print(f"ratio sqs_cpu_worker_vs_raw_10 {ratios[10][1]:.2f}")
+    print(f"ratio sqs_cpu_worker_vs_raw_100 {ratios[100][1]:.2f}")
+    print(f"ratio sqs_entries_per_batch_10 {ratios[10][2]:.2f}")
+    print(f"ratio sqs_entries_per_batch_100 {ratios[100][2]:.2f}")
+    print(f"ratio sqs_idle_rss_mib {rss:.1f}")
+    print(f"ratio sqs_throughput_1 {ratios[1][0]:.2f}")
+    print(f"ratio sqs_throughput_100 {ratios[100][0]:.2f}")
+    print(f"ratio sqs_throughput_10 {ratios[10][0]:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer messages, under a minute")
+    args = parser.parse_args()
+    # The worker's info logs would interleave with the table; warnings still show.
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    # SIGTERM (e.g. from `timeout`) unwinds like Ctrl-C, so moto is stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with moto_server() as endpoint:
+        asyncio.run(run(endpoint, args.quick))
+
+
+if __name__ == "__main__":
+    main()
