@@ -101,6 +101,8 @@ class SqsSplitWorker:
         self._released = asyncio.Event()
         self._wake = asyncio.Event()  # stop(), release_fallback() or the last session's end
         self._receiving = True  # False: receivers finish their poll, release it, and return
+        self._move_idle = asyncio.Event()  # no receive of a queue being emptied in flight
+        self._move_idle.set()
         #: Set once the fallback is drained and deleted (hand-back finished).
         self.handed_back = asyncio.Event()
         #: Set once the worker receives from the original.
@@ -170,7 +172,9 @@ class SqsSplitWorker:
                 await forwarding.wait_idle()
                 await self._ended.join()
                 await self._run_hand_back(forwarding)
-            await asyncio.gather(forwarding.close(cfg.shutdown_grace), *receivers)
+            await asyncio.gather(
+                forwarding.close(cfg.shutdown_grace), *receivers, self._move_idle.wait()
+            )
             flusher_stop.set()
             ender.cancel()
         self._log.info(
@@ -205,7 +209,8 @@ class SqsSplitWorker:
                     continue
                 delay = 0.1
                 if not self._receiving:  # stopped during the poll: hand these back at once
-                    await self._release_received(messages)
+                    self.stats.received += len(messages)
+                    await self._release_received(cfg.queue_url, messages)
                     continue
                 got = len(messages)
                 forwarding.note_receive(got, time.monotonic() - polled)
@@ -215,16 +220,15 @@ class SqsSplitWorker:
             finally:
                 forwarding.unreserve(BATCH_ENTRIES - got)
 
-    async def _release_received(self, messages: Sequence[Any]) -> None:
-        """Make messages received from the original (and not submitted) visible at once."""
+    async def _release_received(self, source: str, messages: Sequence[Any]) -> None:
+        """Make messages received from ``source`` (and not submitted) visible at once."""
         for start in range(0, len(messages), BATCH_ENTRIES):
             chunk = messages[start : start + BATCH_ENTRIES]
             entries = [(str(i), m["ReceiptHandle"]) for i, m in enumerate(chunk)]
             try:
-                await self.client.change_visibility_batch(self.config.queue_url, entries, 0)
+                await self.client.change_visibility_batch(source, entries, 0)
             except SqsError as e:
                 self._log.warning("sqs release failed; visible after its timeout", error=str(e))
-        self.stats.received += len(messages)
         self.stats.released += len(messages)
 
     # --- session end -------------------------------------------------------------
@@ -267,17 +271,29 @@ class SqsSplitWorker:
         *,
         deadline: float | None,
     ) -> int | None:
-        """Route everything left in ``source`` by ``router()``; None if it did not empty in time."""
+        """Route everything left in ``source`` by ``router()``; None if it did not empty in
+        time or the worker was stopped (``source`` keeps the rest, nothing in flight)."""
         moved = 0
         while True:
             await forwarding.reserve(BATCH_ENTRIES)
-            messages: list[Any] = []
+            if self._stop.is_set():
+                forwarding.unreserve(BATCH_ENTRIES)
+                return None
+            self._move_idle.clear()  # run() waits for this poll instead of cancelling it
             try:
-                messages = await self.client.receive(
-                    source, max_messages=BATCH_ENTRIES, wait_seconds=1
-                )
+                messages: list[Any] = []
+                try:
+                    messages = await self.client.receive(
+                        source, max_messages=BATCH_ENTRIES, wait_seconds=1
+                    )
+                finally:
+                    stopped = self._stop.is_set()
+                    forwarding.unreserve(BATCH_ENTRIES - (0 if stopped else len(messages)))
+                if stopped:  # stopped during the poll: these go back at once, not forwarded
+                    await self._release_received(source, messages)
+                    return None
             finally:
-                forwarding.unreserve(BATCH_ENTRIES - len(messages))
+                self._move_idle.set()
             if messages:
                 moved += len(messages)
                 forwarding.submit(source, messages, router())
@@ -309,7 +325,10 @@ class SqsSplitWorker:
         drained = await self._wait_drained(fallback, cfg.drain_timeout)
         back = Router((), cfg.queue_url)
         returned = await self._move_out(forwarding, fallback, lambda: back, deadline=None)
-        self.stats.returned += returned or 0
+        if returned is None:  # stopped: the fallback keeps what is left, so it stays
+            self._log.warning("sqs stopped during the hand-back; the fallback is kept")
+            return
+        self.stats.returned += returned
         if cfg.await_release and not self._released.is_set():
             self._log.info("sqs waiting for the workload to leave the fallback")
             while not (self._released.is_set() or self._stop.is_set()):
