@@ -124,26 +124,30 @@ async def drain(
     within: float = 30.0,
     quiet: float = 1.0,
 ) -> dict[str, list[Message]]:
-    """Consume every queue (label -> URL) until ``expect`` messages came and then
-    ``quiet`` seconds brought nothing more; fails after ``within`` seconds."""
-    got: dict[str, list[Message]] = {label: [] for label in queues}
+    """Consume every queue (label -> URL), each by its own reader, until ``expect``
+    messages came and then ``quiet`` seconds brought nothing more; fails after
+    ``within`` seconds."""
+    readers = {label: Reader(url) for label, url in queues.items()}
+    tasks = [asyncio.create_task(r.run(sqs)) for r in readers.values()]
     deadline = time.monotonic() + within
-    last_new = time.monotonic()
-    while True:
-        batches = await asyncio.gather(*(receive_some(sqs, url) for url in queues.values()))
-        for label, batch in zip(queues, batches, strict=True):
-            got[label] += batch
-            if batch:
-                last_new = time.monotonic()
-        total = sum(len(v) for v in got.values())
-        now = time.monotonic()
-        if total >= expect and now - last_new >= quiet:
-            return got
-        if now > deadline:
-            raise AssertionError(
-                f"after {within} s, {total} of {expect} messages arrived: "
-                f"{ {label: len(v) for label, v in got.items()} }"
-            )
+    try:
+        while True:
+            total = sum(len(r.messages) for r in readers.values())
+            last = max((at for r in readers.values() for _mid, at in r.taken[-1:]), default=0.0)
+            now = time.monotonic()
+            if total >= expect and now - last >= quiet:
+                break
+            if now > deadline:
+                raise AssertionError(
+                    f"after {within} s, {total} of {expect} messages arrived: "
+                    f"{ {label: len(r.messages) for label, r in readers.items()} }"
+                )
+            await asyncio.sleep(0.05)
+    finally:
+        for reader in readers.values():
+            reader.stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+    return {label: r.messages for label, r in readers.items()}
 
 
 def where(got: Mapping[str, Sequence[Message]]) -> dict[str, list[str]]:
@@ -185,6 +189,7 @@ class Reader:
 
     url: str
     taken: list[tuple[str, float]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self, sqs: SqsClient) -> None:
@@ -194,6 +199,7 @@ class Reader:
             except SqsQueueMissingError:
                 return
             now = time.monotonic()
+            self.messages += messages
             self.taken += [(mid_of(m), now) for m in messages]
 
 

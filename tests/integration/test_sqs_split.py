@@ -275,6 +275,28 @@ async def test_a_forwarded_message_keeps_body_attributes_and_trace_header(
     print(f"AWSTraceHeader kept by the server and carried by the worker: {traced}")
 
 
+async def test_messages_near_the_size_limit_are_forwarded_in_batches_under_the_limit(
+    sqs: SqsClient, unique_name: str
+) -> None:
+    """Bodies of 120-250 KiB mixed with small messages, all to one destination:
+    every message arrives intact (a SendMessageBatch over 256 KiB would be
+    refused, and the message released again and again)."""
+    original = await make_queue(sqs, unique_name)
+    fallback = await temporary(sqs, original)
+    sizes = [250, 1, 120, 130, 1, 200, 60, 1, 1, 240, 125, 125]
+    sent = [
+        Outgoing(f"k{n:02d}", {"blob": attribute(b"x" * 512)}, "b" * (kib * 1024 - 600))
+        for n, kib in enumerate(sizes)
+    ]
+    async with running(sqs, worker_config(original, fallback)) as (worker, _task):
+        for message in sent:  # one by one: a batch of them would exceed the limit itself
+            await send(sqs, original, [message])
+        got = await drain(sqs, {FALLBACK: fallback}, expect=len(sent))
+    assert where(got) == {m.mid: [FALLBACK] for m in sent}
+    assert {mid_of(m): m["Body"] for m in got[FALLBACK]} == {m.mid: m.body for m in sent}
+    assert worker.stats.failed == 0
+
+
 # --- FIFO -------------------------------------------------------------------------------
 
 
@@ -471,6 +493,46 @@ async def test_sessions_added_and_removed_mid_stream_switch_routing_at_a_message
     )
 
 
+async def test_stop_during_a_session_end_leaves_nothing_in_flight_and_loses_nothing(
+    sqs: SqsClient, unique_name: str
+) -> None:
+    """A stop (SIGTERM) while an ended session's leftovers are being routed again:
+
+    1. 400 messages wait unread in alice's queue;
+    2. alice's session ends: her leftovers start moving to the fallback;
+    3. the worker is stopped while they move; ``run`` returns in time;
+    4. nothing is left in flight in her queue or the fallback (a restarted
+       worker or the workload sees every message at once), and every message is
+       in exactly one of the two.
+    """
+    original = await make_queue(sqs, unique_name)
+    fallback = await temporary(sqs, original)
+    alice_q = await temporary(sqs, original, "alice")
+    bob_q = await temporary(sqs, original, "bob")
+    alice = route("alice", 1, alice_q, {"user": "alice"})
+    sent = [Outgoing(f"m{n:03d}", {"user": attribute("alice")}) for n in range(400)]
+    config = worker_config(original, fallback)
+    async with running(sqs, config, [alice]) as (worker, task):
+        await send(sqs, original, sent)
+        await wait_for("every forward", lambda: worker.stats.deleted >= len(sent), within=60)
+        worker.set_routes([route("bob", 2, bob_q, {"user": "bob"})])
+        await wait_for("the move to start", partial(waiting, sqs, fallback))
+        stopped = time.monotonic()
+        worker.stop()
+        await asyncio.wait_for(task, config.shutdown_grace + 10)
+        took = time.monotonic() - stopped
+    assert took < config.shutdown_grace + 2
+    assert (await sqs.counts(alice_q))[1] == 0, "messages left in flight in alice's queue"
+    assert (await sqs.counts(fallback))[1] == 0, "messages left in flight in the fallback"
+    queues = {FALLBACK: fallback}
+    if not await gone(sqs, alice_q):
+        queues["alice"] = alice_q
+    got = await drain(sqs, queues, expect=len(sent))
+    copies = Counter(mid_of(m) for messages in got.values() for m in messages)
+    assert set(copies) == {m.mid for m in sent}
+    assert sum(copies.values()) - len(copies) <= worker.stats.received - len(sent)
+
+
 # --- the last session's end: hand-back ---------------------------------------------
 
 
@@ -564,6 +626,41 @@ async def test_the_last_session_end_moves_what_the_workload_left_back_to_the_ori
 async def waiting(sqs: SqsClient, url: str) -> bool:
     """Whether a message waits (visible) in ``url``."""
     return (await sqs.counts(url))[0] > 0
+
+
+async def test_stop_during_the_hand_back_keeps_the_fallback_and_its_messages(
+    sqs: SqsClient, unique_name: str
+) -> None:
+    """The last session ends while the workload holds fallback messages in hand:
+
+    1. 20 messages go to the fallback; the "workload" receives 5 of them (in
+       flight) and leaves the other 15 visible;
+    2. alice's session ends: the worker waits for the fallback to drain
+       (``drain_timeout`` unset);
+    3. the worker is stopped mid-drain: ``run`` returns, the fallback is kept
+       with all 20 messages (none moved, none deleted), nothing in flight
+       from the worker.
+    """
+    original = await make_queue(sqs, unique_name)
+    fallback = await temporary(sqs, original)
+    alice_q = await temporary(sqs, original, "alice")
+    sent = [Outgoing(f"m{n:02d}", {"user": attribute("bob")}) for n in range(20)]
+    config = worker_config(original, fallback)
+    async with running(sqs, config, [route("alice", 1, alice_q, {"user": "alice"})]) as (
+        worker,
+        task,
+    ):
+        await send(sqs, original, sent)
+        await wait_for("every forward", lambda: worker.stats.deleted >= len(sent))
+        held = await sqs.receive(fallback, max_messages=5, wait_seconds=1, visibility_timeout=60)
+        worker.set_routes([])
+        await asyncio.sleep(1.0)  # waiting for the drain
+        worker.stop()
+        await asyncio.wait_for(task, config.shutdown_grace + 10)
+    assert not worker.handed_back.is_set()
+    assert await sqs.exists(fallback)
+    assert await sqs.counts(fallback) == (20 - len(held), len(held), 0)
+    assert worker.stats.returned == 0
 
 
 # --- the process form: the sessions file drives it ----------------------------------
