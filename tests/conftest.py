@@ -1,4 +1,9 @@
-"""Shared fixtures. Server fixtures live in tests/fixtures/*.py, one module per server kind."""
+"""Shared fixtures and session hooks.
+
+Server fixtures live in tests/fixtures/*.py, one module per server kind. Every test
+must be marked ``unit`` or ``integration``; servers a killed earlier run left behind
+are stopped at session start.
+"""
 
 from __future__ import annotations
 
@@ -29,3 +34,15 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     for line in reap_orphans():
         if reporter is not None:
             reporter.write_line(f"stopped an orphaned test server: {line}", yellow=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test is marked ``unit`` or ``integration``, so ``make unit`` misses none."""
+    kinds = ("unit", "integration")
+    unmarked = [i.nodeid for i in items if not any(i.get_closest_marker(k) for k in kinds)]
+    if unmarked:
+        raise pytest.UsageError(
+            "tests without a unit/integration marker (set pytestmark in the module): "
+            + ", ".join(unmarked[:10])
+            + (f" and {len(unmarked) - 10} more" if len(unmarked) > 10 else "")
+        )
