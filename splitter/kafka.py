@@ -77,6 +77,13 @@ class KafkaRecord(Protocol):
     headers: Headers
 
 
+class Destination(Protocol):
+    """Where a record is forwarded (``splitter.routing.Target``)."""
+
+    @property
+    def destination(self) -> str: ...
+
+
 @dataclass(frozen=True)
 class TopicSpec:
     """What a temporary topic copies from its original."""
@@ -179,7 +186,7 @@ class KafkaClients:
         self, topic: str, group_id: str, listener: RebalanceCallbacks, **overrides: Any
     ) -> GroupConsumer:
         consumer = AIOKafkaConsumer(**self._consumer_kwargs(group_id, overrides))
-        return GroupConsumer(consumer, topic, group_id, listener, self)
+        return GroupConsumer(consumer, topic, group_id, listener)
 
     def reader(self, group_id: str | None = None, **overrides: Any) -> TopicReader:
         overrides = {"fetch_max_wait_ms": 100, **overrides}
@@ -333,13 +340,11 @@ class GroupConsumer:
         topic: str,
         group_id: str,
         callbacks: RebalanceCallbacks,
-        clients: KafkaClients | None = None,
     ) -> None:
         self._consumer = consumer
         self.topic = topic
         self.group_id = group_id
         self._listener = _Listener(callbacks)
-        self._clients = clients
 
     async def start(self) -> None:
         self._consumer.subscribe([self.topic], listener=self._listener)
@@ -376,24 +381,27 @@ class GroupConsumer:
             async with _translating(f"committing offsets of group {self.group_id!r}"):
                 await self._consumer.commit(payload)
         except KafkaUnavailableError:
-            await self._remove_abandoned(member)
+            self._keep_member_id(member)
             raise
 
-    async def _remove_abandoned(self, member: str | None) -> None:
-        """Make our previous member id leave if a refused commit made aiokafka drop it.
+    def _keep_member_id(self, member: str | None) -> None:
+        """Rejoin under our member id after a commit refused with ILLEGAL_GENERATION.
 
-        aiokafka answers ILLEGAL_GENERATION / UNKNOWN_MEMBER_ID on a commit by
-        forgetting its member id and joining again as a new member. The old
-        id stays in the group until the broker expires it - one session
-        timeout on Apache Kafka; never on noida-db 0.2, which also bumps the
-        generation as soon as a member joins, so a commit racing a join is
-        refused there: the group would wait for the old id forever.
+        aiokafka answers a refused commit by forgetting its member id and
+        joining again as a *new* member; the old id stays in the group until
+        the broker expires it (a session timeout on Apache Kafka; never on
+        noida-db 0.2, whose group then waits for it forever - and noida bumps
+        the generation as soon as a member joins, so every commit racing a
+        join, the revocation commit included, is refused there). Rejoining
+        under the same id, as the Java client does since Kafka 2.x, is a plain
+        rejoin; if the broker no longer knows the id, the join says so and
+        aiokafka starts afresh. Runs before the rejoin: no await since the reset.
         """
-        if member is None or self._clients is None or self.member_id == member:
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if member is None or coordinator is None or coordinator.member_id:
             return
-        async with self._clients.admin() as admin:
-            removed = await admin.remove_member(self.group_id, member)
-        log.info("kafka abandoned member id removed", group=self.group_id, known=removed)
+        coordinator.member_id = member
+        log.info("kafka rejoining under the same member id", group=self.group_id, member=member)
 
 
 class TopicReader:
@@ -513,6 +521,54 @@ class Forwarder:
             )
         except kerrors.KafkaError as e:
             raise _translate(e, f"forwarding to {topic!r}[{partition}]") from e
+
+    async def send_routed(
+        self,
+        partition: int,
+        records: Sequence[KafkaRecord],
+        routes: Sequence[Sequence[Destination]],
+    ) -> list[asyncio.Future[Any] | list[asyncio.Future[Any]]]:
+        """Queue each record to each of its destinations, same partition, unchanged.
+
+        ``routes[i]`` are the destinations of ``records[i]``. Returns, per
+        record, the future of its one forward or the list of its futures.
+        One coroutine for the whole batch: this is the worker's hot path.
+        """
+        send = self._producer.send
+        forwards: list[asyncio.Future[Any] | list[asyncio.Future[Any]]] = []
+        topic = ""
+        try:
+            for record, targets in zip(records, routes, strict=True):
+                if len(targets) == 1:
+                    topic = targets[0].destination
+                    forwards.append(
+                        await send(
+                            topic,
+                            record.value,
+                            key=record.key,
+                            partition=partition,
+                            timestamp_ms=record.timestamp,
+                            headers=list(record.headers),
+                        )
+                    )
+                    continue
+                many = []
+                for target in targets:
+                    topic = target.destination
+                    many.append(
+                        await send(
+                            topic,
+                            record.value,
+                            key=record.key,
+                            partition=partition,
+                            timestamp_ms=record.timestamp,
+                            headers=list(record.headers),
+                        )
+                    )
+                forwards.append(many)
+        except kerrors.KafkaError as e:
+            raise _translate(e, f"forwarding to {topic!r}[{partition}]") from e
+        return forwards
 
     async def flush(self) -> None:
         async with _translating("flushing the Kafka producer"):

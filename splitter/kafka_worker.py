@@ -44,14 +44,19 @@ from typing import Any
 
 import structlog
 
-from splitter.errors import KafkaError
+from splitter.errors import KafkaError, KafkaPropertyError, KafkaTopicError
 from splitter.filters import MessageView
-from splitter.kafka import KafkaClients, Partition, forward_failure
+from splitter.kafka import GroupConsumer, KafkaClients, Partition, forward_failure
 from splitter.kafka_draining import delete_topic, end_session, hand_back
-from splitter.kafka_offsets import Forwards, PartitionLedger
+from splitter.kafka_offsets import PartitionLedger
 from splitter.routing import Router, SessionRoute
 
 log = structlog.get_logger()
+
+#: Attempts to join the group before :meth:`KafkaSplitWorker.run` gives up.
+JOIN_ATTEMPTS = 3
+#: Seconds between join attempts (times the attempt number).
+JOIN_BACKOFF = 1.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,9 @@ class KafkaSplitWorker:
         self._had_sessions = bool(routes)
         self._ledgers: dict[int, PartitionLedger] = {}
         self._batch_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()
+        self._commit_soon = asyncio.Event()
+        self._rejoins = 0
         self._ended: asyncio.Queue[SessionRoute] = asyncio.Queue()
         self._progress = asyncio.Event()
         self._stop = asyncio.Event()
@@ -150,18 +158,10 @@ class KafkaSplitWorker:
     async def run(self) -> None:
         """Run until :meth:`stop` or until the last session ended and the topic was handed back."""
         cfg = self.config
-        consumer = self.clients.group_consumer(
-            cfg.topic,
-            cfg.group_id,
-            self,
-            max_poll_records=cfg.fetch_max_records,
-            **cfg.consumer_overrides,
-        )
         await self._remove_predecessor()
         async with self.clients.forwarder() as forwarder:
             self._forwarder = forwarder
-            self._consumer = consumer
-            await consumer.start()
+            await self._join()
             self._log.info("kafka worker consuming")
             try:
                 async with asyncio.TaskGroup() as tg:
@@ -174,7 +174,7 @@ class KafkaSplitWorker:
                     await self._ended.join()
                     ender.cancel()
             finally:
-                await consumer.stop()
+                await self._consumer.stop()  # the current one: a rejoin replaces it
             self._log.info("kafka worker stopped consuming", stats=self._summary())
             if self._hand_back.is_set() and not self._stop.is_set():
                 moved = await hand_back(
@@ -192,6 +192,70 @@ class KafkaSplitWorker:
                     await self._released.wait()
                 await delete_topic(self.clients, cfg.fallback_topic)
                 self._log.info("kafka topic handed back", fallback=cfg.fallback_topic)
+
+    async def _join(self) -> GroupConsumer:
+        """Join the group; a failed join is retried with a fresh consumer (bounded).
+
+        noida-db can answer a SyncGroup during a rebalance with an empty
+        assignment, which aiokafka cannot decode: its coordination task dies
+        and the consumer is unusable. The member it got is made to leave, so
+        it cannot hold the group's next rebalance.
+        """
+        cfg = self.config
+        for attempt in range(1, JOIN_ATTEMPTS + 1):
+            consumer = self.clients.group_consumer(
+                cfg.topic,
+                cfg.group_id,
+                self,
+                max_poll_records=cfg.fetch_max_records,
+                **cfg.consumer_overrides,
+            )
+            self._consumer = consumer
+            try:
+                await consumer.start()
+            except (KafkaTopicError, KafkaPropertyError):
+                raise
+            except KafkaError as e:
+                member = consumer.member_id
+                with contextlib.suppress(KafkaError):
+                    await consumer.stop()
+                self._ledgers.clear()  # nothing was read yet
+                if attempt == JOIN_ATTEMPTS:
+                    raise
+                self._log.warning("kafka group join failed; retrying", error=str(e))
+                if member is not None:
+                    async with self.clients.admin() as admin:
+                        await admin.remove_member(cfg.group_id, member)
+                await asyncio.sleep(JOIN_BACKOFF * attempt)
+                continue
+            return consumer
+        raise AssertionError("unreachable")
+
+    async def _rejoin(self, error: KafkaError) -> None:
+        """The consumer broke (its group coordination died): join again with a new one.
+
+        What was forwarded and acknowledged is committed if the group still
+        takes the commit; the rest is read again from the last commit by
+        whoever owns the partition next (duplicates bounded by the ledgers).
+        """
+        self._rejoins += 1
+        if self._rejoins > JOIN_ATTEMPTS:
+            raise error
+        self._log.warning("kafka consumer failed; joining the group again", error=str(error))
+        old = self._consumer
+        partitions = list(self._ledgers)
+        await self._wait_forwards(partitions)
+        with contextlib.suppress(KafkaError):
+            await self._commit(partitions)
+        member = old.member_id
+        async with self._batch_lock:
+            self._ledgers.clear()
+        with contextlib.suppress(KafkaError):
+            await old.stop()
+        if member is not None:
+            async with self.clients.admin() as admin:
+                await admin.remove_member(self.config.group_id, member)
+        self._consumer = await self._join()
 
     async def _remove_predecessor(self) -> None:
         path = self.config.member_file
@@ -219,55 +283,54 @@ class KafkaSplitWorker:
         cfg = self.config
         forwarder = self._forwarder
         topic_stats = self.stats.forwarded
+        counts: Counter[str | None] = Counter()
         while not (self._stop.is_set() or self._hand_back.is_set()):
-            if self._uncommitted() > cfg.max_uncommitted:
-                self._progress.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(cfg.commit_interval * 2):
-                        await self._progress.wait()
+            uncommitted = self._uncommitted()
+            if uncommitted > cfg.max_uncommitted // 2:
+                self._commit_soon.set()  # the committer runs early; fetching goes on
+            if uncommitted > cfg.max_uncommitted:
+                # Over the bound: wait for what is in flight and commit it now,
+                # not at the next commit tick (a stall of one acknowledgement).
+                partitions = list(self._ledgers)
+                await self._wait_forwards(partitions)
+                await self._commit(partitions)
+                if self._uncommitted() > cfg.max_uncommitted:
+                    self._progress.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(cfg.commit_interval * 2):
+                            await self._progress.wait()
                 continue
-            batch = await self._consumer.fetch(cfg.fetch_timeout_ms, cfg.fetch_max_records)
+            try:
+                batch = await self._consumer.fetch(cfg.fetch_timeout_ms, cfg.fetch_max_records)
+            except (KafkaTopicError, KafkaPropertyError):
+                raise
+            except KafkaError as e:
+                if e.retriable:
+                    self._log.warning("kafka fetch failed; retrying", error=str(e))
+                    await asyncio.sleep(cfg.commit_interval)
+                    continue
+                await self._rejoin(e)
+                continue
             if not batch:
                 continue
             async with self._batch_lock:
+                # Revocation takes the batch lock too: no ledger goes away mid-batch.
+                router = self._router
                 for (_topic, partition), records in batch.items():
                     ledger = self._ledgers.get(partition)
                     if ledger is None:
                         continue  # revoked while fetched: its new owner reads it again
                     self.stats.read += len(records)
-                    for record in records:
-                        if self._ledgers.get(partition) is not ledger:
-                            break  # revoked mid-batch
-                        view = MessageView.from_kafka(record.headers, record.value)
-                        targets = self._router.route(view)
-                        forwards: Forwards
-                        if len(targets) == 1:
-                            target = targets[0]
-                            forwards = await forwarder.send(
-                                target.destination,
-                                partition,
-                                record.key,
-                                record.value,
-                                record.headers,
-                                record.timestamp,
-                            )
-                            topic_stats[target.session_id or "fallback"] += 1
-                        else:
-                            many = []
-                            for target in targets:
-                                many.append(
-                                    await forwarder.send(
-                                        target.destination,
-                                        partition,
-                                        record.key,
-                                        record.value,
-                                        record.headers,
-                                        record.timestamp,
-                                    )
-                                )
-                                topic_stats[target.session_id or "fallback"] += 1
-                            forwards = many
-                        ledger.add(record.offset, forwards)
+                    routes = [
+                        router.route(MessageView.from_kafka(r.headers, r.value)) for r in records
+                    ]
+                    forwards = await forwarder.send_routed(partition, records, routes)
+                    ledger.extend([r.offset for r in records], forwards)
+                    counts.update([t.session_id for targets in routes for t in targets])
+                if None in counts:
+                    counts["fallback"] = counts.pop(None)
+                topic_stats.update(counts)  # type: ignore[arg-type]
+                counts.clear()
 
     def _uncommitted(self) -> int:
         return sum(ledger.uncommitted() for ledger in self._ledgers.values())
@@ -281,16 +344,23 @@ class KafkaSplitWorker:
             if ledger is None:
                 continue
             for forwards in ledger.advance():
-                for future in forwards if isinstance(forwards, list) else (forwards,):
-                    error = forward_failure(future, f"{self.config.topic}[{partition}]")  # type: ignore[arg-type]
-                    if error is not None:
-                        raise error
+                for future in forwards if type(forwards) is list else (forwards,):
+                    if future.cancelled() or future.exception() is not None:  # type: ignore[union-attr]
+                        error = forward_failure(future, f"{self.config.topic}[{partition}]")  # type: ignore[arg-type]
+                        if error is not None:
+                            raise error
             offset = ledger.to_commit()
             if offset is not None:
                 offsets[(self.config.topic, partition)] = offset
         return offsets
 
     async def _commit(self, partitions: Sequence[int]) -> None:
+        # One commit at a time (commit loop, fetch bound, revocation, shutdown),
+        # so the ledgers' committed offsets only move forward.
+        async with self._commit_lock:
+            await self._commit_locked(partitions)
+
+    async def _commit_locked(self, partitions: Sequence[int]) -> None:
         offsets = self._committable(partitions)
         if not offsets:
             return
@@ -311,17 +381,29 @@ class KafkaSplitWorker:
         self._progress.set()
 
     async def _commit_loop(self) -> None:
+        """Commit every ``commit_interval``, or sooner when half the bound is uncommitted."""
         while True:
-            await asyncio.sleep(self.config.commit_interval)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.commit_interval):
+                    await self._commit_soon.wait()
+                # Early: give the forwards in flight one acknowledgement's time.
+                await self._wait_forwards(list(self._ledgers), oldest=True)
+            self._commit_soon.clear()
             await self._commit(list(self._ledgers))
 
-    async def _wait_forwards(self, partitions: Sequence[int]) -> None:
+    async def _wait_forwards(self, partitions: Sequence[int], *, oldest: bool = False) -> None:
+        """Wait (bounded) for the forwards in flight, or only each partition's oldest."""
         pending: list[Any] = []
         for partition in partitions:
             ledger = self._ledgers.get(partition)
             if ledger is None:
                 continue
-            for forwards in ledger.pending():
+            if oldest:
+                first = ledger.oldest()
+                heads = [first] if first is not None else []
+            else:
+                heads = ledger.pending()
+            for forwards in heads:
                 pending.extend(forwards if isinstance(forwards, list) else (forwards,))
         if pending:
             await asyncio.wait(pending, timeout=self.config.flush_timeout)

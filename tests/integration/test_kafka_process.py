@@ -78,8 +78,13 @@ async def run_worker(argv: list[str], within: float = 30) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
     )
-    async with asyncio.timeout(within):
-        out, _ = await proc.communicate()
+    try:
+        async with asyncio.timeout(within):
+            out, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:  # timed out or cancelled: never leave a worker behind
+            proc.kill()
+            await proc.wait()
     assert proc.returncode is not None
     return proc.returncode, out.decode()
 
