@@ -11,7 +11,14 @@ only the offset after the longest prefix of acknowledged records
 (:class:`~splitter.kafka_offsets.PartitionLedger`). On revocation the
 partition's forwards are awaited and committed before it is given up.
 Fetching pauses while more than ``max_uncommitted`` records are read but not
-committed, which bounds the duplicates a crash can cause.
+committed, which bounds the duplicates a crash can cause; from half that bound
+on, the committer commits early instead of at its next tick, so the bound is
+rarely a stall.
+
+If the group coordination of the consumer breaks (noida-db can hand a member
+an empty assignment aiokafka cannot decode), the worker commits what it can,
+leaves under its member id and joins again with a new consumer (bounded
+attempts); records not committed are read again by their next owner.
 
 A worker given a ``member_file`` records its group member id there after
 every join; a worker restarted after a crash (SIGKILL, OOM) finds its dead
@@ -27,7 +34,8 @@ to the end, the leftovers routed again, the topic deleted. When the last
 session ends the worker hands the topic back: it stops consuming (offsets
 committed), waits for the workload to drain the fallback, moves what is left
 back to the original, deletes the fallback (after :meth:`release_fallback`
-when ``await_release``), and :meth:`run` returns.
+when ``await_release``; never with ``delete_fallback=False``), and
+:meth:`run` returns.
 """
 
 from __future__ import annotations
@@ -81,6 +89,9 @@ class KafkaWorkerConfig:
     #: After the drain, wait for :meth:`KafkaSplitWorker.release_fallback` before
     #: deleting the fallback (the operator restores the workload's env first).
     await_release: bool = False
+    #: Delete the fallback after the drain; False leaves that to the caller
+    #: (the operator deletes it once the workload's env is restored).
+    delete_fallback: bool = True
     #: Where this replica records its group member id (see the module docstring).
     member_file: Path | None = None
 
@@ -190,8 +201,13 @@ class KafkaSplitWorker:
                 self._log.info("kafka fallback drained", returned=moved)
                 if cfg.await_release:
                     await self._released.wait()
-                await delete_topic(self.clients, cfg.fallback_topic)
-                self._log.info("kafka topic handed back", fallback=cfg.fallback_topic)
+                if cfg.delete_fallback:
+                    await delete_topic(self.clients, cfg.fallback_topic)
+                self._log.info(
+                    "kafka topic handed back",
+                    fallback=cfg.fallback_topic,
+                    fallback_deleted=cfg.delete_fallback,
+                )
 
     async def _join(self) -> GroupConsumer:
         """Join the group; a failed join is retried with a fresh consumer (bounded).

@@ -2,7 +2,7 @@
 
     pymirror worker kafka --topic ORIGINAL --group-id GROUP --fallback-topic FALLBACK \\
         --sessions-file sessions.json [--property NAME=VALUE ...] [--metrics-port P]
-        [--member-file PATH] [--drain-timeout SECONDS]
+        [--member-file PATH] [--drain-timeout SECONDS] [--keep-fallback]
 
 Client properties use the librdkafka/Java names of a resolved
 ``MirrordKafkaClientConfig`` (``bootstrap.servers`` at least). The sessions
@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics")
     parser.add_argument("--drain-timeout", type=float, default=None, help="seconds; see settings")
+    parser.add_argument(
+        "--keep-fallback",
+        action="store_true",
+        help="after the last session's drain, leave the fallback topic for the caller to delete "
+        "(once the workload reads the original again)",
+    )
     parser.add_argument(
         "--member-file",
         type=Path,
@@ -180,6 +186,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
         max_uncommitted=kafka.max_uncommitted,
         drain_timeout=drain,
         member_file=args.member_file,
+        delete_fallback=not args.keep_fallback,
     )
     worker = KafkaSplitWorker(clients, config, routes)
     structlog.contextvars.bind_contextvars(topic=args.topic)
