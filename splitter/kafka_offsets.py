@@ -83,7 +83,12 @@ class PartitionLedger:
         """
         entries = self._entries
         done: list[Forwards] = []
-        while entries and _all_done(entries[0][1]):
+        while entries:
+            forwards = entries[0][1]
+            # Inline fast path for the common one-forward record (a hot loop).
+            is_done = getattr(forwards, "done", None)
+            if not (is_done() if is_done is not None else _all_done(forwards)):
+                break
             done.append(entries.popleft()[1])
         if done:
             self.committable = entries[0][0] if entries else self.next_offset

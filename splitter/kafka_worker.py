@@ -360,11 +360,15 @@ class KafkaSplitWorker:
             if ledger is None:
                 continue
             for forwards in ledger.advance():
-                for future in forwards if type(forwards) is list else (forwards,):
-                    if future.cancelled() or future.exception() is not None:  # type: ignore[union-attr]
-                        error = forward_failure(future, f"{self.config.topic}[{partition}]")  # type: ignore[arg-type]
-                        if error is not None:
-                            raise error
+                futures: Any = forwards
+                if type(futures) is not list:
+                    if not (futures.cancelled() or futures.exception() is not None):
+                        continue  # the common case: one forward, acknowledged
+                    futures = [futures]
+                for future in futures:
+                    error = forward_failure(future, f"{self.config.topic}[{partition}]")
+                    if error is not None:
+                        raise error
             offset = ledger.to_commit()
             if offset is not None:
                 offsets[(self.config.topic, partition)] = offset
