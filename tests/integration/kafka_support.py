@@ -141,45 +141,29 @@ async def read_all(
     got: list[Got] = []
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
+
+    def keep(batch: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in batch.items():
+            got.extend(
+                Got(tp.topic, tp.partition, r.offset, r.key, r.value, tuple(r.headers), r.timestamp)
+                for r in records
+            )
+
     try:
         quiet_since = loop.time()
+        # Always fetch at least once (aiokafka 0.14 cannot stop a consumer
+        # whose background task never ran: the stop raises CancelledError).
         while loop.time() < deadline:
-            if expect is not None and len(got) >= expect:
-                break
-            if expect is None and loop.time() - quiet_since > idle:
-                break
             batch = await consumer.getmany(timeout_ms=200)
+            keep(batch)
+            if expect is not None and len(got) >= expect:
+                # Anything beyond the expected count would be a duplicate: look briefly.
+                keep(await consumer.getmany(timeout_ms=300))
+                break
             if batch:
                 quiet_since = loop.time()
-                for tp, records in batch.items():
-                    got += [
-                        Got(
-                            tp.topic,
-                            tp.partition,
-                            r.offset,
-                            r.key,
-                            r.value,
-                            tuple(r.headers),
-                            r.timestamp,
-                        )
-                        for r in records
-                    ]
-            if expect is not None:
-                # Anything beyond the expected count would be a duplicate: look briefly.
-                extra = await consumer.getmany(timeout_ms=300)
-                got += [
-                    Got(
-                        tp.topic,
-                        tp.partition,
-                        r.offset,
-                        r.key,
-                        r.value,
-                        tuple(r.headers),
-                        r.timestamp,
-                    )
-                    for tp, records in extra.items()
-                    for r in records
-                ]
+            elif expect is None and loop.time() - quiet_since > idle:
+                break
     finally:
         await consumer.stop()
     return got

@@ -24,9 +24,12 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from splitter.filters import FilterSpec, compile_filter
 from splitter.kafka_worker import KafkaSplitWorker, KafkaWorkerConfig
+from splitter.routing import SessionRoute
 from tests.integration.kafka_support import (
     Got,
+    Sent,
     clients_for,
     create_topics,
     list_topics,
@@ -35,6 +38,7 @@ from tests.integration.kafka_support import (
     produce,
     read_all,
     route,
+    wait_until,
     worker_consumer_overrides,
 )
 from tests.servers.kafka import KafkaBroker, group_timeouts
@@ -105,6 +109,68 @@ async def test_records_are_routed_by_headers_with_key_partition_order_and_timest
                 s.timestamp_ms,
             )
     assert worker.stats.forwarded == Counter({"alice": 150, "bob": 75, "blue": 150, "fallback": 75})
+
+
+def with_user(record: Sent, user: bytes) -> Sent:
+    headers = (record.headers[0], ("User-Name", user))  # header names are case-insensitive
+    return Sent(record.id, record.partition, record.key, record.value, headers, record.timestamp_ms)
+
+
+async def test_jq_case_insensitive_names_binary_values_and_a_session_added_mid_stream(
+    kafka_broker: KafkaBroker, unique_name: str
+) -> None:
+    """DESIGN §4 rules on real topics, then a session change without a restart.
+
+    Sessions in start order: ``dev`` (``user-name: ^ali`` - the records carry
+    ``User-Name``), ``sevens`` (only a ``jq_filter``: ``.n % 7 == 0``), ``idle``
+    (an empty filter: matches nothing). A ``User-Name`` that is not UTF-8
+    never matches. After the first 120 records are routed, ``bob`` is added
+    (sequence 0: first in order); the next 120 follow the new sessions. Every
+    record lands once, in the topic the rules pick, at its partition, in order.
+    """
+    original, fallback = unique_name, f"{unique_name}-fb"
+    dev, sevens, idle, bob = (f"{unique_name}-{s}" for s in ("dev", "sevens", "idle", "bob"))
+    await create_topics(kafka_broker, PARTITIONS, original, fallback, dev, sevens, idle, bob)
+    users = [b"alice", b"bob", b"\xffali", b"carol"]
+    sent = [with_user(r, users[i % 4]) for i, r in enumerate(make_records(240, PARTITIONS, ["x"]))]
+
+    def session(name: str, sequence: int, topic: str, **spec: object) -> SessionRoute:
+        return SessionRoute(name, sequence, compile_filter(FilterSpec(**spec)), topic)  # type: ignore[arg-type]
+
+    first = [
+        session("dev", 1, dev, message_filter={"user-name": "^ali"}),
+        session("sevens", 2, sevens, jq_filter=".n % 7 == 0"),
+        session("idle", 3, idle),
+    ]
+    worker = worker_for(kafka_broker, original, f"{unique_name}-g", fallback, *first)
+
+    def expected(record: Sent, added: bool) -> str:
+        user, n = dict(record.headers)["User-Name"], int(record.id[1:])
+        if added and user == b"bob":
+            return bob
+        if user == b"alice":
+            return dev
+        return sevens if n % 7 == 0 else fallback
+
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(worker.run())
+        await produce(kafka_broker, original, sent[:120])
+        await wait_until(
+            lambda: worker.stats.read == 120, within=30, what=lambda: str(worker.stats)
+        )
+        worker.set_routes([session("bob", 0, bob, message_filter={"USER-NAME": "^bob$"}), *first])
+        await produce(kafka_broker, original, sent[120:])
+        want: dict[str, list[Sent]] = {t: [] for t in (dev, sevens, idle, bob, fallback)}
+        for i, r in enumerate(sent):
+            want[expected(r, added=i >= 120)].append(r)
+        got = {
+            t: await read_all(kafka_broker, t, PARTITIONS, expect=len(w)) for t, w in want.items()
+        }
+        worker.stop()
+    assert task.done()
+    assert want[idle] == []
+    for topic, wanted in want.items():
+        assert per_partition(got[topic]) == per_partition(wanted), topic
 
 
 class Workload:
