@@ -11,8 +11,14 @@ that disappears ends (its topic is drained and deleted); when the last one
 disappears the topic is handed back and the process exits 0. SIGTERM/SIGINT
 stop consuming, commit what was forwarded and exit 0 within the flush bound.
 
-Everything is checked before the worker starts: properties, filters, the
-original topic's existence. Errors print as ``Name: message``, exit 1.
+Everything is checked before the worker joins the group: properties, the
+sessions file and its filters, and that the original, the fallback and every
+session topic exist (nothing is created). Errors print as ``Name: message``,
+exit 1 (usage errors exit 2).
+
+``--member-file`` names a file of this replica's own (a pod's emptyDir): the
+worker records its group member id there, and a worker restarted after a
+crash removes its dead predecessor from the group before it joins.
 """
 
 from __future__ import annotations
