@@ -189,11 +189,14 @@ async def test_an_unknown_original_queue_fails_naming_it_and_creates_nothing(
 async def test_a_format_the_queue_name_cannot_fit_fails_and_creates_nothing(
     sqs: SqsClient, unique_name: str
 ) -> None:
-    await sqs.create_queue(unique_name, {}, {})
-    too_long = NameFormat("x" * 60 + "{{RANDOM}}{{FALLBACK}}{{ORIGINAL_QUEUE}}", "sqs")
+    """The format leaves 4 characters for the original's name: enough for a standard
+    queue, but a FIFO queue's names also need the ``.fifo`` suffix (5)."""
+    fifo = f"{unique_name}.fifo"
+    await sqs.create_queue(fifo, {"FifoQueue": "true"}, {})
+    tight = NameFormat("x" * 56 + "{{RANDOM}}{{FALLBACK}}{{ORIGINAL_QUEUE}}", "sqs")
     before = await all_queues(sqs)
-    with pytest.raises(NameFormatError, match=rf"temporary name for '{unique_name}' cannot fit"):
-        await create_temporary_queue(sqs, unique_name, too_long, fallback=True, session=None)
+    with pytest.raises(NameFormatError, match=rf"temporary name for '{fifo}' cannot fit"):
+        await create_temporary_queue(sqs, fifo, tight, fallback=True, session=None)
     assert await all_queues(sqs) == before
 
 
