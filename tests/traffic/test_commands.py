@@ -50,7 +50,9 @@ def test_bad_to_fails_before_any_capture_starts() -> None:
 
 def test_capture_without_permission_is_a_clear_error(tmp_path: Path) -> None:
     result = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all",
+        # Root without any capability: it still reads the checkout wherever it lies (a
+        # clone in a 0700 temp dir is unreadable to another user), but cannot capture.
+        ["setpriv", "--bounding-set=-all", "--inh-caps=-all",
          *PYMIRROR, "mirror", "lo", "--port", "80", "--output", "/dev/null"],
         capture_output=True, timeout=30, cwd=ROOT,
     )  # fmt: skip
