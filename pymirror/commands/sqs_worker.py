@@ -24,15 +24,15 @@ import contextlib
 import dataclasses
 import signal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
-from pymirror.metrics import StatsExporter, serve_metrics
-from pymirror.session_files import load_routes, watch_routes
 from pymirror.settings import Settings
-from splitter.routing import SessionRoute
-from splitter.sqs import SqsClient, SqsEndpoint, connect
-from splitter.sqs_worker import SqsSplitWorker, SqsWorkerConfig
+
+if TYPE_CHECKING:
+    from splitter.routing import SessionRoute
+    from splitter.sqs import SqsClient
 
 log = structlog.get_logger()
 
@@ -68,6 +68,12 @@ async def _resolve(client: SqsClient, routes: list[SessionRoute]) -> list[Sessio
 
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
+    # The engine (aiobotocore) is imported only when a worker runs: `pymirror --help` stays fast.
+    from pymirror.metrics import StatsExporter, serve_metrics
+    from pymirror.session_files import load_routes, watch_routes
+    from splitter.sqs import SqsEndpoint, connect
+    from splitter.sqs_worker import SqsSplitWorker, SqsWorkerConfig
+
     sqs = settings.sqs
     routes = load_routes(args.sessions_file)  # filters compile before anything else
     endpoint = SqsEndpoint(
