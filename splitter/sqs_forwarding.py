@@ -30,6 +30,7 @@ batch call is looked at.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable
@@ -66,6 +67,7 @@ class SqsWorkerStats:
     send_batches: int = 0
     send_entries: int = 0
     throttled: int = 0
+    extended: int = 0  # visibility timeouts restarted for messages held long
 
     def entries_per_batch(self) -> float:
         return self.send_entries / self.send_batches if self.send_batches else 0.0
@@ -104,13 +106,15 @@ def _entry_size(entry: dict[str, Any]) -> int:
 class _InHand:
     """One received message until it is deleted or released."""
 
-    __slots__ = ("failed", "message", "pending", "source")
+    __slots__ = ("failed", "message", "pending", "since", "source")
 
-    def __init__(self, message: Message, source: str, pending: int) -> None:
+    def __init__(self, message: Message, source: str, pending: int, since: float) -> None:
         self.message = message
         self.source = source
         self.pending = pending
         self.failed = False
+        #: When its visibility timeout last (re)started.
+        self.since = since
 
 
 @dataclass
@@ -202,7 +206,7 @@ class Forwarding:
         for message in messages:
             view = MessageView.from_sqs(message.get("MessageAttributes"), message.get("Body"))
             targets = router.route(view)
-            held = _InHand(message, source, len(targets))
+            held = _InHand(message, source, len(targets), now)
             self._in_hand.add(held)
             self._idle.clear()
             for target in targets:
@@ -258,6 +262,36 @@ class Forwarding:
         while not stopped.is_set():
             await asyncio.sleep(self.linger)
             self._flush_ready(time.monotonic())
+
+    async def run_keeper(self, stopped: asyncio.Event, visibility: int) -> None:
+        """Keep in-hand messages invisible: any held for half of ``visibility`` seconds gets
+        its timeout restarted, so a slow or throttled forward cannot let its receipt handle
+        expire (which would deliver the message again: a duplicate)."""
+        period = max(visibility / 4, 0.5)
+        while not stopped.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), period)
+                return
+            now = time.monotonic()
+            stale: dict[str, list[_InHand]] = {}
+            for held in self._in_hand:
+                if now - held.since >= visibility / 2:
+                    stale.setdefault(held.source, []).append(held)
+            for source, group in stale.items():
+                for start in range(0, len(group), BATCH_ENTRIES):
+                    chunk = group[start : start + BATCH_ENTRIES]
+                    entries = [(str(i), h.message["ReceiptHandle"]) for i, h in enumerate(chunk)]
+                    try:
+                        async with self._calls:
+                            result = await self.client.change_visibility_batch(
+                                source, entries, visibility
+                            )
+                    except SqsError as e:
+                        log.warning("sqs visibility extension failed", queue=source, error=str(e))
+                        continue
+                    for entry_id in result.ok:
+                        chunk[int(entry_id)].since = now
+                    self.stats.extended += len(result.ok)
 
     def _send(self, destination: str, outbox: _Outbox) -> None:
         batch = outbox.entries
@@ -425,13 +459,12 @@ class Forwarding:
             await asyncio.sleep(self.linger)
 
     async def wait_idle(self, within: float | None = None) -> bool:
-        """Flush (again every ``linger``) until nothing is in hand; False after ``within`` s."""
+        """Flush (again every 50 ms at most) until nothing is in hand; False after ``within`` s."""
         deadline = None if within is None else time.monotonic() + within
+        step = min(self.linger, 0.05)
         while not self._idle.is_set():
             self.flush()
-            wait = (
-                self.linger if deadline is None else min(self.linger, deadline - time.monotonic())
-            )
+            wait = step if deadline is None else min(step, deadline - time.monotonic())
             if wait <= 0:
                 return False
             try:

@@ -145,6 +145,10 @@ class SqsSplitWorker:
     async def run(self) -> None:
         cfg = self.config
         started = time.monotonic()
+        visibility = cfg.visibility_timeout
+        if visibility is None:
+            attributes = await self.client.attributes(cfg.queue_url)
+            visibility = int(attributes.get("VisibilityTimeout", 30))
         async with asyncio.TaskGroup() as tg:
             forwarding = self._forwarding = Forwarding(
                 self.client,
@@ -158,6 +162,7 @@ class SqsSplitWorker:
             )
             flusher_stop = asyncio.Event()
             tg.create_task(forwarding.run_flusher(flusher_stop), name="flusher")
+            tg.create_task(forwarding.run_keeper(flusher_stop, visibility), name="keeper")
             receivers = [
                 tg.create_task(self._receive_loop(forwarding), name=f"receiver-{i}")
                 for i in range(cfg.receivers)
