@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import urllib.request
 from collections import Counter
@@ -24,6 +25,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.kafka_support import (
+    Sent,
     create_topics,
     list_topics,
     make_records,
@@ -235,3 +237,78 @@ async def test_worker_process_follows_its_sessions_file_exports_metrics_and_hand
     everything = await read_all(kafka_broker, original, PARTITIONS, expect=80)
     returned = [g for g in everything if g.offset >= committed[g.partition]]
     assert Counter(g.id for g in returned) == Counter(r.id for r in sent)
+
+
+async def test_sigterm_mid_stream_commits_exactly_what_was_forwarded_and_exits_0(
+    kafka_broker: KafkaBroker, unique_name: str, tmp_path: Path
+) -> None:
+    """Narrated:
+
+    1. ``pymirror worker kafka`` splits a stream arriving at ~500/s.
+    2. Mid-stream it gets SIGTERM: it stops fetching, waits for its forwards,
+       commits and leaves the group; it exits 0 within a few seconds.
+    3. Then the committed offsets name exactly the records that were
+       forwarded: every record before them sits in its topic, no record after
+       them does (a restart would neither lose nor repeat one).
+    """
+    original, fallback, alice = unique_name, f"{unique_name}-fb", f"{unique_name}-alice"
+    group = f"{unique_name}-g"
+    await create_topics(kafka_broker, PARTITIONS, original, fallback, alice)
+    sessions = tmp_path / "sessions.json"
+    sessions.write_text(
+        sessions_json(
+            {"id": "alice", "sequence": 1, "topic": alice, "message_filter": {"user": "^alice$"}}
+        )
+    )
+    env = {**os.environ, "PYMIRROR_KAFKA__COMMIT_INTERVAL": "0.5"}
+    proc = await asyncio.create_subprocess_exec(
+        *worker_argv(kafka_broker, original, group, fallback, sessions),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    sent = make_records(3000, PARTITIONS, ["alice", "bob"])
+    try:
+        stopped_at = None
+        for i in range(0, len(sent), 25):
+            if stopped_at is not None and asyncio.get_running_loop().time() > stopped_at + 0.5:
+                sent = sent[:i]  # the stream goes on a little past the signal, then stops
+                break
+            await produce(kafka_broker, original, sent[i : i + 25])
+            await asyncio.sleep(0.05)
+            # Mid-stream, once the worker has committed something.
+            if (
+                stopped_at is None
+                and i >= 1000
+                and await group_offsets(kafka_broker, group, original)
+            ):
+                proc.send_signal(signal.SIGTERM)
+                stopped_at = asyncio.get_running_loop().time()
+        assert stopped_at is not None, "the worker committed nothing while 3,000 records arrived"
+        async with asyncio.timeout(30):
+            out, _ = await proc.communicate()
+        took = asyncio.get_running_loop().time() - stopped_at
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, out.decode()[-3000:]
+    assert took < 10
+
+    committed = await group_offsets(kafka_broker, group, original)
+    got = await read_all(kafka_broker, alice, PARTITIONS) + await read_all(
+        kafka_broker, fallback, PARTITIONS
+    )
+    before = {r.id for r in everything_before(sent, committed)}
+    assert 0 < len(before) < len(sent)  # stopped mid-stream, after some progress
+    assert Counter(g.id for g in got) == Counter(before)
+
+
+def everything_before(sent: list[Sent], committed: dict[int, int]) -> list[Sent]:
+    """The records at offsets below the committed ones (produced in order, one producer)."""
+    out, position = [], dict.fromkeys(committed, 0)
+    for r in sent:
+        if r.partition in committed and position[r.partition] < committed[r.partition]:
+            out.append(r)
+        position[r.partition] = position.get(r.partition, 0) + 1
+    return out
