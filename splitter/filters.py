@@ -120,6 +120,13 @@ class MessageView:
         return self._json
 
 
+def literal_prefix(pattern: str) -> str | None:
+    """The prefix a pattern requires if it is ``^lit`` (no metacharacters), else None."""
+    if len(pattern) < 2 or pattern[0] != "^" or _META & set(pattern[1:]):
+        return None
+    return pattern[1:]
+
+
 def exact_literals(pattern: str) -> frozenset[str] | None:
     """The values a pattern matches if it is ``^lit$`` or ``^(a|b)$``, else None."""
     m = _EXACT.fullmatch(pattern)
@@ -133,11 +140,13 @@ def exact_literals(pattern: str) -> frozenset[str] | None:
 
 @dataclass(frozen=True)
 class Pair:
-    """One ``name -> regex`` pair, compiled; ``literals`` is set for exact patterns."""
+    """One ``name -> regex`` pair, compiled; ``literals`` is set for exact patterns
+    (``^a$``, ``^(a|b)$``), ``prefix`` for prefix patterns (``^my-session-``)."""
 
     name: str
     pattern: regex.Pattern[str]
     literals: frozenset[str] | None
+    prefix: str | None = None
 
     def matches(self, values: Sequence[str], budget: float) -> bool:
         # Plain loops, not ``any(<generator>)`` (SIM110): this runs for every candidate of
@@ -147,6 +156,12 @@ class Pair:
             for v in values:  # noqa: SIM110 - see above
                 # ``$`` also matches before a final newline, as in the regex.
                 if v in literals or (v[-1:] == "\n" and v[:-1] in literals):
+                    return True
+            return False
+        prefix = self.prefix
+        if prefix is not None:
+            for v in values:  # noqa: SIM110 - see above
+                if v.startswith(prefix):
                     return True
             return False
         search = self.pattern.search
@@ -259,7 +274,7 @@ def compile_filter(
             raise FilterError(
                 f"{where}.{name}: {source!r} is not a valid regex ({e}); fix the pattern"
             ) from e
-        pairs.append(Pair(key, pattern, exact_literals(source)))
+        pairs.append(Pair(key, pattern, exact_literals(source), literal_prefix(source)))
     program = None
     if spec.jq_filter is not None:
         try:

@@ -17,7 +17,9 @@ Per-message cost is kept low as sessions grow by an index built once per
 router: a session is a *candidate* for a message only if the message carries
 the session's key attribute (one of its filter names) - and, when that
 pair's regex is an exact literal such as ``^alice$`` or ``^(a|b)$``, only if
-the value is one of those literals (a dict lookup). Only candidates run their
+the value is one of those literals (a dict lookup); when it is a literal
+prefix such as ``^my-session-``, only if the value starts with it (one dict
+lookup per distinct prefix length). Only candidates run their
 full filter. Sessions with a ``jq_filter`` and no name pairs are always
 candidates.
 """
@@ -51,9 +53,12 @@ class Target:
 
 
 def _key_pair(pairs: Sequence[Pair]) -> Pair:
-    """The pair to index a session by: an exact-literal pair if there is one."""
+    """The pair to index a session by: exact literals rule out most, then a prefix."""
     for pair in pairs:
         if pair.literals is not None:
+            return pair
+    for pair in pairs:
+        if pair.prefix is not None:
             return pair
     return pairs[0]
 
@@ -74,6 +79,8 @@ class Router:
         self._always: list[int] = []
         self._by_name: dict[str, list[int]] = {}
         self._by_value: dict[str, dict[str, list[int]]] = {}
+        #: name -> prefix length -> prefix -> sessions (few distinct lengths in practice)
+        self._by_prefix: dict[str, dict[int, dict[str, list[int]]]] = {}
         self._targets = [Target(r.destination, r.session_id) for r in ordered]
         for i, route in enumerate(ordered):
             flt = route.filter
@@ -83,7 +90,10 @@ class Router:
                 self._always.append(i)
                 continue
             key = _key_pair(flt.pairs)
-            if key.literals is None:
+            if key.literals is None and key.prefix is not None:
+                by_length = self._by_prefix.setdefault(key.name, {})
+                by_length.setdefault(len(key.prefix), {}).setdefault(key.prefix, []).append(i)
+            elif key.literals is None:
                 self._by_name.setdefault(key.name, []).append(i)
             else:
                 by_value = self._by_value.setdefault(key.name, {})
@@ -93,8 +103,15 @@ class Router:
     def candidates(self, view: MessageView) -> list[int]:
         """Indexes (in session order) of the sessions that may match ``view``."""
         found = list(self._always)
-        by_name, by_value = self._by_name, self._by_value
+        by_name, by_value, by_prefix = self._by_name, self._by_value, self._by_prefix
         for name, values in view.attributes.items():
+            prefix_index = by_prefix.get(name)
+            if prefix_index:
+                for length, prefixes in prefix_index.items():
+                    for value in values:
+                        hit = prefixes.get(value[:length])
+                        if hit:
+                            found += hit
             hit = by_name.get(name)
             if hit:
                 found += hit

@@ -10,7 +10,13 @@ import regex
 from structlog.testing import capture_logs
 
 from splitter.errors import FilterError
-from splitter.filters import FilterSpec, MessageView, compile_filter, exact_literals
+from splitter.filters import (
+    FilterSpec,
+    MessageView,
+    compile_filter,
+    exact_literals,
+    literal_prefix,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -408,6 +414,33 @@ def test_exact_literals_are_recognized_only_for_plain_anchored_alternatives(
 @pytest.mark.parametrize("value", ["x", "x\n", "x\n\n", "\nx", "xx", "", "\n", "y", "X"])
 def test_exact_literal_shortcut_agrees_with_the_regex(pattern: str, value: str) -> None:
     assert exact_literals(pattern) is not None
+    expected = regex.search(pattern, value) is not None
+    assert matches({"a": pattern}, text_view({"a": value})) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix"),
+    [
+        ("^my-session-", "my-session-"),
+        ("^a", "a"),
+        ("^", None),
+        ("my-session-", None),
+        ("^a.b", None),
+        ("^a$", None),
+        ("^(?i)a", None),
+        ("^a\\-", None),
+    ],
+)
+def test_literal_prefixes_are_recognized_only_without_metacharacters(
+    pattern: str, prefix: str | None
+) -> None:
+    assert literal_prefix(pattern) == prefix
+
+
+@pytest.mark.parametrize("pattern", ["^my-", "^x"])
+@pytest.mark.parametrize("value", ["my-1", "my-", "xmy-", "\nmy-", "x", "", "MY-1", "y\nx"])
+def test_literal_prefix_shortcut_agrees_with_the_regex(pattern: str, value: str) -> None:
+    assert literal_prefix(pattern) is not None
     expected = regex.search(pattern, value) is not None
     assert matches({"a": pattern}, text_view({"a": value})) is expected
 
