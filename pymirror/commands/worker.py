@@ -22,6 +22,11 @@ def register(subparsers: Any) -> None:
         ("sqs", sqs_worker, "SQS queue"),
         ("kafka", kafka_worker, "Kafka topic"),
     ):
-        kind = kinds.add_parser(name, help=f"split one {what}", description=module.__doc__)
+        kind = kinds.add_parser(
+            name,
+            help=f"split one {what}",
+            description=module.__doc__,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
         module.add_arguments(kind)
         kind.set_defaults(func=module.run)
