@@ -1,4 +1,4 @@
-"""``pymirror info``: versions of pymirror and the libraries it drives."""
+"""``pymirror info``: versions of pymirror and the libraries it drives; ``--settings``."""
 
 from __future__ import annotations
 
@@ -13,12 +13,18 @@ LIBRARIES = ("aiobotocore", "aiokafka", "kubernetes", "pydantic-settings", "stru
 
 def register(sub: Any) -> None:
     parser: argparse.ArgumentParser = sub.add_parser(
-        "info", help="print versions of pymirror and its libraries"
+        "info", help="print versions of pymirror and its libraries (and the settings)"
+    )
+    parser.add_argument(
+        "--settings", action="store_true", help="print the effective settings as JSON"
     )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.settings:
+        print(settings.model_dump_json(indent=2))
+        return 0
     for name in ("pymirror", *LIBRARIES):
         try:
             print(f"{name} {version(name)}")
