@@ -8,13 +8,25 @@ start-up, never deep inside a running worker.
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pymirror.errors import ConfigError
 from pymirror.logs import LogFormat
 from splitter.errors import NameFormatError
-from splitter.naming import DEFAULT_KAFKA_TOPIC_FORMAT, DEFAULT_SQS_QUEUE_FORMAT, NameFormat
+from splitter.naming import (
+    DEFAULT_KAFKA_TOPIC_FORMAT,
+    DEFAULT_SQS_QUEUE_FORMAT,
+    Broker,
+    NameFormat,
+)
 
 
 class LogSettings(BaseModel):
@@ -43,10 +55,10 @@ class TrafficSettings(BaseModel):
     )
 
 
-def _kafka_name_format(template: str) -> NameFormat:
-    """``template`` as a Kafka :class:`NameFormat`; ``ValueError`` (-> ``ConfigError``) if bad."""
+def _name_format(template: str, broker: Broker) -> NameFormat:
+    """``template`` as a :class:`NameFormat`; ``ValueError`` (-> ``ConfigError``) if bad."""
     try:
-        return NameFormat(template, "kafka")
+        return NameFormat(template, broker)
     except NameFormatError as e:
         raise ValueError(str(e)) from e
 
@@ -81,7 +93,7 @@ class KafkaSettings(BaseModel):
     @field_validator("topic_format")
     @classmethod
     def _valid_topic_format(cls, value: str) -> str:
-        _kafka_name_format(value)
+        _name_format(value, "kafka")
         return value
 
     @property
@@ -135,10 +147,7 @@ class SqsSettings(BaseModel):
     @field_validator("queue_format")
     @classmethod
     def _valid_queue_format(cls, value: str) -> str:
-        try:
-            NameFormat(value, "sqs")
-        except NameFormatError as e:
-            raise ValueError(str(e)) from e
+        _name_format(value, "sqs")
         return value
 
     @property
@@ -170,25 +179,18 @@ class Settings(BaseSettings):
         description="mirrord's env name for kafka.topic_format; wins when set.",
     )
 
-    @field_validator("operator_kafka_topic_format")
+    @field_validator("operator_kafka_topic_format", "operator_sqs_queue_format")
     @classmethod
-    def _valid_operator_topic_format(cls, value: str | None) -> str | None:
+    def _valid_operator_format(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            _kafka_name_format(value)
+            _name_format(value, "kafka" if "kafka" in str(info.field_name) else "sqs")
         return value
 
     @model_validator(mode="after")
-    def _sqs_queue_format_alias(self) -> Settings:
+    def _operator_format_aliases(self) -> Settings:
+        """mirrord's operator variables win over ``PYMIRROR_*`` for the name formats."""
         if self.operator_sqs_queue_format is not None:
-            try:
-                NameFormat(self.operator_sqs_queue_format, "sqs")
-            except NameFormatError as e:
-                raise ValueError(f"OPERATOR_SQS_SPLITTING_QUEUE_FORMAT: {e}") from e
             self.sqs.queue_format = self.operator_sqs_queue_format
-        return self
-
-    @model_validator(mode="after")
-    def _kafka_topic_format_alias(self) -> Settings:
         if self.operator_kafka_topic_format is not None:
             self.kafka.topic_format = self.operator_kafka_topic_format
         return self
