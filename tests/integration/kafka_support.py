@@ -71,6 +71,20 @@ async def create_topics(broker: KafkaBroker, partitions: int, *names: str) -> No
         await admin.close()
 
 
+async def committed_offsets(
+    broker: KafkaBroker, group: str, topic: str, partitions: int
+) -> dict[int, int]:
+    """The group's committed offset per partition (partitions without one left out)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    await admin.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        offsets = await admin.list_consumer_group_offsets(group, partitions=tps)
+    finally:
+        await admin.close()
+    return {tp.partition: meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
 async def list_topics(broker: KafkaBroker) -> list[str]:
     admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap)
     await admin.start()
