@@ -4,10 +4,10 @@ The standalone workers (``pymirror worker sqs|kafka --sessions-file F``) and the
 demo read sessions from a file; the operator feeds the same
 ``set_routes`` from Kubernetes instead. The file holds::
 
-    [{"id": "alice", "sequence": 1, "destination": "<queue URL or topic>",
+    [{"id": "alice", "sequence": 1, "queue": "<queue name or URL>",
       "message_filter": {"user": "^alice$"}, "jq_filter": null, "queue_mode": "steal"}]
 
-(``queue`` or ``topic`` are accepted for ``destination``). Every filter is
+(``topic`` instead of ``queue`` for Kafka). Every filter is
 compiled when the file is read, so a bad regex or jq program is reported
 with the session's id before anything changes. A file that is being
 rewritten and does not parse keeps the current sessions (logged).
@@ -32,47 +32,50 @@ log = structlog.get_logger()
 
 #: Seconds between two looks at the sessions file.
 POLL = 0.25
-_KNOWN = {"id", "sequence", "destination", "queue", "topic", "message_filter", "jq_filter"}
-_KNOWN |= {"queue_mode"}
+_KEYS = ("id", "sequence", "message_filter", "jq_filter", "queue_mode")
 
 
-def parse_routes(entries: Any, where: str) -> list[SessionRoute]:
-    """Sessions (already JSON-decoded) as routes; ``UsageError``/``FilterError`` name the entry."""
+def parse_routes(entries: Any, where: str, destination: str) -> list[SessionRoute]:
+    """Sessions (JSON-decoded) as routes; each entry names its queue/topic under the key
+    ``destination``. ``UsageError`` / ``FilterError`` name the entry and the field."""
     if not isinstance(entries, list):
-        raise UsageError(f"{where} must hold a JSON list of sessions")
+        raise UsageError(f"{where} must hold a JSON list")
+    known = {*_KEYS, destination}
     routes = []
     for n, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise UsageError(f"{where}[{n}] must be an object")
-        unknown = sorted(set(entry) - _KNOWN)
-        if unknown:
-            raise UsageError(f"{where}[{n}]: unknown key(s) {', '.join(unknown)}")
-        destination = entry.get("destination", entry.get("queue", entry.get("topic")))
-        if "id" not in entry or "sequence" not in entry or not destination:
-            raise UsageError(f"{where}[{n}] needs id, sequence and destination")
+            raise UsageError(f"{where}: entry {n} must be a JSON object")
+        unknown = sorted(set(entry) - known)
+        missing = [k for k in ("id", "sequence", destination) if k not in entry]
+        if unknown or missing:
+            raise UsageError(
+                f"{where}: entry {n} "
+                + (f"has unknown keys {unknown}" if unknown else f"lacks {missing}")
+                + f"; an entry holds {sorted(known)}"
+            )
+        try:
+            sequence = int(entry["sequence"])
+        except (TypeError, ValueError):
+            raise UsageError(
+                f"{where}: session {entry['id']!r} sequence must be an integer"
+            ) from None
         spec = FilterSpec(
             message_filter=entry.get("message_filter") or {},
             jq_filter=entry.get("jq_filter"),
             mode=entry.get("queue_mode", "steal"),
         )
-        flt = compile_filter(spec, where=f"session {entry['id']!r}")
-        routes.append(SessionRoute(str(entry["id"]), int(entry["sequence"]), flt, destination))
+        flt = compile_filter(spec, where=f"session {entry['id']!r} message_filter")
+        routes.append(SessionRoute(str(entry["id"]), sequence, flt, str(entry[destination])))
     return routes
 
 
-def load_routes(path: Path) -> list[SessionRoute]:
-    """The sessions in ``path`` (an absent or empty file means no sessions)."""
+def load_routes(path: Path, destination: str) -> list[SessionRoute]:
+    """The sessions in ``path`` (an empty file means none; a missing one is an error)."""
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return []
-    except OSError as e:
+        entries: Any = json.loads(path.read_text() or "[]")
+    except (OSError, ValueError) as e:
         raise UsageError(f"cannot read sessions file {path}: {e}") from e
-    try:
-        entries = json.loads(text or "[]")
-    except ValueError as e:
-        raise UsageError(f"sessions file {path} is not JSON: {e}") from e
-    return parse_routes(entries, f"sessions file {path}")
+    return parse_routes(entries, f"sessions file {path}", destination)
 
 
 def _mtime(path: Path) -> int | None:
@@ -84,6 +87,7 @@ def _mtime(path: Path) -> int | None:
 
 async def watch_routes(
     path: Path,
+    destination: str,
     apply: Callable[[list[SessionRoute]], None],
     done: asyncio.Event,
     *,
@@ -98,8 +102,9 @@ async def watch_routes(
             continue
         seen = mtime
         try:
-            routes = load_routes(path)
+            routes = load_routes(path, destination)
         except (UsageError, FilterError) as e:  # half-written or bad: keep the current ones
             log.warning("sessions file unusable, keeping current sessions", error=str(e))
             continue
+        log.info("sessions changed", sessions=[r.session_id for r in routes])
         apply(routes)

@@ -26,28 +26,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import signal
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from pymirror.errors import UsageError
+from pymirror.metrics import StatsExporter, serve_metrics
+from pymirror.session_files import load_routes, watch_routes
 from pymirror.settings import Settings
-from splitter.filters import FilterSpec, compile_filter
 from splitter.kafka import KafkaClients
 from splitter.kafka_properties import translate_properties
-from splitter.kafka_worker import KafkaSplitWorker, KafkaWorkerConfig, KafkaWorkerStats
-from splitter.routing import SessionRoute
+from splitter.kafka_worker import KafkaSplitWorker, KafkaWorkerConfig
 
 log = structlog.get_logger()
-
-#: Seconds between two looks at the sessions file.
-SESSIONS_POLL = 0.25
-
-_SESSION_KEYS = {"id", "sequence", "topic", "message_filter", "jq_filter", "queue_mode"}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -94,87 +87,11 @@ def parse_properties(items: Sequence[str]) -> dict[str, str]:
     return properties
 
 
-def load_routes(path: Path) -> list[SessionRoute]:
-    """The sessions file as routes; every filter is compiled (FilterError names the session)."""
-    try:
-        entries: Any = json.loads(path.read_text() or "[]")
-    except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read sessions file {path}: {e}") from e
-    if not isinstance(entries, list):
-        raise UsageError(f"sessions file {path} must hold a JSON list")
-    routes = []
-    for n, entry in enumerate(entries):
-        if not isinstance(entry, dict):
-            raise UsageError(f"sessions file {path}: entry {n} must be a JSON object")
-        unknown = sorted(set(entry) - _SESSION_KEYS)
-        missing = [k for k in ("id", "sequence", "topic") if k not in entry]
-        if unknown or missing:
-            raise UsageError(
-                f"sessions file {path}: entry {n} "
-                + (f"has unknown keys {unknown}" if unknown else f"lacks {missing}")
-                + f"; an entry holds {sorted(_SESSION_KEYS)}"
-            )
-        spec = FilterSpec(
-            message_filter=entry.get("message_filter", {}),
-            jq_filter=entry.get("jq_filter"),
-            mode=entry.get("queue_mode", "steal"),
-        )
-        where = f"session {entry['id']!r} message_filter"
-        try:
-            sequence = int(entry["sequence"])
-        except (TypeError, ValueError):
-            raise UsageError(
-                f"sessions file {path}: session {entry['id']!r} sequence must be an integer"
-            ) from None
-        routes.append(
-            SessionRoute(
-                str(entry["id"]), sequence, compile_filter(spec, where=where), entry["topic"]
-            )
-        )
-    return routes
-
-
-def _mtime(path: Path) -> int | None:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return None
-
-
-async def _watch_sessions(path: Path, worker: KafkaSplitWorker, done: asyncio.Event) -> None:
-    seen = _mtime(path)
-    while not done.is_set():
-        await asyncio.sleep(SESSIONS_POLL)
-        mtime = _mtime(path)
-        if mtime is None:
-            continue
-        if mtime == seen:
-            continue
-        seen = mtime
-        try:
-            routes = load_routes(path)
-        except Exception as e:  # a half-written file: keep the current routes
-            log.warning("sessions file unreadable, keeping current sessions", error=str(e))
-            continue
-        worker.set_routes(routes)
-        log.info("sessions changed", sessions=[r.session_id for r in routes])
-
-
-async def _export_metrics(stats: KafkaWorkerStats, topic: str, done: asyncio.Event) -> None:
-    from splitter.kafka_metrics import KafkaMetrics
-
-    metrics = KafkaMetrics(topic)
-    while not done.is_set():
-        metrics.update(stats)
-        await asyncio.sleep(1.0)
-    metrics.update(stats)
-
-
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
     options = translate_properties(parse_properties(args.property))
     for name, why in options.ignored.items():
         log.warning("kafka property has no effect", property=name, reason=why)
-    routes = load_routes(args.sessions_file)
+    routes = load_routes(args.sessions_file, "topic")
     clients = KafkaClients(options)
     # Before joining the group (a consumer's metadata request may auto-create
     # a missing topic): every topic must exist. KafkaTopicError names it.
@@ -199,15 +116,14 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, worker.stop)
-    if args.metrics_port is not None:
-        from prometheus_client import start_http_server
-
-        start_http_server(args.metrics_port)
     done = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(_watch_sessions(args.sessions_file, worker, done), name="sessions")
+        watching = watch_routes(args.sessions_file, "topic", worker.set_routes, done)
+        tg.create_task(watching, name="sessions")
         if args.metrics_port is not None:
-            tg.create_task(_export_metrics(worker.stats, args.topic, done), name="metrics")
+            exporter = StatsExporter("kafka", args.topic, worker.stats, gauges=("lag",))
+            metrics = serve_metrics(exporter, worker.stats, args.metrics_port, done)
+            tg.create_task(metrics, name="metrics")
         try:
             await worker.run()
         finally:

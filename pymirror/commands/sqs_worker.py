@@ -75,7 +75,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     from splitter.sqs_worker import SqsSplitWorker, SqsWorkerConfig
 
     sqs = settings.sqs
-    routes = load_routes(args.sessions_file)  # filters compile before anything else
+    routes = load_routes(args.sessions_file, "queue")  # filters compile before anything else
     endpoint = SqsEndpoint(
         url=args.endpoint_url or sqs.endpoint_url, region=args.region or sqs.region
     )
@@ -113,7 +113,7 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
 
         done = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(watch_routes(args.sessions_file, apply, done), name="sessions")
+            tg.create_task(watch_routes(args.sessions_file, "queue", apply, done), name="sessions")
             if args.metrics_port is not None:
                 exporter = StatsExporter("sqs", queue, worker.stats)
                 tg.create_task(

@@ -205,12 +205,12 @@ async def test_worker_process_follows_its_sessions_file_exports_metrics_and_hand
     assert sorted(g.id for g in got_alice) == [r.id for r in sent if r.id[-1] in "02468"]
     assert sorted(g.id for g in got_fallback) == [r.id for r in sent if r.id[-1] in "13579"]
 
-    topic = (("topic", original),)
+    split = (("split", original),)
     want = {
-        ("pymirror_kafka_records_read_total", topic): 40.0,
-        ("pymirror_kafka_records_forwarded_total", (("session", "alice"), *topic)): 20.0,
-        ("pymirror_kafka_records_forwarded_total", (("session", "fallback"), *topic)): 20.0,
-        ("pymirror_kafka_records_committed_total", topic): 40.0,
+        ("pymirror_kafka_read_total", split): 40.0,
+        ("pymirror_kafka_forwarded_total", (("session", "alice"), *split)): 20.0,
+        ("pymirror_kafka_forwarded_total", (("session", "fallback"), *split)): 20.0,
+        ("pymirror_kafka_committed_total", split): 40.0,
     }
 
     def counted() -> bool:

@@ -735,10 +735,12 @@ class Bad:
 BAD_STARTS = {
     "invalid regex": Bad(
         {"user": "(alice"},
-        error=r"FilterError: session 'alice'\.user: '\(alice' is not a valid regex",
+        error=r"FilterError: session 'alice' message_filter\.user: '\(alice' is not a valid regex",
     ),
     "invalid jq program": Bad(
-        jq=".user ==", error=r"FilterError: session 'alice': jq_filter '\.user ==' does not compile"
+        jq=".user ==",
+        error=r"FilterError: session 'alice' message_filter: jq_filter '\.user ==' does not "
+        r"compile",
     ),
     "unknown original queue": Bad(
         queue="missing",

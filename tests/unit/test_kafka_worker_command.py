@@ -7,13 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from pymirror.commands.kafka_worker import load_routes, parse_properties
+from pymirror.commands.kafka_worker import parse_properties
 from pymirror.errors import ConfigError, UsageError
+from pymirror.session_files import load_routes as load_session_routes
 from pymirror.settings import load_settings
 from splitter.errors import FilterError
 from splitter.naming import DEFAULT_KAFKA_TOPIC_FORMAT
+from splitter.routing import SessionRoute
 
 pytestmark = pytest.mark.unit
+
+
+def load_routes(path: Path) -> list[SessionRoute]:
+    """The sessions file as ``pymirror worker kafka`` reads it (destinations under "topic")."""
+    return load_session_routes(path, "topic")
 
 
 def write(tmp_path: Path, entries: object) -> Path:
