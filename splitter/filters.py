@@ -94,12 +94,16 @@ class MessageView:
 
     @classmethod
     def from_kafka(
-        cls, headers: Iterable[tuple[str, bytes | None]] | None, value: bytes | None
+        cls,
+        headers: Iterable[tuple[str, bytes | None]] | None,
+        value: bytes | None,
+        wanted: frozenset[str] | None = None,
     ) -> MessageView:
-        """From a Kafka record's headers and value."""
+        """From a Kafka record's headers and value; with ``wanted`` (lower-cased names, e.g.
+        :attr:`Router.names <splitter.routing.Router.names>`) only those headers are decoded."""
         attributes: dict[str, tuple[str, ...]] = {}
         for name, raw in headers or ():
-            if raw is None:
+            if raw is None or (wanted is not None and name.lower() not in wanted):
                 continue
             try:
                 text = raw.decode("utf-8")

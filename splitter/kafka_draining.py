@@ -70,7 +70,9 @@ async def end_session(
         async def reroute(partition: Partition, records: list[KafkaRecord]) -> None:
             current = router()
             for record in records:
-                for target in current.route(MessageView.from_kafka(record.headers, record.value)):
+                for target in current.route(
+                    MessageView.from_kafka(record.headers, record.value, current.names)
+                ):
                     futures.append(
                         await forwarder.send(
                             target.destination,

@@ -338,7 +338,8 @@ class KafkaSplitWorker:
                         continue  # revoked while fetched: its new owner reads it again
                     self.stats.read += len(records)
                     routes = [
-                        router.route(MessageView.from_kafka(r.headers, r.value)) for r in records
+                        router.route(MessageView.from_kafka(r.headers, r.value, router.names))
+                        for r in records
                     ]
                     forwards = await forwarder.send_routed(partition, records, routes)
                     ledger.extend([r.offset for r in records], forwards)

@@ -75,6 +75,9 @@ class Router:
                     f"{earlier.sequence}; every session needs its own place in the order"
                 )
         self.sessions = ordered
+        #: Every attribute/header name some filter reads (lower-cased): nothing else needs
+        #: decoding to route a message.
+        self.names = frozenset(pair.name for route in ordered for pair in route.filter.pairs)
         self.fallback = Target(fallback, None)
         self._always: list[int] = []
         self._by_name: dict[str, list[int]] = {}

@@ -420,3 +420,16 @@ def test_a_session_whose_regex_runs_over_budget_is_skipped_and_later_sessions_st
         assert router.route(kafka(user="a" * 60 + "b")) == to("any")
         assert router.route(kafka(user="a" * 60 + "b")) == to("any")
     assert len([entry for entry in logs if entry["log_level"] == "warning"]) == 1
+
+
+def test_router_names_list_what_filters_read_and_limit_kafka_decoding() -> None:
+    routes = [
+        SessionRoute("a", 1, compile_filter(FilterSpec({"User": "^a$", "team": "x"})), "qa"),
+        SessionRoute("b", 2, compile_filter(FilterSpec(jq_filter=".n")), "qb"),
+    ]
+    router = Router(routes, "fb")
+    assert router.names == frozenset({"user", "team"})
+    headers = [("USER", b"a"), ("team", b"x"), ("trace", b"t"), ("blob", b"\xff")]
+    view = MessageView.from_kafka(headers, b"{}", router.names)
+    assert view.attributes == {"user": ("a",), "team": ("x",)}
+    assert router.route(view) == router.route(MessageView.from_kafka(headers, b"{}"))
