@@ -197,7 +197,7 @@ class Forwarding:
     def _in_backlog(self, now: float) -> bool:
         """The last receive was full, and another one came back since, as receives do while
         messages wait: polls out for several times that long find the queue empty."""
-        quiet = max(4 * self._full_receive, 5 * self.linger)
+        quiet = max(2 * self._full_receive, 3 * self.linger)
         return self._backlog and now - self._received_at < quiet
 
     def submit(self, source: str, messages: Iterable[Message], router: Router) -> None:
@@ -239,10 +239,10 @@ class Forwarding:
                 everything or self._due(len(outbox.entries), now - outbox.since, backlog)
             ):
                 self._send(destination, outbox)
+        # Deletes never wait for a backlog: a forwarded message still held only keeps its
+        # receipt handle busy (and makes some servers' receives slower), it saves no call.
         for source, held in list(self._deletes.items()):
-            if held and (
-                everything or self._due(len(held), now - self._deletes_since[source], backlog)
-            ):
+            if held and (everything or now - self._deletes_since[source] >= self.linger):
                 self._delete(source)
 
     def _due(self, count: int, age: float, backlog: bool) -> bool:
