@@ -57,7 +57,8 @@ from splitter.filters import MessageView
 from splitter.kafka import GroupConsumer, KafkaClients, Partition, forward_failure
 from splitter.kafka_draining import delete_topic, end_session, hand_back
 from splitter.kafka_offsets import PartitionLedger
-from splitter.routing import Router, SessionRoute
+from splitter.routing import SessionRoute
+from splitter.sessions import SessionSwitch
 
 log = structlog.get_logger()
 
@@ -110,7 +111,7 @@ class KafkaWorkerStats:
     lag: int = 0
 
 
-class KafkaSplitWorker:
+class KafkaSplitWorker(SessionSwitch):
     """Splits one original topic between sessions and the fallback."""
 
     def __init__(
@@ -119,50 +120,19 @@ class KafkaSplitWorker:
         config: KafkaWorkerConfig,
         routes: Sequence[SessionRoute] = (),
     ) -> None:
+        super().__init__(routes, config.fallback_topic)
         self.clients = clients
         self.config = config
         self.stats = KafkaWorkerStats()
-        self._router = Router(routes, config.fallback_topic)
-        self._had_sessions = bool(routes)
         self._ledgers: dict[int, PartitionLedger] = {}
         self._batch_lock = asyncio.Lock()
         self._commit_lock = asyncio.Lock()
         self._commit_soon = asyncio.Event()
         self._rejoins = 0
-        self._ended: asyncio.Queue[SessionRoute] = asyncio.Queue()
         self._progress = asyncio.Event()
-        self._stop = asyncio.Event()
-        self._hand_back = asyncio.Event()
-        self._released = asyncio.Event()
         #: Set once the fallback is drained (leftovers moved back to the original).
         self.drained = asyncio.Event()
         self._log = log.bind(topic=config.topic, group=config.group_id)
-
-    # --- control -----------------------------------------------------------
-
-    @property
-    def router(self) -> Router:
-        return self._router
-
-    def set_routes(self, routes: Sequence[SessionRoute]) -> None:
-        """Route the next record by these sessions; sessions no longer listed end."""
-        remaining = {r.session_id for r in routes}
-        ended = [r for r in self._router.sessions if r.session_id not in remaining]
-        self._router = Router(routes, self.config.fallback_topic)
-        for route in ended:
-            self._ended.put_nowait(route)
-        if routes:
-            self._had_sessions = True
-        elif self._had_sessions:
-            self._hand_back.set()
-
-    def release_fallback(self) -> None:
-        """The workload no longer reads the fallback: the worker may delete it."""
-        self._released.set()
-
-    def stop(self) -> None:
-        """Stop consuming, commit what was forwarded, keep every topic (SIGTERM)."""
-        self._stop.set()
 
     # --- running -----------------------------------------------------------
 

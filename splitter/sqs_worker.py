@@ -38,6 +38,7 @@ import structlog
 
 from splitter.errors import SqsError
 from splitter.routing import Router, SessionRoute
+from splitter.sessions import SessionSwitch
 from splitter.sqs import SqsClient
 from splitter.sqs_forwarding import BATCH_ENTRIES, Forwarding, SqsWorkerStats
 
@@ -81,7 +82,7 @@ class SqsWorkerConfig:
         return self.queue_url.endswith(".fifo")
 
 
-class SqsSplitWorker:
+class SqsSplitWorker(SessionSwitch):
     """Splits one original queue between sessions and the fallback."""
 
     def __init__(
@@ -90,16 +91,10 @@ class SqsSplitWorker:
         config: SqsWorkerConfig,
         routes: Sequence[SessionRoute] = (),
     ) -> None:
+        super().__init__(routes, config.fallback_url)
         self.client = client
         self.config = config
         self.stats = SqsWorkerStats()
-        self._router = Router(routes, config.fallback_url)
-        self._had_sessions = bool(routes)
-        self._ended: asyncio.Queue[SessionRoute] = asyncio.Queue()
-        self._stop = asyncio.Event()
-        self._hand_back = asyncio.Event()
-        self._released = asyncio.Event()
-        self._wake = asyncio.Event()  # stop(), release_fallback() or the last session's end
         self._receiving = True  # False: receivers finish their poll, release it, and return
         self._move_idle = asyncio.Event()  # no receive of a queue being emptied in flight
         self._move_idle.set()
@@ -110,35 +105,9 @@ class SqsSplitWorker:
         self._forwarding: Forwarding | None = None
         self._log = log.bind(queue=config.queue_url)
 
-    # --- control -----------------------------------------------------------------
-
-    @property
-    def router(self) -> Router:
-        return self._router
-
     def set_routes(self, routes: Sequence[SessionRoute]) -> None:
-        """Route the next message by these sessions; sessions no longer listed end."""
-        remaining = {r.session_id for r in routes}
-        ended = [r for r in self._router.sessions if r.session_id not in remaining]
-        self._router = Router(routes, self.config.fallback_url)
-        for route in ended:
-            self._ended.put_nowait(route)
-        if routes:
-            self._had_sessions = True
-        elif self._had_sessions:
-            self._hand_back.set()
-            self._wake.set()
+        super().set_routes(routes)
         self._log.info("sqs sessions changed", sessions=[r.session_id for r in routes])
-
-    def release_fallback(self) -> None:
-        """The workload no longer reads the fallback: the worker may delete it."""
-        self._released.set()
-        self._wake.set()
-
-    def stop(self) -> None:
-        """Stop receiving; finish or release what is in hand; ``run`` returns."""
-        self._stop.set()
-        self._wake.set()
 
     # --- running -----------------------------------------------------------------
 
