@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
+import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -216,3 +218,35 @@ async def wait_until(
         if loop.time() >= deadline:
             raise AssertionError(f"not within {within} s: {what()}")
         await asyncio.sleep(interval)
+
+
+def worker_argv(
+    broker: KafkaBroker, topic: str, group: str, fallback: str, sessions: Path, *extra: str
+) -> list[str]:
+    """``pymirror worker kafka`` as a subprocess command line, with the broker's test
+    group timeouts."""
+    timeouts = group_timeouts(broker.kind)
+    return [
+        sys.executable,
+        "-m",
+        "pymirror",
+        "--log-format",
+        "json",
+        "worker",
+        "kafka",
+        "--topic",
+        topic,
+        "--group-id",
+        group,
+        "--fallback-topic",
+        fallback,
+        "--sessions-file",
+        str(sessions),
+        "--property",
+        f"bootstrap.servers={broker.bootstrap}",
+        "--property",
+        f"session.timeout.ms={timeouts['session_timeout_ms']}",
+        "--property",
+        f"heartbeat.interval.ms={timeouts['heartbeat_interval_ms']}",
+        *extra,
+    ]

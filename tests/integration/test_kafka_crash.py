@@ -25,7 +25,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -45,9 +44,10 @@ from tests.integration.kafka_support import (
     read_all,
     route,
     wait_until,
+    worker_argv,
     worker_consumer_overrides,
 )
-from tests.servers.kafka import KafkaBroker, group_timeouts
+from tests.servers.kafka import KafkaBroker
 
 pytestmark = pytest.mark.integration
 
@@ -56,37 +56,6 @@ RECORDS = 5000
 KILLS = 3
 MAX_UNCOMMITTED = 300
 FETCH_MAX_RECORDS = 100
-
-
-def worker_argv(
-    broker: KafkaBroker, topic: str, group: str, fallback: str, sessions: Path
-) -> list[str]:
-    timeouts = group_timeouts(broker.kind)
-    return [
-        sys.executable,
-        "-m",
-        "pymirror",
-        "--log-format",
-        "json",
-        "worker",
-        "kafka",
-        "--topic",
-        topic,
-        "--group-id",
-        group,
-        "--fallback-topic",
-        fallback,
-        "--sessions-file",
-        str(sessions),
-        "--member-file",
-        str(sessions.with_name("member-id")),
-        "--property",
-        f"bootstrap.servers={broker.bootstrap}",
-        "--property",
-        f"session.timeout.ms={timeouts['session_timeout_ms']}",
-        "--property",
-        f"heartbeat.interval.ms={timeouts['heartbeat_interval_ms']}",
-    ]
 
 
 WORKER_ENV = {
@@ -199,7 +168,10 @@ async def test_sigkilled_worker_restarts_lose_and_misroute_nothing(
         )
     )
     sent = make_records(RECORDS, PARTITIONS, ["alice", "bob", "carol"])
-    argv = worker_argv(kafka_broker, original, group, fallback, sessions)
+    argv = worker_argv(
+        kafka_broker, original, group, fallback, sessions,
+        "--member-file", str(sessions.with_name("member-id")),
+    )  # fmt: skip
     env = {**os.environ, **WORKER_ENV}
     logs = [tmp_path / f"worker-{i}.log" for i in range(KILLS + 1)]
 

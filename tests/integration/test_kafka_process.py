@@ -14,7 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import sys
 import urllib.request
 from collections import Counter
 from pathlib import Path
@@ -32,43 +31,14 @@ from tests.integration.kafka_support import (
     produce,
     read_all,
     wait_until,
+    worker_argv,
 )
-from tests.servers.kafka import KafkaBroker, group_timeouts
+from tests.servers.kafka import KafkaBroker
 from tests.servers.process import free_port
 
 pytestmark = pytest.mark.integration
 
 PARTITIONS = 2
-
-
-def worker_argv(
-    broker: KafkaBroker, topic: str, group: str, fallback: str, sessions: Path, *extra: str
-) -> list[str]:
-    timeouts = group_timeouts(broker.kind)
-    return [
-        sys.executable,
-        "-m",
-        "pymirror",
-        "--log-format",
-        "json",
-        "worker",
-        "kafka",
-        "--topic",
-        topic,
-        "--group-id",
-        group,
-        "--fallback-topic",
-        fallback,
-        "--sessions-file",
-        str(sessions),
-        "--property",
-        f"bootstrap.servers={broker.bootstrap}",
-        "--property",
-        f"session.timeout.ms={timeouts['session_timeout_ms']}",
-        "--property",
-        f"heartbeat.interval.ms={timeouts['heartbeat_interval_ms']}",
-        *extra,
-    ]
 
 
 def sessions_json(*entries: dict[str, object]) -> str:
