@@ -539,33 +539,21 @@ class Forwarder:
         topic = ""
         try:
             for record, targets in zip(records, routes, strict=True):
-                if len(targets) == 1:
-                    topic = targets[0].destination
-                    forwards.append(
-                        await send(
-                            topic,
-                            record.value,
-                            key=record.key,
-                            partition=partition,
-                            timestamp_ms=record.timestamp,
-                            headers=list(record.headers),
-                        )
-                    )
-                    continue
-                many = []
+                headers = list(record.headers)
+                sent = []
                 for target in targets:
                     topic = target.destination
-                    many.append(
+                    sent.append(
                         await send(
                             topic,
                             record.value,
                             key=record.key,
                             partition=partition,
                             timestamp_ms=record.timestamp,
-                            headers=list(record.headers),
+                            headers=headers,
                         )
                     )
-                forwards.append(many)
+                forwards.append(sent[0] if len(sent) == 1 else sent)
         except kerrors.KafkaError as e:
             raise _translate(e, f"forwarding to {topic!r}[{partition}]") from e
         return forwards
