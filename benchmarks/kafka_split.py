@@ -39,9 +39,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
 from splitter.filters import FilterSpec, compile_filter
-from splitter.kafka import KafkaClients
-from splitter.kafka_properties import translate_properties
-from splitter.kafka_worker import KafkaSplitWorker, KafkaWorkerConfig
+from splitter.kafka.client import KafkaClients
+from splitter.kafka.properties import translate_properties
+from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerConfig
 from splitter.routing import SessionRoute
 from tests.servers.kafka import KafkaBroker, group_timeouts, start_kafka
 

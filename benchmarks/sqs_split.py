@@ -1,8 +1,8 @@
 """SQS split worker benchmarks, one run against one moto server, ratios against a raw pipe.
 
-1. Throughput and CPU per message of :class:`splitter.sqs_worker.SqsSplitWorker`
+1. Throughput and CPU per message of :class:`splitter.sqs.worker.SqsSplitWorker`
    vs a raw receive->send->delete pipe written here, at 1, 10 and 100
-   sessions. Both use the same :class:`splitter.sqs.SqsClient`, the same
+   sessions. Both use the same :class:`splitter.sqs.client.SqsClient`, the same
    number of concurrent receivers, the same destinations (one queue per
    session plus the fallback, messages spread the same way), full
    ``SendMessageBatch`` calls per destination and ``DeleteMessageBatch``. The
@@ -51,9 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from splitter.filters import FilterSpec, MessageView, compile_filter
 from splitter.routing import Router, SessionRoute
-from splitter.sqs import SqsClient, SqsEndpoint, connect
-from splitter.sqs_forwarding import SqsWorkerStats
-from splitter.sqs_worker import SqsSplitWorker, SqsWorkerConfig
+from splitter.sqs.client import SqsClient, SqsEndpoint, connect
+from splitter.sqs.forwarding import SqsWorkerStats
+from splitter.sqs.worker import SqsSplitWorker, SqsWorkerConfig
 
 BIN = Path(sys.executable).parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}

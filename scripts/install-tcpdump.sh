@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install tcpdump and iproute2 (ip netns, veth) from Debian if missing; idempotent.
-# Used by the traffic integration tests (tests/traffic) and `pymirror mirror pcap:-`.
+# Used by the traffic integration tests (tests/integration/traffic) and `pymirror mirror pcap:-`.
 set -euo pipefail
 missing=()
 command -v tcpdump >/dev/null 2>&1 || [[ -x /usr/sbin/tcpdump ]] || missing+=(tcpdump)

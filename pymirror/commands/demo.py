@@ -1,4 +1,4 @@
-"""``pymirror demo``: the embedded queue-splitting demo (see :mod:`pymirror.demo`)."""
+"""``pymirror demo``: the embedded queue-splitting demo (see :mod:`pymirror.embedded_demo`)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.messages < 1 or args.rate <= 0:
         raise UsageError("--messages must be >= 1 and --rate > 0")
-    from pymirror.demo import embedded_endpoint, run_demo  # aiobotocore/moto: only when run
+    from pymirror.embedded_demo import (  # aiobotocore/moto: only when run
+        embedded_endpoint,
+        run_demo,
+    )
 
     console = Console()
     # The demo shows its own story; the engine's info lines and moto's access log would

@@ -33,12 +33,12 @@ from pathlib import Path
 import structlog
 
 from pymirror.errors import UsageError
-from pymirror.metrics import StatsExporter, serve_metrics
-from pymirror.session_files import load_routes, watch_routes
 from pymirror.settings import Settings
-from splitter.kafka import KafkaClients
-from splitter.kafka_properties import translate_properties
-from splitter.kafka_worker import KafkaSplitWorker, KafkaWorkerConfig
+from pymirror.worker.metrics import StatsExporter, serve_metrics
+from pymirror.worker.session_files import load_routes, watch_routes
+from splitter.kafka.client import KafkaClients
+from splitter.kafka.properties import translate_properties
+from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerConfig
 
 log = structlog.get_logger()
 

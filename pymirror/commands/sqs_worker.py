@@ -4,7 +4,7 @@
         --sessions-file sessions.json [--endpoint-url URL] [--metrics-port P]
 
 Queues are given by name or URL. The sessions file lists the active sessions
-(:mod:`pymirror.session_files`) and is re-read when it changes: a session
+(:mod:`pymirror.worker.session_files`) and is re-read when it changes: a session
 that disappears ends (its queue's leftovers are routed again, the queue is
 deleted); when the last one disappears the queue is handed back (the
 fallback drains, leftovers go back to the original, the fallback is deleted)
@@ -32,7 +32,7 @@ from pymirror.settings import Settings
 
 if TYPE_CHECKING:
     from splitter.routing import SessionRoute
-    from splitter.sqs import SqsClient
+    from splitter.sqs.client import SqsClient
 
 log = structlog.get_logger()
 
@@ -69,10 +69,10 @@ async def _resolve(client: SqsClient, routes: list[SessionRoute]) -> list[Sessio
 
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
     # The engine (aiobotocore) is imported only when a worker runs: `pymirror --help` stays fast.
-    from pymirror.metrics import StatsExporter, serve_metrics
-    from pymirror.session_files import load_routes, watch_routes
-    from splitter.sqs import SqsEndpoint, connect
-    from splitter.sqs_worker import SqsSplitWorker, SqsWorkerConfig
+    from pymirror.worker.metrics import StatsExporter, serve_metrics
+    from pymirror.worker.session_files import load_routes, watch_routes
+    from splitter.sqs.client import SqsEndpoint, connect
+    from splitter.sqs.worker import SqsSplitWorker, SqsWorkerConfig
 
     sqs = settings.sqs
     routes = load_routes(args.sessions_file, "queue")  # filters compile before anything else

@@ -1,0 +1,176 @@
+"""Ending a Kafka session and handing a topic back to the workload.
+
+* :func:`end_session` - the session's topic is read from the workload
+  group's committed offsets (what the developer's process consumed) to its
+  real end; every leftover record is routed again through the remaining
+  sessions (else the fallback), acknowledged, and only then is the topic
+  deleted. A developer quitting loses nobody's records.
+* :func:`hand_back` - after the worker stopped consuming the original (its
+  offsets committed), wait until the workload's group has zero lag on the
+  fallback topic, bounded by the drain timeout (None = wait, 0 = skip); the
+  records still unconsumed then are produced back to the original (same
+  partition), not dropped. The fallback is deleted by :func:`delete_topic`
+  once the workload no longer reads it (after the env restore).
+
+"Real end" matters: Tansu under-reports end offsets after batched produce,
+so lag is measured against :meth:`TopicReader.end_offsets`, which probes
+past the listed end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from splitter.filters import MessageView
+from splitter.kafka.client import Forwarder, KafkaClients, KafkaRecord, Partition, forward_failure
+from splitter.routing import Router
+
+if TYPE_CHECKING:
+    from splitter.kafka.worker import KafkaWorkerStats
+
+log = structlog.get_logger()
+
+#: Seconds between two lag checks while the workload drains the fallback.
+LAG_POLL_INTERVAL = 0.5
+
+
+async def _await_all(futures: list[asyncio.Future[Any]], where: str) -> None:
+    if not futures:
+        return
+    await asyncio.wait(futures)
+    for future in futures:
+        error = forward_failure(future, where)
+        if error is not None:
+            raise error
+
+
+async def end_session(
+    clients: KafkaClients,
+    forwarder: Forwarder,
+    *,
+    topic: str,
+    group_id: str,
+    router: Callable[[], Router],
+    stats: KafkaWorkerStats | None = None,
+) -> int:
+    """Route a session topic's unconsumed records again, then delete it; return how many."""
+    async with clients.admin() as admin:
+        if not await admin.exists(topic):
+            log.info("kafka session topic already gone", session_topic=topic)
+            return 0
+        partitions = await admin.partitions(topic)
+        committed = await admin.committed(group_id, topic, partitions)
+        futures: list[asyncio.Future[Any]] = []
+
+        async def reroute(partition: Partition, records: list[KafkaRecord]) -> None:
+            current = router()
+            for record in records:
+                for target in current.route(
+                    MessageView.from_kafka(record.headers, record.value, current.names)
+                ):
+                    futures.append(
+                        await forwarder.send(
+                            target.destination,
+                            partition[1],
+                            record.key,
+                            record.value,
+                            record.headers,
+                            record.timestamp,
+                        )
+                    )
+
+        async with clients.reader() as reader:
+            starts = {(topic, p): committed[p] for p in range(partitions)}
+            await reader.read_to_end(starts, reroute)
+        await _await_all(futures, f"re-routing {topic!r}")
+        await admin.delete_topic(topic)
+    if stats is not None:
+        stats.rerouted += len(futures)
+    return len(futures)
+
+
+async def fallback_lag(
+    clients: KafkaClients, *, fallback: str, group_id: str, partitions: int
+) -> dict[int, tuple[int, int]]:
+    """Per partition with lag: (the group's committed offset or 0, the real end)."""
+    async with clients.admin() as admin:
+        committed = await admin.committed(group_id, fallback, partitions)
+    async with clients.reader() as reader:
+        ends = await reader.end_offsets([(fallback, p) for p in range(partitions)])
+    lagging: dict[int, tuple[int, int]] = {}
+    for (_t, p), end in ends.items():
+        start = committed[p] or 0
+        if start < end:
+            lagging[p] = (start, end)
+    return lagging
+
+
+async def hand_back(
+    clients: KafkaClients,
+    forwarder: Forwarder,
+    *,
+    original: str,
+    fallback: str,
+    group_id: str,
+    drain_timeout: float | None,
+    stats: KafkaWorkerStats | None = None,
+) -> int:
+    """Wait for the workload to drain ``fallback``; move leftovers to ``original``.
+
+    Returns how many records were moved back. Deleting the fallback is a
+    separate step (:func:`delete_topic`): it must wait until the workload no
+    longer reads it (env restored), or a consumer would re-create it.
+    """
+    async with clients.admin() as admin:
+        if not await admin.exists(fallback):
+            return 0
+        partitions = await admin.partitions(fallback)
+    deadline = None if drain_timeout is None else time.monotonic() + drain_timeout
+    while True:
+        lagging = await fallback_lag(
+            clients, fallback=fallback, group_id=group_id, partitions=partitions
+        )
+        lag = sum(end - start for start, end in lagging.values())
+        if stats is not None:
+            stats.lag = lag
+        if not lagging:
+            break
+        if deadline is not None and time.monotonic() >= deadline:
+            log.warning("kafka drain timed out", fallback=fallback, lag=lag)
+            break
+        await asyncio.sleep(LAG_POLL_INTERVAL)
+    futures: list[asyncio.Future[Any]] = []
+
+    async def move_back(partition: Partition, records: list[KafkaRecord]) -> None:
+        for record in records:
+            futures.append(
+                await forwarder.send(
+                    original,
+                    partition[1],
+                    record.key,
+                    record.value,
+                    record.headers,
+                    record.timestamp,
+                )
+            )
+
+    if lagging:
+        async with clients.reader() as reader:
+            await reader.read_to_end(
+                {(fallback, p): s for p, (s, _e) in lagging.items()}, move_back
+            )
+        await _await_all(futures, f"returning {fallback!r} to {original!r}")
+    if stats is not None:
+        stats.returned += len(futures)
+    return len(futures)
+
+
+async def delete_topic(clients: KafkaClients, topic: str) -> None:
+    """Delete a temporary topic (already gone is fine)."""
+    async with clients.admin() as admin:
+        await admin.delete_topic(topic)

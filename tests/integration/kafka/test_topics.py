@@ -1,0 +1,65 @@
+"""Temporary topics on real brokers: named by the format, shaped like the original.
+
+Broker quirks met here (../shared/INFRA.md and measured): Tansu 0.6 reports
+every DescribeConfigs entry as a default (source 5) but lists only the
+configs set on the topic, so ``KafkaAdmin.topic_configs`` takes a short
+answer without any topic-sourced entry as the topic's own configs. noida-db
+creates a topic that a Metadata request names, so a missing original must be
+found missing without naming it in a Metadata request - the test checks the
+topic list is unchanged afterwards.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from splitter.errors import KafkaTopicError
+from splitter.kafka.topics import create_temporary_topic
+from splitter.naming import DEFAULT_KAFKA_TOPIC_FORMAT, NameFormat
+from tests.integration.kafka.support import clients_for, list_topics
+from tests.servers.kafka import KafkaBroker
+
+pytestmark = pytest.mark.integration
+
+FORMAT = NameFormat(DEFAULT_KAFKA_TOPIC_FORMAT, "kafka")
+
+
+async def test_temporary_topics_copy_partitions_and_topic_configs_of_the_original(
+    kafka_broker: KafkaBroker, unique_name: str
+) -> None:
+    original = f"{unique_name}.views"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    await admin.start()
+    try:
+        configs = {"retention.ms": "7200000", "max.message.bytes": "524288"}
+        await admin.create_topics([NewTopic(original, 4, 1, topic_configs=configs)])
+    finally:
+        await admin.close()
+
+    async with clients_for(kafka_broker).admin() as kafka:
+        fallback = await create_temporary_topic(kafka, original, FORMAT, fallback=True)
+        session = await create_temporary_topic(
+            kafka, original, FORMAT, fallback=False, spec=fallback.spec
+        )
+        assert re.fullmatch(rf"mirrord-tmp-\d{{10}}-fallback-{re.escape(original)}", fallback.name)
+        assert re.fullmatch(rf"mirrord-tmp-\d{{10}}-{re.escape(original)}", session.name)
+        for topic in (fallback.name, session.name):
+            assert await kafka.partitions(topic) == 4
+            got = await kafka.topic_configs(topic)
+            assert {k: got.get(k) for k in configs} == configs, got
+        await kafka.delete_topic(session.name)
+        await kafka.delete_topic(session.name)  # already gone: fine
+    assert session.name not in await list_topics(kafka_broker)
+
+
+async def test_a_missing_original_is_an_error_and_nothing_is_created(
+    kafka_broker: KafkaBroker, unique_name: str
+) -> None:
+    before = set(await list_topics(kafka_broker))
+    async with clients_for(kafka_broker).admin() as kafka:
+        with pytest.raises(KafkaTopicError, match=f"topic '{unique_name}' does not exist"):
+            await create_temporary_topic(kafka, unique_name, FORMAT, fallback=True)
+    assert set(await list_topics(kafka_broker)) == before

@@ -1,0 +1,296 @@
+"""Helpers shared by the SQS split-worker integration tests (test_sqs_split, test_sqs_crash).
+
+Messages carry their test id in the ``mid`` attribute (and in the body), so a
+message found anywhere can be traced back to what was sent. Every wait here
+is bounded: a helper that runs out of time fails the test, naming what it
+was waiting for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from splitter.errors import SqsQueueMissingError
+from splitter.filters import FilterSpec, Mode, compile_filter
+from splitter.routing import SessionRoute
+from splitter.sqs.client import Message, SqsClient, SqsEndpoint, connect
+from splitter.sqs.worker import SqsSplitWorker, SqsWorkerConfig
+from tests.servers.process import REPO
+from tests.servers.sqs import SqsEndpoint as ServerEndpoint
+
+FALLBACK = "fallback"
+
+
+@contextlib.asynccontextmanager
+async def client_for(server: ServerEndpoint) -> AsyncIterator[SqsClient]:
+    endpoint = SqsEndpoint(server.url, server.region, "test", "test")
+    async with connect(endpoint) as client:
+        yield client
+
+
+async def make_queue(sqs: SqsClient, name: str, **attributes: str) -> str:
+    if name.endswith(".fifo"):
+        attributes.setdefault("FifoQueue", "true")
+    return await sqs.create_queue(name, attributes, {})
+
+
+def route(
+    session_id: str,
+    sequence: int,
+    destination: str,
+    message_filter: Mapping[str, str] | None = None,
+    *,
+    jq: str | None = None,
+    mode: Mode = "steal",
+) -> SessionRoute:
+    spec = FilterSpec(message_filter=dict(message_filter or {}), jq_filter=jq, mode=mode)
+    return SessionRoute(session_id, sequence, compile_filter(spec), destination)
+
+
+def attribute(value: str | int | bytes, data_type: str | None = None) -> dict[str, Any]:
+    """A message attribute: ``str`` -> String, ``int`` -> Number, ``bytes`` -> Binary."""
+    if isinstance(value, bytes):
+        return {"DataType": data_type or "Binary", "BinaryValue": value}
+    if isinstance(value, int):
+        return {"DataType": data_type or "Number", "StringValue": str(value)}
+    return {"DataType": data_type or "String", "StringValue": value}
+
+
+@dataclass
+class Outgoing:
+    """One message a test sends; ``mid`` is its unique id."""
+
+    mid: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    body: str | None = None
+    group: str | None = None
+    trace: str | None = None
+
+    def entry(self, entry_id: str) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "Id": entry_id,
+            "MessageBody": self.body if self.body is not None else f"body of {self.mid}",
+            "MessageAttributes": {"mid": attribute(self.mid), **self.attributes},
+        }
+        if self.trace is not None:
+            entry["MessageSystemAttributes"] = {
+                "AWSTraceHeader": {"DataType": "String", "StringValue": self.trace}
+            }
+        if self.group is not None:
+            entry["MessageGroupId"] = self.group
+            entry["MessageDeduplicationId"] = self.mid
+        return entry
+
+
+async def send(sqs: SqsClient, url: str, messages: Sequence[Outgoing]) -> None:
+    """Send in batches of 10, in order; every entry must succeed."""
+    for start in range(0, len(messages), 10):
+        chunk = messages[start : start + 10]
+        result = await sqs.send_batch(url, [m.entry(str(i)) for i, m in enumerate(chunk)])
+        assert not result.failed, f"sending to {url} failed: {result.failed}"
+
+
+def mid_of(message: Message) -> str:
+    return str(message["MessageAttributes"]["mid"]["StringValue"])
+
+
+async def receive_some(sqs: SqsClient, url: str, wait: int = 1) -> list[Message]:
+    """One receive that deletes what it got (the consumer of a destination)."""
+    messages = await sqs.receive(url, max_messages=10, wait_seconds=wait)
+    if messages:
+        result = await sqs.delete_batch(
+            url, [(str(i), m["ReceiptHandle"]) for i, m in enumerate(messages)]
+        )
+        assert not result.failed, f"deleting from {url} failed: {result.failed}"
+    return messages
+
+
+async def drain(
+    sqs: SqsClient,
+    queues: Mapping[str, str],
+    *,
+    expect: int,
+    within: float = 30.0,
+    quiet: float = 1.0,
+) -> dict[str, list[Message]]:
+    """Consume every queue (label -> URL), each by its own reader, until ``expect``
+    messages came and then ``quiet`` seconds brought nothing more; fails after
+    ``within`` seconds."""
+    readers = {label: Reader(url) for label, url in queues.items()}
+    tasks = [asyncio.create_task(r.run(sqs)) for r in readers.values()]
+    deadline = time.monotonic() + within
+    try:
+        while True:
+            total = sum(len(r.messages) for r in readers.values())
+            last = max((at for r in readers.values() for _mid, at in r.taken[-1:]), default=0.0)
+            now = time.monotonic()
+            if total >= expect and now - last >= quiet:
+                break
+            if now > deadline:
+                raise AssertionError(
+                    f"after {within} s, {total} of {expect} messages arrived: "
+                    f"{ {label: len(r.messages) for label, r in readers.items()} }"
+                )
+            await asyncio.sleep(0.05)
+    finally:
+        for reader in readers.values():
+            reader.stop.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 15)
+    return {label: r.messages for label, r in readers.items()}
+
+
+def where(got: Mapping[str, Sequence[Message]]) -> dict[str, list[str]]:
+    """mid -> labels of the queues it was found in (once per copy)."""
+    found: dict[str, list[str]] = {}
+    for label, messages in got.items():
+        for message in messages:
+            found.setdefault(mid_of(message), []).append(label)
+    return {mid: sorted(labels) for mid, labels in found.items()}
+
+
+async def wait_for(what: str, check: Any, within: float = 20.0, every: float = 0.1) -> None:
+    """Poll ``check()`` (sync or async) until truthy; fail naming ``what`` after ``within`` s."""
+    deadline = time.monotonic() + within
+    while not await _value(check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+async def _value(result: Any) -> Any:
+    return await result if inspect.isawaitable(result) else result
+
+
+async def empty(sqs: SqsClient, url: str) -> bool:
+    return sum(await sqs.counts(url)) == 0
+
+
+async def gone(sqs: SqsClient, url: str) -> bool:
+    try:
+        return not await sqs.exists(url)
+    except SqsQueueMissingError:
+        return True
+
+
+@dataclass
+class Reader:
+    """Consumes one queue, noting when each message was taken (monotonic)."""
+
+    url: str
+    taken: list[tuple[str, float]] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def run(self, sqs: SqsClient) -> None:
+        while not self.stop.is_set():
+            try:
+                messages = await receive_some(sqs, self.url)
+            except SqsQueueMissingError:
+                return
+            now = time.monotonic()
+            self.messages += messages
+            self.taken += [(mid_of(m), now) for m in messages]
+
+
+def worker_config(queue_url: str, fallback_url: str, **overrides: Any) -> SqsWorkerConfig:
+    """Test-friendly bounds: short polls and drain looks, a small shutdown grace."""
+    values: dict[str, Any] = {
+        "wait_seconds": 1,
+        "drain_poll": 0.2,
+        "shutdown_grace": 5.0,
+        "session_end_timeout": 20.0,
+    }
+    values.update(overrides)
+    return SqsWorkerConfig(queue_url, fallback_url, **values)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    sqs: SqsClient, config: SqsWorkerConfig, routes: Sequence[SessionRoute] = ()
+) -> AsyncIterator[tuple[SqsSplitWorker, asyncio.Task[None]]]:
+    """A worker running in this loop; stopped (bounded) on exit if still running."""
+    worker = SqsSplitWorker(sqs, config, routes)
+    task = asyncio.create_task(worker.run(), name="worker")
+    try:
+        await asyncio.wait_for(worker.started.wait(), 10)
+        yield worker, task
+    finally:
+        if not task.done():
+            worker.stop()
+        await asyncio.wait_for(task, config.shutdown_grace + 10)
+
+
+# --- the process form ---------------------------------------------------------
+
+
+def process_env(server: ServerEndpoint, **extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        AWS_ACCESS_KEY_ID="test",
+        AWS_SECRET_ACCESS_KEY="test",
+        AWS_DEFAULT_REGION=server.region,
+        PYMIRROR_LOG__FORMAT="json",
+    )
+    env.update(extra)
+    return env
+
+
+def worker_command(
+    server: ServerEndpoint, queue: str, fallback: str, sessions: Path, *extra: str
+) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "pymirror",
+        "worker",
+        "sqs",
+        "--queue",
+        queue,
+        "--fallback-queue",
+        fallback,
+        "--sessions-file",
+        str(sessions),
+        "--endpoint-url",
+        server.url,
+        "--region",
+        server.region,
+        *extra,
+    ]
+
+
+def start_worker(
+    server: ServerEndpoint,
+    queue: str,
+    fallback: str,
+    sessions: Path,
+    log: Path,
+    *extra: str,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """``pymirror worker sqs`` as a child process; stdout and stderr appended to ``log``."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            worker_command(server, queue, fallback, sessions, *extra),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=dict(env) if env is not None else process_env(server),
+        )
+
+
+def write_sessions(path: Path, sessions: Iterable[Mapping[str, Any]]) -> None:
+    """Write the sessions file atomically (a rename), so the watcher never reads half."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(list(sessions)))
+    tmp.replace(path)

@@ -1,0 +1,316 @@
+"""Crash safety of ``pymirror worker sqs`` as a process, on moto and LocalStack.
+
+Messages carry a unique id and a ``user`` attribute that decides their one
+right destination (alice's queue, bob's queue, else the fallback). A sender
+streams them into the original while worker processes are killed and
+restarted, and readers consume every destination all along (as developers and
+the workload do; it also keeps moto fast, whose calls slow down with queue
+length). Each id is then checked: found (not lost), where its attribute says
+(not misrouted), and how often (duplicates). The figures are printed (run
+with ``-s``) and recorded as JUnit properties.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from splitter.sqs.client import SqsClient
+from tests.integration.sqs.support import (
+    FALLBACK,
+    Outgoing,
+    Reader,
+    attribute,
+    client_for,
+    empty,
+    make_queue,
+    process_env,
+    send,
+    start_worker,
+    wait_for,
+    write_sessions,
+)
+from tests.servers.sqs import SqsEndpoint as ServerEndpoint
+
+pytestmark = pytest.mark.integration
+
+USERS = ("alice", "bob", "carol", "dave")
+#: Messages a worker may hold at once (``sqs.max_in_hand``): the duplicate bound per kill.
+MAX_IN_HAND = 100
+#: ``sqs.shutdown_grace`` for these workers; SIGTERM must end the process within it.
+SHUTDOWN_GRACE = 5.0
+
+
+def destination(user: str) -> str:
+    return user if user in ("alice", "bob") else FALLBACK
+
+
+@dataclass
+class Split:
+    """An original, its fallback, alice's and bob's queues, and a sessions file."""
+
+    original: str
+    queues: dict[str, str]
+    sessions: Path
+    log: Path
+    server: ServerEndpoint
+    sent: dict[str, str] = field(default_factory=dict)  # mid -> user
+    readers: dict[str, Reader] = field(default_factory=dict)
+    reading: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self, *extra: str) -> subprocess.Popen[bytes]:
+        env = process_env(
+            self.server,
+            PYMIRROR_SQS__MAX_IN_HAND=str(MAX_IN_HAND),
+            PYMIRROR_SQS__SHUTDOWN_GRACE=str(SHUTDOWN_GRACE),
+        )
+        return start_worker(
+            self.server,
+            self.original,
+            self.queues[FALLBACK],
+            self.sessions,
+            self.log,
+            "--wait-seconds",
+            "1",
+            *extra,
+            env=env,
+        )
+
+    async def stream(self, sqs: SqsClient, count: int, per_second: float) -> None:
+        """Send ``count`` messages in batches of 10 at about ``per_second``."""
+        started = time.monotonic()
+        for start in range(0, count, 10):
+            batch = []
+            for n in range(start, min(start + 10, count)):
+                mid, user = f"m{n:05d}", USERS[n % len(USERS)]
+                self.sent[mid] = user
+                batch.append(Outgoing(mid, {"user": attribute(user)}))
+            await send(sqs, self.original, batch)
+            ahead = started + (start + 10) / per_second - time.monotonic()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
+    def read(self, sqs: SqsClient) -> None:
+        """Start a reader on every destination."""
+        self.readers = {label: Reader(url) for label, url in self.queues.items()}
+        self.reading = [asyncio.create_task(r.run(sqs)) for r in self.readers.values()]
+
+    def taken(self) -> int:
+        return sum(len(r.taken) for r in self.readers.values())
+
+    async def more_than(self, count: int) -> bool:
+        return self.taken() > count
+
+    async def read_to_the_end(self) -> tuple[Counter[str], dict[str, str]]:
+        """Wait until every id was taken, then 2 s more for stray copies; stop the
+        readers: (copies per mid, mid -> the wrong destination it was found in)."""
+        deadline = time.monotonic() + 60
+        while len({mid for r in self.readers.values() for mid, _at in r.taken}) < len(self.sent):
+            if time.monotonic() > deadline:
+                break  # the assertions name what is missing
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.0)
+        for reader in self.readers.values():
+            reader.stop.set()
+        await asyncio.wait_for(asyncio.gather(*self.reading), 15)
+        copies = Counter(mid for r in self.readers.values() for mid, _at in r.taken)
+        misrouted = {
+            mid: label
+            for label, r in self.readers.items()
+            for mid, _at in r.taken
+            if destination(self.sent.get(mid, "?")) != label
+        }
+        return copies, misrouted
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """The ``summary()`` each worker that exited normally printed."""
+        prefix = "pymirror worker sqs: "
+        return [
+            ast.literal_eval(line.removeprefix(prefix))
+            for line in self.log.read_text().splitlines()
+            if line.startswith(prefix)
+        ]
+
+
+@pytest.fixture
+async def sqs(sqs_endpoint: ServerEndpoint) -> AsyncIterator[SqsClient]:
+    async with client_for(sqs_endpoint) as client:
+        yield client
+
+
+@pytest.fixture
+async def split(
+    sqs: SqsClient, sqs_endpoint: ServerEndpoint, unique_name: str, tmp_path: Path
+) -> Split:
+    queues = {label: await make_queue(sqs, f"{unique_name}-{label}") for label in USERS[:2]}
+    queues[FALLBACK] = await make_queue(sqs, f"{unique_name}-{FALLBACK}")
+    sessions = tmp_path / "sessions.json"
+    write_sessions(
+        sessions,
+        [
+            {
+                "id": user,
+                "sequence": n,
+                "queue": queues[user],
+                "message_filter": {"user": f"^{user}$"},
+            }
+            for n, user in enumerate(("alice", "bob"), start=1)
+        ],
+    )
+    original = await make_queue(sqs, unique_name)
+    return Split(original, queues, sessions, tmp_path / "worker.log", sqs_endpoint)
+
+
+def stop(process: subprocess.Popen[bytes]) -> int:
+    """SIGTERM ``process`` and wait for it (bounded)."""
+    process.send_signal(signal.SIGTERM)
+    return process.wait(timeout=SHUTDOWN_GRACE + 20)
+
+
+def report(record_property: Any, figures: dict[str, Any]) -> None:
+    for key, value in figures.items():
+        record_property(key, value)
+    print("\n" + ", ".join(f"{key}={value}" for key, value in figures.items()))
+
+
+@pytest.mark.timeout(240)
+async def test_kill_9_three_times_mid_stream_loses_and_misroutes_nothing(
+    sqs: SqsClient, split: Split, record_property: Any
+) -> None:
+    """2,000 messages with unique ids stream into the original while:
+
+    1. a worker process starts and forwards (progress seen in the destinations);
+    2. it is killed with SIGKILL while it holds messages - no release, no delete;
+    3. a new worker starts at once; steps 1-3 happen three times;
+    4. a last worker runs until the stream ended and the original is empty,
+       the killed workers' in-hand messages having come back after their 4 s
+       visibility timeout; then it is stopped with SIGTERM;
+    5. every destination is read to the end: every id is there (0 lost), at
+       the destination its ``user`` says (0 misrouted), and the copies beyond
+       one are at most ``max_in_hand`` per kill.
+    """
+    total, kills = 2000, 3
+    split.read(sqs)
+    streaming = asyncio.create_task(split.stream(sqs, total, per_second=100))
+    held_at_kill = []
+    process = split.start("--visibility-timeout", "4")
+    try:
+        for _ in range(kills):
+            before = split.taken()
+            await wait_for(
+                "the worker to forward", partial(split.more_than, before + 100), within=30
+            )
+            await asyncio.sleep(0.2)
+            assert process.poll() is None, split.log.read_text()[-3000:]
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=10)
+            held_at_kill.append((await sqs.counts(split.original))[1])
+            process = split.start("--visibility-timeout", "4")
+        assert not streaming.done(), "the stream ended before the last kill: send slower"
+        await asyncio.wait_for(streaming, 60)
+        await wait_for("the original to empty", lambda: empty(sqs, split.original), within=60)
+        assert stop(process) == 0, split.log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        streaming.cancel()
+    copies, misrouted = await split.read_to_the_end()
+    lost = sorted(set(split.sent) - set(copies))
+    duplicates = sum(copies.values()) - len(copies)
+    report(
+        record_property,
+        {
+            "messages": total,
+            "kills": kills,
+            "held_at_kill": held_at_kill,
+            "lost": len(lost),
+            "misrouted": len(misrouted),
+            "duplicates": duplicates,
+            "duplicate_bound": kills * MAX_IN_HAND,
+        },
+    )
+    assert lost == []
+    assert misrouted == {}
+    assert set(copies) == set(split.sent)
+    assert duplicates <= kills * MAX_IN_HAND
+
+
+@pytest.mark.timeout(180)
+async def test_sigterm_mid_stream_exits_0_in_time_losing_and_duplicating_nothing(
+    sqs: SqsClient, split: Split, record_property: Any
+) -> None:
+    """1,000 messages stream into the original; the worker's visibility timeout is
+    30 s, so a message left in flight would show as a 30 s stall:
+
+    1. a worker process forwards part of the stream;
+    2. SIGTERM: it stops receiving, forwards or releases what it holds and exits
+       0 within the shutdown grace; nothing is left in flight at the original;
+    3. a second worker finishes the stream well within 30 s, then is stopped
+       with SIGTERM too;
+    4. every id is at its destination exactly once: 0 lost, 0 misrouted, no
+       duplicate beyond a delivery the server itself repeated.
+    """
+    total = 1000
+    split.read(sqs)
+    streaming = asyncio.create_task(split.stream(sqs, total, per_second=100))
+    process = split.start("--visibility-timeout", "30")
+    try:
+        await wait_for("the worker to forward", lambda: split.more_than(150), within=30)
+        terminated = time.monotonic()
+        code = stop(process)
+        exit_seconds = time.monotonic() - terminated
+        assert code == 0, split.log.read_text()[-3000:]
+        in_flight = (await sqs.counts(split.original))[1]
+        assert not streaming.done(), "the stream ended before SIGTERM: send slower"
+        process = split.start("--visibility-timeout", "30")
+        finish_started = time.monotonic()
+        await asyncio.wait_for(streaming, 60)
+        await wait_for("the original to empty", lambda: empty(sqs, split.original), within=25)
+        finish_seconds = time.monotonic() - finish_started
+        assert stop(process) == 0, split.log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        streaming.cancel()
+    copies, misrouted = await split.read_to_the_end()
+    summaries = split.summaries()
+    assert len(summaries) == 2, split.log.read_text()[-3000:]
+    released = sum(s["released"] for s in summaries)
+    # Deliveries beyond one per message that are not releases: the server repeated them.
+    server_repeats = sum(s["received"] for s in summaries) - total - released
+    lost = sorted(set(split.sent) - set(copies))
+    duplicates = sum(copies.values()) - len(copies)
+    report(
+        record_property,
+        {
+            "messages": total,
+            "exit_seconds": round(exit_seconds, 2),
+            "shutdown_grace": SHUTDOWN_GRACE,
+            "released_on_sigterm": summaries[0]["released"],
+            "in_flight_after_exit": in_flight,
+            "finish_seconds": round(finish_seconds, 2),
+            "lost": len(lost),
+            "misrouted": len(misrouted),
+            "duplicates": duplicates,
+            "server_repeats": server_repeats,
+        },
+    )
+    # Bound: max(wait_seconds=1, shutdown_grace) plus a call, and process teardown.
+    assert exit_seconds < SHUTDOWN_GRACE + 3
+    assert in_flight == 0
+    assert lost == []
+    assert misrouted == {}
+    assert duplicates <= max(server_repeats, 0)
