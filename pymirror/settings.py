@@ -21,12 +21,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from pymirror.errors import ConfigError
 from pymirror.logs import LogFormat
 from splitter.errors import NameFormatError
-from splitter.naming import (
-    DEFAULT_KAFKA_TOPIC_FORMAT,
-    DEFAULT_SQS_QUEUE_FORMAT,
-    Broker,
-    NameFormat,
-)
+from splitter.kafka.settings import KafkaSettings
+from splitter.naming import Broker, NameFormat
+from splitter.sqs.settings import SqsSettings
+from traffic.settings import TrafficSettings
 
 
 class LogSettings(BaseModel):
@@ -38,121 +36,12 @@ class LogSettings(BaseModel):
     )
 
 
-class TrafficSettings(BaseModel):
-    """Bounds of live mirroring and replay (``pymirror mirror``, ``pymirror replay``)."""
-
-    write_timeout: float = Field(
-        5.0, gt=0, description="Seconds a write to --to may stay unsent before its flow drops."
-    )
-    flow_backlog_bytes: int = Field(
-        4 << 20, gt=0, description="Bytes one replayed flow may queue (4 MiB) before it drops."
-    )
-    idle_timeout: float = Field(
-        120.0, gt=0, description="Seconds without a segment before a captured flow ends."
-    )
-    max_connections: int = Field(
-        1024, gt=0, description="Concurrent local connections to --to; more flows are dropped."
-    )
-
-
 def _name_format(template: str, broker: Broker) -> NameFormat:
     """``template`` as a :class:`NameFormat`; ``ValueError`` (-> ``ConfigError``) if bad."""
     try:
         return NameFormat(template, broker)
     except NameFormatError as e:
         raise ValueError(str(e)) from e
-
-
-class KafkaSettings(BaseModel):
-    """Kafka splitting (``pymirror worker kafka``, the operator's Kafka side)."""
-
-    topic_format: str = Field(
-        DEFAULT_KAFKA_TOPIC_FORMAT,
-        description="Temporary topic names; {{RANDOM}}, {{FALLBACK}} and {{ORIGINAL_TOPIC}} "
-        "are required. Also read from OPERATOR_KAFKA_SPLITTING_TOPIC_FORMAT (mirrord's name).",
-    )
-    drain_timeout: float | None = Field(
-        None,
-        ge=0,
-        description="Seconds the last session's end waits for the workload to drain the "
-        "fallback topic; unset = wait, 0 = skip (leftovers go back to the original).",
-    )
-    commit_interval: float = Field(
-        0.2, gt=0, description="Seconds between offset commits of a split worker."
-    )
-    max_uncommitted: int = Field(
-        10_000,
-        gt=0,
-        description="Records a worker may read before their offsets are committed; bounds "
-        "the duplicates a crash can cause.",
-    )
-    fetch_max_records: int = Field(
-        500, gt=0, description="Records per fetch (aiokafka max_records); 500 is aiokafka's."
-    )
-
-    @field_validator("topic_format")
-    @classmethod
-    def _valid_topic_format(cls, value: str) -> str:
-        _name_format(value, "kafka")
-        return value
-
-    @property
-    def name_format(self) -> NameFormat:
-        """The validated topic format, ready to render temporary topic names."""
-        return NameFormat(self.topic_format, "kafka")
-
-
-class SqsSettings(BaseModel):
-    """SQS splitting (``pymirror worker sqs``, ``pymirror demo``, the operator's SQS side)."""
-
-    queue_format: str = Field(
-        DEFAULT_SQS_QUEUE_FORMAT,
-        description="Temporary queue names; {{RANDOM}}, {{FALLBACK}} and {{ORIGINAL_QUEUE}} "
-        "are required. Also read from OPERATOR_SQS_SPLITTING_QUEUE_FORMAT (mirrord's name).",
-    )
-    endpoint_url: str | None = Field(
-        None, description="SQS endpoint; unset = AWS itself (region and credentials from AWS_*)."
-    )
-    region: str = Field("us-east-1", description="AWS region of the queues.")
-    receivers: int = Field(
-        4,
-        gt=0,
-        le=64,
-        description="Concurrent long polls on the original queue; 4 keeps "
-        "SendMessageBatch full at a few thousand messages/s.",
-    )
-    wait_seconds: int = Field(20, ge=0, le=20, description="Long-poll wait, seconds (SQS max).")
-    linger: float = Field(
-        0.02, gt=0, description="Seconds a partly-full batch waits for more entries."
-    )
-    max_in_hand: int = Field(
-        1000,
-        gt=0,
-        description="Messages received but not yet deleted; bounds memory and "
-        "the duplicates a crash can cause.",
-    )
-    shutdown_grace: float = Field(
-        10.0,
-        gt=0,
-        description="Seconds SIGTERM gives in-hand messages before releasing them; "
-        "well under Kubernetes' default 30 s grace period.",
-    )
-    drain_timeout: float | None = Field(
-        None,
-        ge=0,
-        description="Seconds the last session's end waits for the workload to "
-        "drain the fallback queue; unset = wait, 0 = skip (leftovers go back to the original).",
-    )
-
-    @field_validator("queue_format")
-    @classmethod
-    def _valid_queue_format(cls, value: str) -> str:
-        _name_format(value, "sqs")
-        return value
-
-    @property
-    def name_format(self) -> NameFormat:
-        return NameFormat(self.queue_format, "sqs")
 
 
 class Settings(BaseSettings):
