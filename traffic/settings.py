@@ -1,4 +1,4 @@
-"""Settings of live mirroring and replay: the one home of their defaults (see ``pymirror.settings``)."""
+"""Settings of live mirroring and replay: the one home of their defaults."""
 
 from __future__ import annotations
 
