@@ -2,7 +2,7 @@
 # Run LocalStack (SQS only) in host mode, without Docker, on 127.0.0.1:PORT.
 #   localstack/run.sh [PORT]            (default 4566; Ctrl-C stops it)
 # Needs scripts/install-localstack.sh first. The environment is the one measured in
-# ../shared/INFRA.md; SQS_ENDPOINT_STRATEGY=path is required for queue URLs to work.
+# localstack/README.md; SQS_ENDPOINT_STRATEGY=path is required for queue URLs to work.
 # Init hooks: every file in localstack/init/<stage>.d/ runs at that stage (boot, start,
 # ready, shutdown); e.g. PYMIRROR_LOCALSTACK_QUEUES=orders,jobs.fifo creates those queues
 # when LocalStack is ready (see localstack/README.md).

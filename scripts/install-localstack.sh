@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install LocalStack in host mode (no Docker) into its own Python 3.13 venv under
-# ${PYMIRROR_CACHE:-~/.cache/pymirror}/localstack-venv, with the pins from INFRA.md
+# ${PYMIRROR_CACHE:-~/.cache/pymirror}/localstack-venv, with the pins localstack/README.md explains
 # (LocalStack 4.14 runs only on Python 3.13 here; 3.11 and 3.12 fail).
 # Idempotent: skips the install when the venv already holds exactly these pins.
 set -euo pipefail

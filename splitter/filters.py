@@ -1,6 +1,6 @@
 """Session filters: what one session asks for, compiled once, matched per message.
 
-The matching rules (DESIGN §4), all here and nowhere else:
+The matching rules (docs/how-it-works.md, "Routing rules"), all here and nowhere else:
 
 - A filter matches when it is not empty (it has ``name -> regex`` pairs or a
   ``jq_filter``) and **every** pair matches: the message carries an attribute

@@ -1,4 +1,4 @@
-"""Names of temporary queues and topics (DESIGN §5).
+"""Names of temporary queues and topics (docs/how-it-works.md, "Temporary queues and topics").
 
 A format holds three variables, all required:
 

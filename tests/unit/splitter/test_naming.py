@@ -1,4 +1,4 @@
-"""Temporary queue/topic names (splitter/naming.py): every rule of DESIGN §5 on name formats."""
+"""Temporary queue/topic names (splitter/naming.py): every rule on name formats (docs/how-it-works.md)."""
 
 from __future__ import annotations
 
