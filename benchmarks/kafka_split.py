@@ -39,9 +39,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
 from splitter.filters import FilterSpec, compile_filter
-from splitter.kafka.client import KafkaClients
+from splitter.kafka.clients import KafkaClients
 from splitter.kafka.properties import translate_properties
-from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerConfig
+from splitter.kafka.settings import KafkaSettings
+from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity
 from splitter.routing import SessionRoute
 from tests.servers.kafka import KafkaBroker, group_timeouts, start_kafka
 
@@ -113,16 +114,12 @@ async def run_worker(
         )
         for i, (user, destination) in enumerate(destinations.items())
     ]
-    config = KafkaWorkerConfig(
-        topic=topic,
-        group_id=f"{topic}-worker",
-        fallback_topic=fallback,
-        fetch_max_records=FETCH_MAX_RECORDS,
-        commit_interval=COMMIT_INTERVAL,
-        consumer_overrides=dict(group_timeouts(broker.kind)),
-    )
+    identity = KafkaWorkerIdentity(topic=topic, group_id=f"{topic}-worker", fallback_topic=fallback)
+    settings = KafkaSettings(fetch_max_records=FETCH_MAX_RECORDS, commit_interval=COMMIT_INTERVAL)
     clients = KafkaClients(translate_properties({"bootstrap.servers": broker.bootstrap}))
-    worker = KafkaSplitWorker(clients, config, routes)
+    worker = KafkaSplitWorker(
+        clients, identity, settings, routes, consumer_overrides=dict(group_timeouts(broker.kind))
+    )
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(worker.run(), name="worker")
         while not worker.stats.read:  # the group join is not timed

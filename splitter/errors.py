@@ -10,7 +10,7 @@ that raises them and listed here::
     │   ├── SqsQueueMissingError   the queue does not exist
     │   ├── SqsThrottledError      throttled or a server-side fault (retriable)
     │   └── SqsUnavailableError    endpoint unreachable (retriable)
-    └── KafkaError                 splitter/kafka*.py
+    └── KafkaError                 splitter/kafka/
         ├── KafkaPropertyError     unknown/bad client property (names it)
         ├── KafkaTopicError        missing topic, create/delete failed
         ├── KafkaUnavailableError  brokers unreachable (retriable)
@@ -31,7 +31,7 @@ class SplitterError(Exception):
     retriable: ClassVar[bool] = False
 
 
-# --- Kafka (splitter/kafka*.py) ---------------------------------------------
+# --- Kafka (splitter/kafka/) ---------------------------------------------
 
 
 class KafkaError(SplitterError):

@@ -35,10 +35,10 @@ import structlog
 from pymirror.errors import UsageError
 from pymirror.settings import Settings
 from pymirror.worker.metrics import StatsExporter, serve_metrics
-from pymirror.worker.session_files import load_routes, watch_routes
-from splitter.kafka.client import KafkaClients
+from pymirror.worker.sources import load_routes, watch_routes
+from splitter.kafka.clients import KafkaClients
 from splitter.kafka.properties import translate_properties
-from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerConfig
+from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity
 
 log = structlog.get_logger()
 
@@ -98,20 +98,17 @@ async def serve(args: argparse.Namespace, settings: Settings) -> int:
     async with clients.admin() as admin:
         for topic in (args.topic, args.fallback_topic, *(r.destination for r in routes)):
             await admin.partitions(topic)
-    kafka = settings.kafka
-    drain = args.drain_timeout if args.drain_timeout is not None else kafka.drain_timeout
-    config = KafkaWorkerConfig(
+    identity = KafkaWorkerIdentity(
         topic=args.topic,
         group_id=args.group_id,
         fallback_topic=args.fallback_topic,
-        fetch_max_records=kafka.fetch_max_records,
-        commit_interval=kafka.commit_interval,
-        max_uncommitted=kafka.max_uncommitted,
-        drain_timeout=drain,
         member_file=args.member_file,
         delete_fallback=not args.keep_fallback,
     )
-    worker = KafkaSplitWorker(clients, config, routes)
+    # CLI flags override the settings (PYMIRROR_KAFKA__*); unset flags leave them.
+    flags = {"drain_timeout": args.drain_timeout}
+    kafka = settings.kafka.model_copy(update={k: v for k, v in flags.items() if v is not None})
+    worker = KafkaSplitWorker(clients, identity, kafka, routes)
     structlog.contextvars.bind_contextvars(topic=args.topic)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

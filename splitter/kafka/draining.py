@@ -15,6 +15,9 @@
 "Real end" matters: Tansu under-reports end offsets after batched produce,
 so lag is measured against :meth:`TopicReader.end_offsets`, which probes
 past the listed end.
+
+Both return how many records they moved and report lag through an optional
+callback: the worker keeps its own counters (this module never imports it).
 """
 
 from __future__ import annotations
@@ -22,21 +25,19 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 
 from splitter.filters import MessageView
-from splitter.kafka.client import Forwarder, KafkaClients, KafkaRecord, Partition, forward_failure
+from splitter.kafka.clients import KafkaClients
+from splitter.kafka.forwarding import Forwarder
+from splitter.kafka.records import KafkaRecord, Partition
+from splitter.kafka.settings import KafkaSettings
+from splitter.kafka.translating import forward_failure
 from splitter.routing import Router
 
-if TYPE_CHECKING:
-    from splitter.kafka.worker import KafkaWorkerStats
-
 log = structlog.get_logger()
-
-#: Seconds between two lag checks while the workload drains the fallback.
-LAG_POLL_INTERVAL = 0.5
 
 
 async def _await_all(futures: list[asyncio.Future[Any]], where: str) -> None:
@@ -56,7 +57,7 @@ async def end_session(
     topic: str,
     group_id: str,
     router: Callable[[], Router],
-    stats: KafkaWorkerStats | None = None,
+    settings: KafkaSettings,
 ) -> int:
     """Route a session topic's unconsumed records again, then delete it; return how many."""
     async with clients.admin() as admin:
@@ -86,22 +87,20 @@ async def end_session(
 
         async with clients.reader() as reader:
             starts = {(topic, p): committed[p] for p in range(partitions)}
-            await reader.read_to_end(starts, reroute)
+            await reader.read_to_end(starts, reroute, idle_ms=settings.end_probe_ms)
         await _await_all(futures, f"re-routing {topic!r}")
         await admin.delete_topic(topic)
-    if stats is not None:
-        stats.rerouted += len(futures)
     return len(futures)
 
 
 async def fallback_lag(
-    clients: KafkaClients, *, fallback: str, group_id: str, partitions: int
+    clients: KafkaClients, *, fallback: str, group_id: str, partitions: int, idle_ms: int
 ) -> dict[int, tuple[int, int]]:
     """Per partition with lag: (the group's committed offset or 0, the real end)."""
     async with clients.admin() as admin:
         committed = await admin.committed(group_id, fallback, partitions)
     async with clients.reader() as reader:
-        ends = await reader.end_offsets([(fallback, p) for p in range(partitions)])
+        ends = await reader.end_offsets([(fallback, p) for p in range(partitions)], idle_ms=idle_ms)
     lagging: dict[int, tuple[int, int]] = {}
     for (_t, p), end in ends.items():
         start = committed[p] or 0
@@ -117,11 +116,13 @@ async def hand_back(
     original: str,
     fallback: str,
     group_id: str,
-    drain_timeout: float | None,
-    stats: KafkaWorkerStats | None = None,
+    settings: KafkaSettings,
+    on_lag: Callable[[int], None] | None = None,
 ) -> int:
     """Wait for the workload to drain ``fallback``; move leftovers to ``original``.
 
+    Waits ``settings.drain_timeout`` at most, looking every
+    ``settings.lag_poll_interval`` (``on_lag`` gets each measured lag).
     Returns how many records were moved back. Deleting the fallback is a
     separate step (:func:`delete_topic`): it must wait until the workload no
     longer reads it (env restored), or a consumer would re-create it.
@@ -130,20 +131,26 @@ async def hand_back(
         if not await admin.exists(fallback):
             return 0
         partitions = await admin.partitions(fallback)
-    deadline = None if drain_timeout is None else time.monotonic() + drain_timeout
+    # A poll, not a retry: the same interval every time, bounded by the drain timeout.
+    timeout = settings.drain_timeout
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         lagging = await fallback_lag(
-            clients, fallback=fallback, group_id=group_id, partitions=partitions
+            clients,
+            fallback=fallback,
+            group_id=group_id,
+            partitions=partitions,
+            idle_ms=settings.end_probe_ms,
         )
         lag = sum(end - start for start, end in lagging.values())
-        if stats is not None:
-            stats.lag = lag
+        if on_lag is not None:
+            on_lag(lag)
         if not lagging:
             break
         if deadline is not None and time.monotonic() >= deadline:
             log.warning("kafka drain timed out", fallback=fallback, lag=lag)
             break
-        await asyncio.sleep(LAG_POLL_INTERVAL)
+        await asyncio.sleep(settings.lag_poll_interval)
     futures: list[asyncio.Future[Any]] = []
 
     async def move_back(partition: Partition, records: list[KafkaRecord]) -> None:
@@ -162,11 +169,11 @@ async def hand_back(
     if lagging:
         async with clients.reader() as reader:
             await reader.read_to_end(
-                {(fallback, p): s for p, (s, _e) in lagging.items()}, move_back
+                {(fallback, p): s for p, (s, _e) in lagging.items()},
+                move_back,
+                idle_ms=settings.end_probe_ms,
             )
         await _await_all(futures, f"returning {fallback!r} to {original!r}")
-    if stats is not None:
-        stats.returned += len(futures)
     return len(futures)
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from splitter.kafka.client import KafkaAdmin, TopicSpec
+from splitter.kafka.admin import KafkaAdmin, TopicSpec
 from splitter.naming import NameFormat
 
 

@@ -17,16 +17,23 @@ rarely a stall.
 
 If the group coordination of the consumer breaks (noida-db can hand a member
 an empty assignment aiokafka cannot decode), the worker commits what it can,
-leaves under its member id and joins again with a new consumer (bounded
-attempts); records not committed are read again by their next owner.
+leaves under its member id and joins again with a new consumer
+(``join_attempts``, waits from ``join_backoff`` doubling); records not
+committed are read again by their next owner.
 
-A worker given a ``member_file`` records its group member id there after
-every join; a worker restarted after a crash (SIGKILL, OOM) finds its dead
-predecessor's id in that file and makes it leave the group before joining,
-so the partitions move at once instead of after a session timeout (and on
-noida-db 0.2, which never expires a dead member once another joins, at all).
-The file must belong to one replica only (a pod's ``emptyDir``): a live
-member named in it would be removed too.
+A worker given a ``member_file`` records its group member id there and, when
+restarted after a crash, removes its dead predecessor from the group first
+(:mod:`splitter.kafka.membership`).
+
+What the worker splits is its :class:`KafkaWorkerIdentity`; how (intervals,
+bounds, retries) is :class:`~splitter.kafka.settings.KafkaSettings`, the one
+home of every Kafka default.
+
+The module is one class of ~400 lines on purpose: the fetch loop, the
+committer, revocation, rejoin and session end share the ledgers and two
+locks (batch, commit), one concurrency protocol best read in one place; the
+pieces without shared state live beside it (:mod:`~splitter.kafka.committing`,
+:mod:`~splitter.kafka.membership`, :mod:`~splitter.kafka.draining`).
 
 Session changes arrive through :meth:`KafkaSplitWorker.set_routes`. A session
 that disappears is *ended* (:mod:`splitter.kafka.draining`): its topic is read
@@ -42,59 +49,47 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from splitter.backoff import Backoff
 from splitter.errors import KafkaError, KafkaPropertyError, KafkaTopicError
 from splitter.filters import MessageView
-from splitter.kafka.client import GroupConsumer, KafkaClients, Partition, forward_failure
+from splitter.kafka.clients import KafkaClients
+from splitter.kafka.committing import committable_offsets, forwards_in_flight, mark_committed
+from splitter.kafka.consuming import GroupConsumer
 from splitter.kafka.draining import delete_topic, end_session, hand_back
 from splitter.kafka.ledger import PartitionLedger
+from splitter.kafka.membership import record_member, recorded_member, remove_member
+from splitter.kafka.records import Partition
+from splitter.kafka.settings import KafkaSettings
 from splitter.routing import SessionRoute
 from splitter.switching import SessionSwitch
 
 log = structlog.get_logger()
 
-#: Attempts to join the group before :meth:`KafkaSplitWorker.run` gives up.
-JOIN_ATTEMPTS = 3
-#: Seconds between join attempts (times the attempt number).
-JOIN_BACKOFF = 1.0
-
 
 @dataclass(frozen=True)
-class KafkaWorkerConfig:
-    """What one split worker does and its bounds."""
+class KafkaWorkerIdentity:
+    """What one split worker splits, and what it leaves to its caller at the end."""
 
     topic: str
     group_id: str
     fallback_topic: str
-    fetch_max_records: int = 500
-    fetch_timeout_ms: int = 200
-    #: Seconds between offset commits (the acknowledged prefix of every partition).
-    commit_interval: float = 0.2
-    #: Records read but not committed before fetching pauses (bounds crash duplicates).
-    max_uncommitted: int = 10_000
-    #: Seconds to wait for the workload to drain the fallback; None = wait, 0 = skip.
-    drain_timeout: float | None = None
-    #: Seconds to wait for in-flight forwards on shutdown or revocation.
-    flush_timeout: float = 20.0
-    #: Extra aiokafka consumer arguments (tests: group timeouts).
-    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+    #: Where this replica records its group member id (:mod:`splitter.kafka.membership`).
+    member_file: Path | None = None
     #: After the drain, wait for :meth:`KafkaSplitWorker.release_fallback` before
     #: deleting the fallback (the operator restores the workload's env first).
     await_release: bool = False
     #: Delete the fallback after the drain; False leaves that to the caller
     #: (the operator deletes it once the workload's env is restored).
     delete_fallback: bool = True
-    #: Where this replica records its group member id (see the module docstring).
-    member_file: Path | None = None
 
 
 @dataclass
@@ -117,12 +112,18 @@ class KafkaSplitWorker(SessionSwitch):
     def __init__(
         self,
         clients: KafkaClients,
-        config: KafkaWorkerConfig,
+        identity: KafkaWorkerIdentity,
+        settings: KafkaSettings,
         routes: Sequence[SessionRoute] = (),
+        *,
+        consumer_overrides: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(routes, config.fallback_topic)
+        """``consumer_overrides``: extra aiokafka consumer arguments (tests: group timeouts)."""
+        super().__init__(routes, identity.fallback_topic)
         self.clients = clients
-        self.config = config
+        self.identity = identity
+        self.settings = settings
+        self._consumer_overrides = dict(consumer_overrides or {})
         self.stats = KafkaWorkerStats()
         self._ledgers: dict[int, PartitionLedger] = {}
         self._batch_lock = asyncio.Lock()
@@ -132,13 +133,13 @@ class KafkaSplitWorker(SessionSwitch):
         self._progress = asyncio.Event()
         #: Set once the fallback is drained (leftovers moved back to the original).
         self.drained = asyncio.Event()
-        self._log = log.bind(topic=config.topic, group=config.group_id)
+        self._log = log.bind(topic=identity.topic, group=identity.group_id)
 
     # --- running -----------------------------------------------------------
 
     async def run(self) -> None:
         """Run until :meth:`stop` or until the last session ended and the topic was handed back."""
-        cfg = self.config
+        ident = self.identity
         await self._remove_predecessor()
         async with self.clients.forwarder() as forwarder:
             self._forwarder = forwarder
@@ -161,23 +162,27 @@ class KafkaSplitWorker(SessionSwitch):
                 moved = await hand_back(
                     self.clients,
                     forwarder,
-                    original=cfg.topic,
-                    fallback=cfg.fallback_topic,
-                    group_id=cfg.group_id,
-                    drain_timeout=cfg.drain_timeout,
-                    stats=self.stats,
+                    original=ident.topic,
+                    fallback=ident.fallback_topic,
+                    group_id=ident.group_id,
+                    settings=self.settings,
+                    on_lag=self._set_lag,
                 )
+                self.stats.returned += moved
                 self.drained.set()
                 self._log.info("kafka fallback drained", returned=moved)
-                if cfg.await_release:
+                if ident.await_release:
                     await self._released.wait()
-                if cfg.delete_fallback:
-                    await delete_topic(self.clients, cfg.fallback_topic)
+                if ident.delete_fallback:
+                    await delete_topic(self.clients, ident.fallback_topic)
                 self._log.info(
                     "kafka topic handed back",
-                    fallback=cfg.fallback_topic,
-                    fallback_deleted=cfg.delete_fallback,
+                    fallback=ident.fallback_topic,
+                    fallback_deleted=ident.delete_fallback,
                 )
+
+    def _set_lag(self, lag: int) -> None:
+        self.stats.lag = lag
 
     async def _join(self) -> GroupConsumer:
         """Join the group; a failed join is retried with a fresh consumer (bounded).
@@ -187,14 +192,15 @@ class KafkaSplitWorker(SessionSwitch):
         and the consumer is unusable. The member it got is made to leave, so
         it cannot hold the group's next rebalance.
         """
-        cfg = self.config
-        for attempt in range(1, JOIN_ATTEMPTS + 1):
+        ident, settings = self.identity, self.settings
+        backoff = Backoff(first=settings.join_backoff, ceiling=settings.join_backoff_max)
+        for attempt in range(1, settings.join_attempts + 1):
             consumer = self.clients.group_consumer(
-                cfg.topic,
-                cfg.group_id,
+                ident.topic,
+                ident.group_id,
                 self,
-                max_poll_records=cfg.fetch_max_records,
-                **cfg.consumer_overrides,
+                max_poll_records=settings.fetch_max_records,
+                **self._consumer_overrides,
             )
             self._consumer = consumer
             try:
@@ -206,13 +212,12 @@ class KafkaSplitWorker(SessionSwitch):
                 with contextlib.suppress(KafkaError):
                     await consumer.stop()
                 self._ledgers.clear()  # nothing was read yet
-                if attempt == JOIN_ATTEMPTS:
+                if attempt == settings.join_attempts:
                     raise
                 self._log.warning("kafka group join failed; retrying", error=str(e))
                 if member is not None:
-                    async with self.clients.admin() as admin:
-                        await admin.remove_member(cfg.group_id, member)
-                await asyncio.sleep(JOIN_BACKOFF * attempt)
+                    await remove_member(self.clients, ident.group_id, member)
+                await backoff.sleep()
                 continue
             return consumer
         raise AssertionError("unreachable")
@@ -225,7 +230,7 @@ class KafkaSplitWorker(SessionSwitch):
         whoever owns the partition next (duplicates bounded by the ledgers).
         """
         self._rejoins += 1
-        if self._rejoins > JOIN_ATTEMPTS:
+        if self._rejoins > self.settings.join_attempts:
             raise error
         self._log.warning("kafka consumer failed; joining the group again", error=str(error))
         old = self._consumer
@@ -239,64 +244,59 @@ class KafkaSplitWorker(SessionSwitch):
         with contextlib.suppress(KafkaError):
             await old.stop()
         if member is not None:
-            async with self.clients.admin() as admin:
-                await admin.remove_member(self.config.group_id, member)
+            await remove_member(self.clients, self.identity.group_id, member)
         self._consumer = await self._join()
 
     async def _remove_predecessor(self) -> None:
-        path = self.config.member_file
-        if path is None:
+        path = self.identity.member_file
+        member = None if path is None else recorded_member(path)
+        if member is None:
             return
-        try:
-            member = path.read_text().strip()
-        except FileNotFoundError:
-            return
-        if not member:
-            return
-        async with self.clients.admin() as admin:
-            removed = await admin.remove_member(self.config.group_id, member)
+        removed = await remove_member(self.clients, self.identity.group_id, member)
         self._log.info("kafka predecessor removed from group", member=member, known=removed)
 
     def _record_member(self) -> None:
-        path, member = self.config.member_file, self._consumer.member_id
-        if path is None or member is None:
-            return
-        partial = path.with_name(path.name + ".tmp")
-        partial.write_text(member)
-        os.replace(partial, path)
+        path, member = self.identity.member_file, self._consumer.member_id
+        if path is not None and member is not None:
+            record_member(path, member)
 
     async def _consume(self) -> None:
-        cfg = self.config
+        settings = self.settings
+        retry = Backoff(first=settings.retry_backoff, ceiling=settings.retry_backoff_max)
         forwarder = self._forwarder
         topic_stats = self.stats.forwarded
         counts: Counter[str | None] = Counter()
         while not (self._stop.is_set() or self._hand_back.is_set()):
             uncommitted = self._uncommitted()
-            if uncommitted > cfg.max_uncommitted // 2:
+            if uncommitted > settings.max_uncommitted // 2:
                 self._commit_soon.set()  # the committer runs early; fetching goes on
-            if uncommitted > cfg.max_uncommitted:
+            if uncommitted > settings.max_uncommitted:
                 # Over the bound: wait for what is in flight and commit it now,
                 # not at the next commit tick (a stall of one acknowledgement).
                 partitions = list(self._ledgers)
                 await self._wait_forwards(partitions)
                 await self._commit(partitions)
-                if self._uncommitted() > cfg.max_uncommitted:
+                if self._uncommitted() > settings.max_uncommitted:
                     self._progress.clear()
                     with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(cfg.commit_interval * 2):
+                        async with asyncio.timeout(settings.commit_interval * 2):
                             await self._progress.wait()
                 continue
             try:
-                batch = await self._consumer.fetch(cfg.fetch_timeout_ms, cfg.fetch_max_records)
+                batch = await self._consumer.fetch(
+                    settings.fetch_timeout_ms, settings.fetch_max_records
+                )
             except (KafkaTopicError, KafkaPropertyError):
                 raise
             except KafkaError as e:
                 if e.retriable:
                     self._log.warning("kafka fetch failed; retrying", error=str(e))
-                    await asyncio.sleep(cfg.commit_interval)
+                    await retry.sleep()
                     continue
                 await self._rejoin(e)
                 continue
+            if retry.attempts:
+                retry.reset()  # a fetch worked: the next failure waits the first delay again
             if not batch:
                 continue
             async with self._batch_lock:
@@ -324,27 +324,6 @@ class KafkaSplitWorker(SessionSwitch):
 
     # --- committing --------------------------------------------------------
 
-    def _committable(self, partitions: Sequence[int]) -> dict[Partition, int]:
-        offsets: dict[Partition, int] = {}
-        for partition in partitions:
-            ledger = self._ledgers.get(partition)
-            if ledger is None:
-                continue
-            for forwards in ledger.advance():
-                futures: Any = forwards
-                if type(futures) is not list:
-                    if not (futures.cancelled() or futures.exception() is not None):
-                        continue  # the common case: one forward, acknowledged
-                    futures = [futures]
-                for future in futures:
-                    error = forward_failure(future, f"{self.config.topic}[{partition}]")
-                    if error is not None:
-                        raise error
-            offset = ledger.to_commit()
-            if offset is not None:
-                offsets[(self.config.topic, partition)] = offset
-        return offsets
-
     async def _commit(self, partitions: Sequence[int]) -> None:
         # One commit at a time (commit loop, fetch bound, revocation, shutdown),
         # so the ledgers' committed offsets only move forward.
@@ -352,7 +331,7 @@ class KafkaSplitWorker(SessionSwitch):
             await self._commit_locked(partitions)
 
     async def _commit_locked(self, partitions: Sequence[int]) -> None:
-        offsets = self._committable(partitions)
+        offsets = committable_offsets(self._ledgers, self.identity.topic, partitions)
         if not offsets:
             return
         try:
@@ -362,12 +341,7 @@ class KafkaSplitWorker(SessionSwitch):
                 raise
             self._log.warning("kafka commit deferred", error=str(e))
             return
-        for (_t, partition), offset in offsets.items():
-            ledger = self._ledgers.get(partition)
-            if ledger is not None:
-                previous = ledger.committed if ledger.committed is not None else ledger.base
-                self.stats.committed += offset - (previous if previous is not None else offset)
-                ledger.mark_committed(offset)
+        self.stats.committed += mark_committed(self._ledgers, offsets)
         self.stats.commits += 1
         self._progress.set()
 
@@ -375,7 +349,7 @@ class KafkaSplitWorker(SessionSwitch):
         """Commit every ``commit_interval``, or sooner when half the bound is uncommitted."""
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.commit_interval):
+                async with asyncio.timeout(self.settings.commit_interval):
                     await self._commit_soon.wait()
                 # Early: give the forwards in flight one acknowledgement's time.
                 await self._wait_forwards(list(self._ledgers), oldest=True)
@@ -384,20 +358,9 @@ class KafkaSplitWorker(SessionSwitch):
 
     async def _wait_forwards(self, partitions: Sequence[int], *, oldest: bool = False) -> None:
         """Wait (bounded) for the forwards in flight, or only each partition's oldest."""
-        pending: list[Any] = []
-        for partition in partitions:
-            ledger = self._ledgers.get(partition)
-            if ledger is None:
-                continue
-            if oldest:
-                first = ledger.oldest()
-                heads = [first] if first is not None else []
-            else:
-                heads = ledger.pending()
-            for forwards in heads:
-                pending.extend(forwards if isinstance(forwards, list) else (forwards,))
+        pending = forwards_in_flight(self._ledgers, partitions, oldest=oldest)
         if pending:
-            await asyncio.wait(pending, timeout=self.config.flush_timeout)
+            await asyncio.wait(pending, timeout=self.settings.flush_timeout)
 
     async def _flush_and_commit(self) -> None:
         partitions = list(self._ledgers)
@@ -407,7 +370,7 @@ class KafkaSplitWorker(SessionSwitch):
     # --- rebalance callbacks (called by the consumer during a rebalance) ---
 
     async def partitions_revoked(self, partitions: set[Partition]) -> None:
-        mine = [p for t, p in partitions if t == self.config.topic and p in self._ledgers]
+        mine = [p for t, p in partitions if t == self.identity.topic and p in self._ledgers]
         if not mine:
             return
         # The batch in hand finishes dispatching first, so its records are in the ledgers.
@@ -421,7 +384,7 @@ class KafkaSplitWorker(SessionSwitch):
         self._log.info("kafka partitions revoked", partitions=sorted(mine))
 
     async def partitions_assigned(self, partitions: set[Partition]) -> None:
-        mine = sorted(p for t, p in partitions if t == self.config.topic)
+        mine = sorted(p for t, p in partitions if t == self.identity.topic)
         for partition in mine:
             self._ledgers.setdefault(partition, PartitionLedger())
         self._record_member()
@@ -447,10 +410,11 @@ class KafkaSplitWorker(SessionSwitch):
             self.clients,
             self._forwarder,
             topic=route.destination,
-            group_id=self.config.group_id,
+            group_id=self.identity.group_id,
             router=lambda: self._router,
-            stats=self.stats,
+            settings=self.settings,
         )
+        self.stats.rerouted += moved
         self._log.info(
             "kafka session ended",
             session=route.session_id,

@@ -1,7 +1,7 @@
 """Helpers for the Kafka split tests: topics, producing, reading back, a workload consumer.
 
 Test-side code talks to the brokers with aiokafka directly, so a bug in
-splitter/kafka/client.py cannot hide itself in the checks. Records carry a unique
+splitter/kafka/ (the adapter) cannot hide itself in the checks. Records carry a unique
 ``id`` header; the checks compare ids, keys, partitions and order.
 """
 
@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from splitter.filters import FilterSpec, compile_filter
-from splitter.kafka.client import KafkaClients
+from splitter.kafka.clients import KafkaClients
 from splitter.kafka.properties import translate_properties
 from splitter.routing import SessionRoute
 from tests.servers.kafka import KafkaBroker, group_timeouts

@@ -33,7 +33,8 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerConfig
+from splitter.kafka.settings import KafkaSettings
+from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity
 from tests.integration.kafka.support import (
     Got,
     Sent,
@@ -247,17 +248,18 @@ async def test_second_replica_joining_and_leaving_mid_stream_loses_nothing_and_k
     records = make_records(8000, PARTITIONS, ["alice", "bob", "carol"])
 
     def replica() -> KafkaSplitWorker:
-        config = KafkaWorkerConfig(
-            topic=original,
-            group_id=group,
-            fallback_topic=fallback,
+        identity = KafkaWorkerIdentity(topic=original, group_id=group, fallback_topic=fallback)
+        settings = KafkaSettings(
             commit_interval=0.1,
             max_uncommitted=MAX_UNCOMMITTED,
             fetch_max_records=FETCH_MAX_RECORDS,
-            consumer_overrides=worker_consumer_overrides(kafka_broker),
         )
         return KafkaSplitWorker(
-            clients_for(kafka_broker), config, [route("alice", 1, alice, user="^alice$")]
+            clients_for(kafka_broker),
+            identity,
+            settings,
+            [route("alice", 1, alice, user="^alice$")],
+            consumer_overrides=worker_consumer_overrides(kafka_broker),
         )
 
     a, b = replica(), replica()

@@ -25,7 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
 from splitter.filters import FilterSpec, compile_filter
-from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerConfig
+from splitter.kafka.settings import KafkaSettings
+from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity
 from splitter.routing import SessionRoute
 from tests.integration.kafka.support import (
     Got,
@@ -50,17 +51,25 @@ PARTITIONS = 3
 
 
 def worker_for(
-    broker: KafkaBroker, topic: str, group: str, fallback: str, *routes: object, **kw: object
+    broker: KafkaBroker,
+    topic: str,
+    group: str,
+    fallback: str,
+    *routes: SessionRoute,
+    await_release: bool = False,
+    **settings: object,
 ) -> KafkaSplitWorker:
-    config = KafkaWorkerConfig(
-        topic=topic,
-        group_id=group,
-        fallback_topic=fallback,
-        commit_interval=0.1,
-        consumer_overrides=worker_consumer_overrides(broker),
-        **kw,  # type: ignore[arg-type]
+    identity = KafkaWorkerIdentity(
+        topic=topic, group_id=group, fallback_topic=fallback, await_release=await_release
     )
-    return KafkaSplitWorker(clients_for(broker), config, routes)  # type: ignore[arg-type]
+    tuned = KafkaSettings.model_validate({"commit_interval": 0.1, **settings})
+    return KafkaSplitWorker(
+        clients_for(broker),
+        identity,
+        tuned,
+        routes,
+        consumer_overrides=worker_consumer_overrides(broker),
+    )
 
 
 async def test_records_are_routed_by_headers_with_key_partition_order_and_timestamp_kept(

@@ -10,7 +10,7 @@ import pytest
 from pymirror.commands.kafka_worker import parse_properties
 from pymirror.errors import ConfigError, UsageError
 from pymirror.settings import load_settings
-from pymirror.worker.session_files import load_routes as load_session_routes
+from pymirror.worker.sources import load_routes as load_session_routes
 from splitter.errors import FilterError
 from splitter.naming import DEFAULT_KAFKA_TOPIC_FORMAT
 from splitter.routing import SessionRoute
