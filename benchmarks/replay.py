@@ -37,7 +37,7 @@ from traffic.packets import ACK, FIN, SYN, FlowKey, parse_at
 from traffic.pcaps import MappedPcap, PcapWriter
 from traffic.playback import play
 from traffic.reassembly import Data, Reassembler
-from traffic.targets import Target
+from traffic.targets import ReplayTarget
 
 
 def frame(key: FlowKey, seq: int, flags: int, payload: bytes) -> bytes:
@@ -220,7 +220,7 @@ def socket_copy(path: Path, spans: list[tuple[int, int, int]], chunk: int | None
 def replay_rate(path: Path, total: int) -> float:
     sink = Sink()
     start = time.perf_counter()
-    stats = asyncio.run(play(path, Target("127.0.0.1", sink.port), port=80, speed=None))
+    stats = asyncio.run(play(path, ReplayTarget("127.0.0.1", sink.port), port=80, speed=None))
     sink.wait_for(total)
     elapsed = time.perf_counter() - start
     assert stats.replay.bytes_dropped == 0, stats.replay

@@ -1,0 +1,16 @@
+"""The registry kinds (mirrord CRDs) and Kubernetes access.
+
+* ``registry.models`` - pydantic models of MirrordWorkloadQueueRegistry,
+  MirrordKafkaTopicsConsumer and MirrordKafkaClientConfig (crds/*.yaml);
+* ``registry.kafka_client_configs`` - resolving a client config chain (pure);
+* ``registry.objects`` - the async API: ``Kube`` (one cluster, a bounded thread
+  pool) and ``Objects`` (get, list, watch, create, apply, patches, delete,
+  optimistic ``update``, finalizers) of one resource in one namespace;
+* ``registry.watching`` - the resuming, re-listing ``Watch``;
+* ``registry.kube`` - the synchronous seam, the only module importing ``kubernetes``;
+  vendor exceptions become ``registry.errors`` there;
+* ``registry.resources`` / ``registry.api_status`` - resource paths, Status bodies (pure).
+
+``registry`` imports neither ``splitter``, ``traffic`` nor ``pymirror``; ``traffic``
+uses it for the capture tap (``traffic.kube_exec``).
+"""

@@ -10,7 +10,8 @@ Semantics (mirrord's, kept so existing resources resolve unchanged):
   property > parent secret;
 * ``group.id`` is always dropped: pymirror sets the group id itself.
 
-Reading objects and secrets is the caller's job: this module takes them as data.
+Reading objects and secrets is the caller's job: this module takes them as data
+(``ClientConfigSpec.from_object`` checks an object with ``registry.models``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
+
 from registry.errors import ClientConfigError
+from registry.models import MirrordKafkaClientConfig
 
 #: Property pymirror always sets itself.
 GROUP_ID = "group.id"
@@ -41,31 +45,39 @@ class ClientConfigSpec:
 
     @classmethod
     def from_object(cls, obj: Mapping[str, object]) -> ClientConfigSpec:
-        """Build from a Kubernetes object (dict form); numbers become strings, as in .properties."""
-        metadata = obj.get("metadata") or {}
-        spec = obj.get("spec") or {}
-        if not isinstance(metadata, Mapping) or not isinstance(spec, Mapping):
-            raise ClientConfigError("MirrordKafkaClientConfig: metadata and spec must be objects")
-        name = str(metadata.get("name", ""))
+        """Build from a Kubernetes object (dict form), checked by its model; numbers and
+        booleans become text, as in .properties. ``ClientConfigError`` names what is wrong."""
+        try:
+            model = MirrordKafkaClientConfig.model_validate(obj)
+        except ValidationError as e:
+            meta = obj.get("metadata")
+            name = meta.get("name") if isinstance(meta, Mapping) else None
+            problems = "; ".join(
+                ".".join(str(p) for p in err["loc"]) + f": {err['msg']}" for err in e.errors()
+            )
+            raise ClientConfigError(f"MirrordKafkaClientConfig {name}: {problems}") from e
+        return cls.from_model(model)
+
+    @classmethod
+    def from_model(cls, model: MirrordKafkaClientConfig) -> ClientConfigSpec:
+        name = model.metadata.name or ""
         props = []
-        for i, item in enumerate(spec.get("properties") or []):
-            if not isinstance(item, Mapping) or not item.get("name"):
+        for i, item in enumerate(model.spec.properties or ()):
+            if isinstance(item.value, dict | list):
                 raise ClientConfigError(
-                    f"MirrordKafkaClientConfig {name}: spec.properties[{i}] needs a name"
+                    f"MirrordKafkaClientConfig {name}: spec.properties[{i}] {item.name}: the value "
+                    "must be a string, number, boolean or null"
                 )
-            value = item.get("value")
-            props.append(ClientConfigProperty(str(item["name"]), _as_text(value)))
-        parent = spec.get("parent")
-        secret = spec.get("loadFromSecret")
+            props.append(ClientConfigProperty(item.name, _as_text(item.value)))
         return cls(
             name=name,
             properties=tuple(props),
-            parent=str(parent) if parent else None,
-            load_from_secret=str(secret) if secret else None,
+            parent=model.spec.parent,
+            load_from_secret=model.spec.load_from_secret,
         )
 
 
-def _as_text(value: object) -> str | None:
+def _as_text(value: str | int | float | bool | None) -> str | None:
     if value is None:
         return None
     if isinstance(value, bool):

@@ -9,7 +9,7 @@ True means the condition is temporary and the caller may retry::
     │   └── CapturePermissionError  no root / CAP_NET_RAW for a raw socket
     ├── PcapError               unreadable pcap file or stream (bad magic, link type)
     │   └── PcapTruncatedError  the file or stream ends inside a record
-    ├── FilterError             an invalid ``--http-path``/``--http-header`` regex
+    ├── HttpFilterError         an invalid ``--http-path``/``--http-header`` regex
     └── ClusterCaptureError     the Kubernetes API refused the capture container or exec
 """
 
@@ -46,7 +46,7 @@ class PcapTruncatedError(PcapError):
     """The pcap ends inside a record header or a record body."""
 
 
-class FilterError(TrafficError):
+class HttpFilterError(TrafficError):
     """An HTTP request filter regex does not compile."""
 
 

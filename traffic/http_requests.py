@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import regex
 
-from traffic.errors import FilterError
+from traffic.errors import HttpFilterError
 
 MAX_HEAD = 64 * 1024
 MATCH_BUDGET = 0.05
@@ -126,7 +126,7 @@ class RequestFilter:
             try:
                 return regex.compile(text)
             except regex.error as e:
-                raise FilterError(f"{flag} {text!r} is not a valid regex: {e}") from e
+                raise HttpFilterError(f"{flag} {text!r} is not a valid regex: {e}") from e
 
         return cls(
             compile_("--http-method", method),

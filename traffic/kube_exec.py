@@ -1,18 +1,19 @@
-"""Kubernetes adapter of the capture: add or reuse the tap, exec tcpdump, stream its pcap.
+"""Kubernetes side of the capture: add or reuse the tap, exec tcpdump, stream its pcap.
 
-The only module of ``traffic`` that imports ``kubernetes``; its errors are
-translated to ``ClusterCaptureError`` here.
+Talks to the cluster only through ``registry``'s adapter (``registry.objects.Kube``;
+``traffic`` never imports ``kubernetes``); registry errors are translated to
+``ClusterCaptureError`` here. ``PodTap`` is synchronous for its callers (the CLI
+runs it before its event loop starts; the stream is read by the capture thread).
 """
 
 from __future__ import annotations
 
-import time
+import asyncio
 from typing import Any
 
-from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
-from kubernetes.stream import stream
-
+from registry.errors import ForbiddenError, RegistryError
+from registry.objects import Kube
+from registry.resources import PODS
 from traffic.capturing import StreamSource
 from traffic.errors import ClusterCaptureError
 from traffic.taps import DEFAULT_IMAGE, plan_tap, tap_state, tcpdump_command
@@ -34,74 +35,64 @@ class PodTap:
         self.pod = pod
         self.image = image
         try:
-            api_client = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                config_file=kubeconfig, context=context
-            )
-        except Exception as e:  # kubeconfig problems surface as many exception types
+            self._kube = Kube.connect(kubeconfig, context)
+        except RegistryError as e:
             raise ClusterCaptureError(f"cannot load the kubeconfig: {e}") from e
-        self._api = client.CoreV1Api(api_client)
+        self._pods = self._kube.objects(PODS, namespace)
 
-    def _read_pod(self) -> dict[str, Any]:
+    async def _read_pod(self) -> dict[str, Any]:
         try:
-            pod = self._api.read_namespaced_pod(self.pod, self.namespace)
-        except ApiException as e:
-            raise ClusterCaptureError(
-                f"cannot read pod {self.namespace}/{self.pod}: {e.status} {e.reason}"
-            ) from e
-        result: dict[str, Any] = self._api.api_client.sanitize_for_serialization(pod)
-        return result
+            return await self._pods.get(self.pod)
+        except RegistryError as e:
+            raise ClusterCaptureError(f"cannot read pod {self.namespace}/{self.pod}: {e}") from e
 
     def prepare(self, wait: float = 120.0) -> str:
         """The name of a running tap container, adding one if none can be reused."""
-        plan = plan_tap(self._read_pod(), self.image)
+        return asyncio.run(self._prepare(wait))
+
+    async def _prepare(self, wait: float) -> str:
+        plan = plan_tap(await self._read_pod(), self.image)
         if plan.patch is not None:
             try:
-                self._api.patch_namespaced_pod_ephemeralcontainers(
-                    self.pod, self.namespace, plan.patch
+                await self._pods.patch(
+                    self.pod, plan.patch, "strategic", subresource="ephemeralcontainers"
                 )
-            except ApiException as e:
+            except RegistryError as e:
+                hint = " (needs RBAC on pods/ephemeralcontainers)"
                 raise ClusterCaptureError(
-                    f"cannot add the capture container to {self.namespace}/{self.pod}: "
-                    f"{e.status} {e.reason} (needs RBAC on pods/ephemeralcontainers)"
+                    f"cannot add the capture container to {self.namespace}/{self.pod}: {e}"
+                    + (hint if isinstance(e, ForbiddenError) else "")
                 ) from e
-        deadline = time.monotonic() + wait
-        while (state := tap_state(self._read_pod(), plan.container)) != "running":
-            if state == "terminated" or time.monotonic() > deadline:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while (state := tap_state(await self._read_pod(), plan.container)) != "running":
+            if state == "terminated" or loop.time() > deadline:
                 raise ClusterCaptureError(
                     f"capture container {plan.container} in {self.namespace}/{self.pod} is "
                     f"{state}, not running; check `kubectl describe pod`"
                 )
-            time.sleep(1.0)
+            await asyncio.sleep(1.0)  # polling the pod: no watch on core pods in the adapter
         return plan.container
 
     def source(self, container: str, port: int) -> StreamSource:
         """A pcap stream from ``tcpdump`` exec'd in the tap, over the exec API (websocket)."""
         try:
-            ws = stream(
-                self._api.connect_get_namespaced_pod_exec,
-                self.pod,
-                self.namespace,
-                container=container,
-                command=tcpdump_command(port),
-                stderr=False,
-                stdin=False,
-                stdout=True,
-                tty=False,
-                _preload_content=False,
-                binary=True,
+            ws = asyncio.run(
+                self._kube.exec(self.namespace, self.pod, container, tcpdump_command(port))
             )
-        except ApiException as e:
+        except RegistryError as e:
             raise ClusterCaptureError(
-                f"cannot exec tcpdump in {self.namespace}/{self.pod}/{container}: {e.reason}"
+                f"cannot exec tcpdump in {self.namespace}/{self.pod}/{container}: {e}"
             ) from e
 
         def read() -> bytes | None:
-            if not ws.is_open():
-                return b""  # tcpdump exited, or the stream was closed: the end
-            ws.update(timeout=0.2)
-            if ws.peek_stdout():
-                data: bytes = ws.read_stdout()
-                return data
-            return None  # nothing yet; the caller checks its stop flag
+            try:
+                return ws.read_stdout(timeout=0.2)  # None: nothing yet; the caller checks stop
+            except RegistryError as e:
+                raise ClusterCaptureError(f"the tcpdump stream broke: {e}") from e
 
-        return StreamSource(read, close=ws.close, interrupt=ws.close)
+        def close() -> None:
+            ws.close()
+            self._kube.close()
+
+        return StreamSource(read, close=close, interrupt=ws.close)

@@ -28,13 +28,14 @@ from traffic.packets import RST, parse_frame
 from traffic.pcaps import PcapWriter, Record
 from traffic.reassembly import Limits, Reassembler
 from traffic.replaying import Replayer, ReplayLimits, ReplayStats
-from traffic.targets import Target
+from traffic.summaries import OMIT, Summary
+from traffic.targets import ReplayTarget
 
 log = structlog.get_logger()
 
 
 @dataclass
-class MirrorStats:
+class MirrorStats(Summary):
     packets: int = 0
     """Frames the source delivered (all written to the pcap output, if any)."""
     handoff_dropped: int = 0
@@ -42,16 +43,7 @@ class MirrorStats:
     kernel_drops: int = 0
     segments: int = 0
     replay: ReplayStats = field(default_factory=ReplayStats)
-    error: BaseException | None = None
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "packets": self.packets,
-            "handoff_dropped": self.handoff_dropped,
-            "kernel_drops": self.kernel_drops,
-            "segments": self.segments,
-            **self.replay.as_dict(),
-        }
+    error: BaseException | None = field(default=None, metadata=OMIT)
 
 
 class Handoff:
@@ -144,7 +136,7 @@ def _capture(
 async def mirror(
     source: Source,
     port: int,
-    target: Target | None,
+    target: ReplayTarget | None,
     output: BinaryIO | None = None,
     *,
     stop: threading.Event | None = None,

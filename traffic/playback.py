@@ -23,11 +23,12 @@ from traffic.packets import ACK, RST, SYN, FlowKey, Segment, parse_at
 from traffic.pcaps import MappedPcap
 from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted, Limits, Reassembler
 from traffic.replaying import Replayer, ReplayLimits, ReplayStats
-from traffic.targets import Target
+from traffic.summaries import OMIT, Summary
+from traffic.targets import ReplayTarget
 
 
 @dataclass
-class PlaybackStats:
+class PlaybackStats(Summary):
     passes: int = 0
     packets: int = 0
     requests_matched: int = 0
@@ -37,21 +38,8 @@ class PlaybackStats:
     capture_seconds: float = 0.0
     wall_seconds: float = 0.0
     replay: ReplayStats = field(default_factory=ReplayStats)
-    error: PcapTruncatedError | None = None
+    error: PcapTruncatedError | None = field(default=None, metadata=OMIT)
     """Set when the file ends inside a record: what came before it was replayed."""
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "passes": self.passes,
-            "packets": self.packets,
-            "requests_matched": self.requests_matched,
-            "requests_filtered": self.requests_filtered,
-            "flows_not_http": self.flows_not_http,
-            "filter_timeouts": self.filter_timeouts,
-            "capture_seconds": round(self.capture_seconds, 3),
-            "wall_seconds": round(self.wall_seconds, 3),
-            **self.replay.as_dict(),
-        }
 
 
 def segments(path: Path) -> Iterator[Segment]:
@@ -148,7 +136,7 @@ class _HttpGate:
 
 async def play(
     path: Path,
-    target: Target | None,
+    target: ReplayTarget | None,
     *,
     port: int | None = None,
     speed: float | None = 1.0,

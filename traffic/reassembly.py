@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from traffic.limits import Limits as Limits  # re-exported: the reassembler's bounds
 from traffic.packets import FIN, RST, SYN, FlowKey, Payload, Segment
 
 _MASK = 0xFFFFFFFF
@@ -54,22 +55,6 @@ class FlowError(NamedTuple):
 
 
 Event = FlowStarted | Data | FlowEnded | FlowError
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds of the reassembler; times in capture seconds."""
-
-    max_buffer_bytes: int = 1 << 20
-    """Out-of-order bytes held per flow before the flow fails (1 MiB: ~700 full-size segments)."""
-    max_buffer_segments: int = 1024
-    """Out-of-order segments held per flow."""
-    idle_timeout: float = 120.0
-    """A flow with no segment for this long ends ("idle"), like a conntrack timeout."""
-    max_flows: int = 65536
-    """Concurrent flows; segments of further new flows are refused (counted)."""
-    linger: float = 30.0
-    """After a flow ends, non-SYN segments of its 4-tuple are ignored this long (late ACKs)."""
 
 
 @dataclass

@@ -22,36 +22,19 @@ from types import TracebackType
 
 import structlog
 
+from traffic.limits import ReplayLimits as ReplayLimits  # re-exported: the replay bounds
 from traffic.packets import FlowKey, Payload
 from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted
-from traffic.targets import Target
+from traffic.summaries import Summary
+from traffic.targets import ReplayTarget
 
 log = structlog.get_logger()
 
 _IOV_MAX = 1024  # writev's limit on buffers per call (Linux UIO_MAXIOV)
 
 
-@dataclass(frozen=True)
-class ReplayLimits:
-    """Bounds of the replay leg; sizes in bytes, times in seconds."""
-
-    max_flow_backlog: int = 4 << 20
-    """Bytes a flow may have queued or unsent before it drops (4 MiB: seconds of a busy flow)."""
-    write_timeout: float = 5.0
-    """A write still unsent after this long means the target stopped reading: the flow drops."""
-    connect_timeout: float = 3.0
-    """Time to open a local connection for a new flow."""
-    max_connections: int = 1024
-    """Concurrent local connections; flows beyond are dropped (counted) rather than queued."""
-    send_buffer: int = 256 << 10
-    """SO_SNDBUF of each local connection: small enough that a stalled target shows up in the
-    backlog instead of hiding in a kernel buffer that autotuning grows to megabytes."""
-    drain_timeout: float = 5.0
-    """At shutdown, time left for open flows to flush before they are aborted."""
-
-
 @dataclass
-class ReplayStats:
+class ReplayStats(Summary):
     flows: int = 0
     flows_completed: int = 0
     flows_dropped: int = 0
@@ -60,18 +43,6 @@ class ReplayStats:
     bytes_dropped: int = 0
     response_bytes: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "flows": self.flows,
-            "flows_completed": self.flows_completed,
-            "flows_dropped": self.flows_dropped,
-            "errors": self.errors,
-            "bytes_sent": self.bytes_sent,
-            "bytes_dropped": self.bytes_dropped,
-            "response_bytes": self.response_bytes,
-            "reasons": dict(self.reasons),
-        }
 
 
 class _Sink(asyncio.Protocol):
@@ -216,7 +187,7 @@ class _Sink(asyncio.Protocol):
 class Replayer:
     """Replays reassembled flows to ``target`` (or only counts them when ``target`` is None)."""
 
-    def __init__(self, target: Target | None, limits: ReplayLimits | None = None) -> None:
+    def __init__(self, target: ReplayTarget | None, limits: ReplayLimits | None = None) -> None:
         self.target = target
         self.limits = limits or ReplayLimits()
         self.stats = ReplayStats()

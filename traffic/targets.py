@@ -1,4 +1,8 @@
-"""The replay target ``--to HOST:PORT``: parsed, then proven reachable before any capture."""
+"""The replay target ``--to HOST:PORT``: parsed, then proven reachable before any capture.
+
+``ReplayTarget`` is the address replayed connections go to; not to be confused with a
+capture target (``pymirror mirror TARGET``) or a routing target of the splitter.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ from traffic.errors import TargetError
 
 
 @dataclass(frozen=True)
-class Target:
+class ReplayTarget:
+    """Where replayed (or mirrored) client connections are sent: ``--to HOST:PORT``."""
+
     host: str
     port: int
 
@@ -18,8 +24,8 @@ class Target:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-def parse_target(text: str) -> Target:
-    """``HOST:PORT`` or ``[IPV6]:PORT`` into a ``Target``; ``TargetError`` says what is wrong."""
+def parse_target(text: str) -> ReplayTarget:
+    """``HOST:PORT`` or ``[IPV6]:PORT`` as a ``ReplayTarget``; ``TargetError`` says why not."""
     hint = "expected HOST:PORT, e.g. --to 127.0.0.1:8080 or --to [::1]:8080"
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
@@ -34,10 +40,10 @@ def parse_target(text: str) -> Target:
         raise TargetError(f"--to {text!r}: the host is empty; {hint}")
     if not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise TargetError(f"--to {text!r}: the port must be 1-65535; {hint}")
-    return Target(host, int(port_text))
+    return ReplayTarget(host, int(port_text))
 
 
-async def check_reachable(target: Target, connect_within: float = 3.0) -> None:
+async def check_reachable(target: ReplayTarget, connect_within: float = 3.0) -> None:
     """Open and close one TCP connection to ``target``, or raise ``TargetError``."""
     try:
         _reader, writer = await asyncio.wait_for(

@@ -32,7 +32,7 @@ from traffic.errors import CaptureError, TrafficError
 from traffic.mirroring import MirrorStats, mirror
 from traffic.reassembly import Limits
 from traffic.replaying import ReplayLimits
-from traffic.targets import Target, check_reachable, parse_target
+from traffic.targets import ReplayTarget, check_reachable, parse_target
 
 
 @dataclass(frozen=True)
@@ -113,14 +113,9 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "mirror",
-        help="capture a target's inbound TCP; write a pcap and/or replay it live to --to",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
     parser.add_argument("target", metavar="TARGET", help="where to capture (see above)")
     parser.add_argument("--port", type=_port, required=True, help="the target's TCP port")
     parser.add_argument("--to", metavar="HOST:PORT", help="replay each connection to this address")
@@ -140,7 +135,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     where = parse_capture_target(args.target)
     if args.to is None and args.output is None:
         raise UsageError("nothing to do: give --to HOST:PORT, --output FILE|- or both")
-    target: Target | None = None
+    target: ReplayTarget | None = None
     if args.to is not None:
         target = parse_target(args.to)
         asyncio.run(check_reachable(target))  # before any capture or injection
@@ -195,7 +190,7 @@ def _open_source(where: CaptureTarget, args: argparse.Namespace) -> Source:
 async def _mirror(
     source: Source,
     args: argparse.Namespace,
-    target: Target | None,
+    target: ReplayTarget | None,
     output: BinaryIO | None,
     settings: Settings,
 ) -> MirrorStats:
@@ -231,7 +226,7 @@ async def _mirror(
 class _Status:
     """A one-line live status on a terminal (stderr); nothing otherwise."""
 
-    def __init__(self, target: Target | None) -> None:
+    def __init__(self, target: ReplayTarget | None) -> None:
         self._status: Any = None
         if sys.stderr.isatty():
             from rich.console import Console
@@ -254,7 +249,7 @@ class _Status:
             self._status.stop()
 
 
-def _summary(stats: MirrorStats, target: Target | None, as_json: bool) -> None:
+def _summary(stats: MirrorStats, target: ReplayTarget | None, as_json: bool) -> None:
     if as_json:
         print(json.dumps(stats.as_dict()), file=sys.stderr)
         return

@@ -22,7 +22,7 @@ from traffic.http_requests import RequestFilter
 from traffic.playback import PlaybackStats, play
 from traffic.reassembly import Limits
 from traffic.replaying import ReplayLimits
-from traffic.targets import Target, check_reachable, parse_target
+from traffic.targets import ReplayTarget, check_reachable, parse_target
 
 
 def _speed(text: str) -> float | None:
@@ -68,14 +68,9 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "replay",
-        help="replay a pcap file's client connections to --to, paced by capture time",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = DESCRIPTION
+    parser.epilog = EPILOG
     parser.add_argument("pcap", metavar="FILE.pcap", type=Path, help="a classic pcap file")
     parser.add_argument("--to", metavar="HOST:PORT", help="where to send the connections")
     parser.add_argument(
@@ -97,7 +92,7 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     rfilter = RequestFilter.build(args.http_method, args.http_path, args.http_header)
-    target: Target | None = None
+    target: ReplayTarget | None = None
     if not args.dry_run:
         if args.to is None:
             raise UsageError("give --to HOST:PORT, or --dry-run to only read the capture")
@@ -155,7 +150,9 @@ class _Progress:
             self._status.stop()
 
 
-def _summary(stats: PlaybackStats, target: Target | None, filtered: bool, as_json: bool) -> None:
+def _summary(
+    stats: PlaybackStats, target: ReplayTarget | None, filtered: bool, as_json: bool
+) -> None:
     if as_json:
         print(json.dumps(stats.as_dict()))
         return

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.traffic.netns import NetnsPair, netns_pair
-from traffic.targets import Target
+from traffic.targets import ReplayTarget
 
 ROOT = Path(__file__).resolve().parents[3]
 HTTP_PORT = 8080
@@ -56,12 +56,12 @@ class Recorder:
 
 
 @pytest.fixture
-async def recorder() -> AsyncIterator[tuple[Recorder, Target]]:
+async def recorder() -> AsyncIterator[tuple[Recorder, ReplayTarget]]:
     rec = Recorder()
     server = await asyncio.start_server(rec.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with server:
-        yield rec, Target("127.0.0.1", port)
+        yield rec, ReplayTarget("127.0.0.1", port)
 
 
 def _missing_tools() -> list[str]:

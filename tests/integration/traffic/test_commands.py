@@ -20,7 +20,7 @@ from traffic.packets import ACK, FIN, SYN
 from traffic.pcaps import PcapDecoder
 from traffic.playback import segments
 from traffic.reassembly import Data, Reassembler
-from traffic.targets import Target
+from traffic.targets import ReplayTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -61,7 +61,7 @@ def test_capture_without_permission_is_a_clear_error(tmp_path: Path) -> None:
 
 
 async def test_mirror_command_streams_pcap_to_stdout_replays_and_stops_on_sigint(
-    http_peers: HttpPeers, recorder: tuple[Recorder, Target]
+    http_peers: HttpPeers, recorder: tuple[Recorder, ReplayTarget]
 ) -> None:
     """Start `pymirror mirror netns:SERVER --to ... --output -`, wait for "capture started",
     run 5 clients, send SIGINT: exit 0, a pcap on stdout, a summary on stderr, and 5 flows
@@ -119,7 +119,7 @@ def test_replay_command_dry_run_prints_a_json_summary(tmp_path: Path) -> None:
     [
         (["--speed", "0", "--dry-run"], 2, b"--speed"),
         ([], 2, b"UsageError: give --to HOST:PORT"),
-        (["--dry-run", "--http-path", "(x"], 1, b"FilterError: --http-path"),
+        (["--dry-run", "--http-path", "(x"], 1, b"HttpFilterError: --http-path"),
     ],
 )
 def test_replay_command_usage_errors(
@@ -148,7 +148,7 @@ def test_pod_target_with_bad_to_fails_before_touching_the_cluster(tmp_path: Path
 
 
 async def test_replay_command_on_truncated_pcap_replays_the_rest_then_reports_the_cut(
-    tmp_path: Path, recorder: tuple[Recorder, Target]
+    tmp_path: Path, recorder: tuple[Recorder, ReplayTarget]
 ) -> None:
     rec, target = recorder
     body = b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n"

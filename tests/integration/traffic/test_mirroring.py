@@ -28,7 +28,7 @@ from traffic.playback import segments
 from traffic.reassembly import Data, Reassembler
 from traffic.replaying import ReplayLimits
 from traffic.taps import tcpdump_command
-from traffic.targets import Target
+from traffic.targets import ReplayTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -62,7 +62,7 @@ def pcap_streams(path: Path, port: int) -> list[bytes]:
 async def mirror_while(
     source: RawSocketSource | StreamSource,
     port: int,
-    target: Target | None,
+    target: ReplayTarget | None,
     output: Path,
     clients: asyncio.Future[list[dict[str, object]]] | None,
     peers: HttpPeers,
@@ -88,7 +88,7 @@ async def mirror_while(
 
 
 async def test_live_mirror_replays_each_concurrent_client_flow_byte_exact_in_order(
-    http_peers: HttpPeers, recorder: tuple[Recorder, Target], tmp_path: Path
+    http_peers: HttpPeers, recorder: tuple[Recorder, ReplayTarget], tmp_path: Path
 ) -> None:
     """100 concurrent keep-alive clients each POST three bodies into the server namespace; the
     capture runs inside that namespace; every flow reaches the loopback target byte-exact and
@@ -120,7 +120,7 @@ async def test_target_that_never_reads_loses_flows_but_not_capture_or_pcap(
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
-    target = Target("127.0.0.1", listener.getsockname()[1])
+    target = ReplayTarget("127.0.0.1", listener.getsockname()[1])
     limits = ReplayLimits(
         max_flow_backlog=256 << 10,
         write_timeout=1.0,
@@ -152,7 +152,7 @@ async def test_target_that_never_reads_loses_flows_but_not_capture_or_pcap(
 
 
 async def test_pcap_stream_from_tcpdump_is_mirrored(
-    http_peers: HttpPeers, recorder: tuple[Recorder, Target], tmp_path: Path
+    http_peers: HttpPeers, recorder: tuple[Recorder, ReplayTarget], tmp_path: Path
 ) -> None:
     """The cluster path without a cluster: the tap's exact tcpdump command, run in the server
     namespace, streams pcap on stdout; that stream is the source."""

@@ -17,7 +17,7 @@ from traffic.http_requests import RequestFilter
 from traffic.packets import ACK, FIN, SYN, Segment
 from traffic.playback import play
 from traffic.replaying import ReplayLimits
-from traffic.targets import Target
+from traffic.targets import ReplayTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -55,7 +55,7 @@ def gaps(times: list[float]) -> list[float]:
 
 
 async def test_speed_one_keeps_capture_gaps_between_connections_and_requests(
-    recorder: tuple[Recorder, Target], tmp_path: Path
+    recorder: tuple[Recorder, ReplayTarget], tmp_path: Path
 ) -> None:
     """Four connections GAP s apart, then one keep-alive connection whose second request
     was captured GAP s after its first: at --speed 1 the target sees the same gaps
@@ -86,7 +86,7 @@ async def test_speed_one_keeps_capture_gaps_between_connections_and_requests(
 
 
 async def test_speed_max_is_not_paced_and_speed_two_halves_the_gaps(
-    recorder: tuple[Recorder, Target], tmp_path: Path
+    recorder: tuple[Recorder, ReplayTarget], tmp_path: Path
 ) -> None:
     rec, target = recorder
     path = write_pcap(tmp_path, [flow(i, 100.0 + 2.0 * i, [request(f"/r{i}")]) for i in range(4)])
@@ -106,7 +106,7 @@ async def test_speed_max_is_not_paced_and_speed_two_halves_the_gaps(
 
 
 async def test_loop_replays_every_flow_once_per_pass_byte_exact(
-    recorder: tuple[Recorder, Target], tmp_path: Path
+    recorder: tuple[Recorder, ReplayTarget], tmp_path: Path
 ) -> None:
     rec, target = recorder
     bodies = [request("/a", body=b"x" * 70_000), request("/b", body=b"y" * 10)]
@@ -118,7 +118,7 @@ async def test_loop_replays_every_flow_once_per_pass_byte_exact(
 
 
 async def test_http_filters_send_only_matching_requests_with_negative_lookahead(
-    recorder: tuple[Recorder, Target], tmp_path: Path
+    recorder: tuple[Recorder, ReplayTarget], tmp_path: Path
 ) -> None:
     rec, target = recorder
     wanted = request("/api/orders", header="X-Env: dev-alice", body=b"{}")
@@ -150,13 +150,13 @@ async def test_unreachable_target_mid_replay_counts_errors(tmp_path: Path) -> No
     port = sock.getsockname()[1]
     sock.close()  # nothing listens here any more
     path = write_pcap(tmp_path, [flow(1, 1.0, [request("/x")])])
-    stats = await play(path, Target("127.0.0.1", port), speed=None)
+    stats = await play(path, ReplayTarget("127.0.0.1", port), speed=None)
     assert stats.replay.errors == 1
     assert stats.replay.bytes_dropped == len(request("/x"))
 
 
 async def test_truncated_pcap_replays_what_precedes_the_cut_and_reports_it(
-    recorder: tuple[Recorder, Target], tmp_path: Path
+    recorder: tuple[Recorder, ReplayTarget], tmp_path: Path
 ) -> None:
     """The file ends inside the last record: the flows before the cut are replayed, the
     truncation is in the summary (not hidden), and nothing after it is guessed."""
@@ -192,7 +192,7 @@ async def test_slow_target_makes_offline_replay_wait_not_drop(tmp_path: Path) ->
         port = server.sockets[0].getsockname()[1]
         limits = ReplayLimits(max_flow_backlog=512 << 10, send_buffer=64 << 10)
         async with asyncio.timeout(30):
-            stats = await play(path, Target("127.0.0.1", port), speed=None, replay=limits)
+            stats = await play(path, ReplayTarget("127.0.0.1", port), speed=None, replay=limits)
     assert stats.replay.bytes_dropped == 0
     assert stats.replay.flows_completed == 1
     assert bytes(received) == body
@@ -222,7 +222,7 @@ async def test_target_closing_after_its_answer_is_an_error_only_if_bytes_remain(
     path = write_pcap(tmp_path, flows)
     server = await asyncio.start_server(answer_once, "127.0.0.1", 0)
     async with server:
-        target = Target("127.0.0.1", server.sockets[0].getsockname()[1])
+        target = ReplayTarget("127.0.0.1", server.sockets[0].getsockname()[1])
         async with asyncio.timeout(20):
             stats = await play(path, target, speed=1.0)
     r = stats.replay
@@ -232,7 +232,7 @@ async def test_target_closing_after_its_answer_is_an_error_only_if_bytes_remain(
 
 
 async def test_reused_client_port_becomes_a_second_local_connection(
-    recorder: tuple[Recorder, Target], tmp_path: Path
+    recorder: tuple[Recorder, ReplayTarget], tmp_path: Path
 ) -> None:
     """The same 4-tuple carries two connections one after the other (a new SYN, a new
     ISN): each becomes its own local connection, even while the first is still closing."""

@@ -10,11 +10,11 @@ from pymirror.commands.mirror import CaptureTarget, parse_capture_target
 from pymirror.errors import UsageError
 from tests.support.crafting import KEY, ipv4_tcp
 from traffic.capturing import PACKET_OUTGOING, bpf_program
-from traffic.errors import FilterError, TargetError
+from traffic.errors import HttpFilterError, TargetError
 from traffic.http_requests import NotHttpError, Request, RequestFilter, RequestSplitter
 from traffic.packets import ACK, FlowKey
 from traffic.taps import TAP_NAME, plan_tap, tap_container, tap_state, tcpdump_command
-from traffic.targets import Target, parse_target
+from traffic.targets import ReplayTarget, parse_target
 
 pytestmark = pytest.mark.unit
 
@@ -22,12 +22,12 @@ pytestmark = pytest.mark.unit
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("127.0.0.1:8080", Target("127.0.0.1", 8080)),
-        ("localhost:1", Target("localhost", 1)),
-        ("[::1]:65535", Target("::1", 65535)),
+        ("127.0.0.1:8080", ReplayTarget("127.0.0.1", 8080)),
+        ("localhost:1", ReplayTarget("localhost", 1)),
+        ("[::1]:65535", ReplayTarget("::1", 65535)),
     ],
 )
-def test_valid_to_addresses_parse(text: str, expected: Target) -> None:
+def test_valid_to_addresses_parse(text: str, expected: ReplayTarget) -> None:
     assert parse_target(text) == expected
 
 
@@ -144,7 +144,7 @@ def test_filter_matches_method_path_and_any_header_line() -> None:
 
 
 def test_invalid_filter_regex_is_a_filter_error_naming_the_flag() -> None:
-    with pytest.raises(FilterError, match="--http-path"):
+    with pytest.raises(HttpFilterError, match="--http-path"):
         RequestFilter.build(path="(unclosed")
 
 
