@@ -8,6 +8,8 @@ start-up, never deep inside a running worker.
 
 from __future__ import annotations
 
+from typing import Literal, TypeVar
+
 from pydantic import (
     BaseModel,
     Field,
@@ -18,7 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from pymirror.errors import ConfigError
+from pymirror.errors import ConfigError, UsageError
 from pymirror.logs import LogFormat
 from splitter.errors import NameFormatError
 from splitter.kafka.settings import KafkaSettings
@@ -26,11 +28,22 @@ from splitter.naming import Broker, NameFormat
 from splitter.sqs.settings import SqsSettings
 from traffic.settings import TrafficSettings
 
+#: A settings group (``Settings.sqs``, ``Settings.kafka``, ...).
+_Group = TypeVar("_Group", bound=BaseModel)
+
 
 class LogSettings(BaseModel):
     """Logging output."""
 
-    level: str = Field("info", description="Minimum level: debug, info, warning or error.")
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Minimum level: debug, info, warning or error."
+    )
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _lower_level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
     format: LogFormat = Field(
         "auto", description="json | console | auto (console on a terminal, JSON otherwise)."
     )
@@ -96,3 +109,19 @@ def load_settings(**overrides: object) -> Settings:
         raise ConfigError(
             f"invalid settings: {problems}. Fix the PYMIRROR_* environment variables or flags."
         ) from e
+
+
+def with_flags(group: _Group, **flags: object) -> _Group:
+    """``group`` with the command-line flags that were given (not None) applied, validated
+    like the environment is: a bad flag value is a ``UsageError`` naming the flag."""
+    given = {name: value for name, value in flags.items() if value is not None}
+    if not given:
+        return group
+    try:
+        return type(group).model_validate({**group.model_dump(), **given})
+    except ValidationError as e:
+        problems = "; ".join(
+            f"--{'.'.join(str(p) for p in err['loc']).replace('_', '-')}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise UsageError(f"invalid flag value: {problems}") from e

@@ -1,13 +1,27 @@
 """Sub-commands of the ``pymirror`` CLI, one module each.
 
-A module here exposes ``register(subparsers) -> None``; add it to
-``COMMANDS`` to make it reachable.
+A module here exposes ``configure(parser) -> None`` (add its arguments, set
+``func``); list it in ``COMMANDS`` with its one-line help to make it reachable.
+A command module only parses and calls: it imports the engine (aiobotocore,
+aiokafka, rich, ...) inside its ``func``, so that listing the commands stays fast.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
-from pymirror.commands import demo, info, mirror, replay, worker
-
-COMMANDS: list[ModuleType] = [demo, info, mirror, replay, worker]
+#: name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": (
+        "pymirror.commands.demo",
+        "split an SQS queue between two sessions on an embedded SQS endpoint",
+    ),
+    "info": (
+        "pymirror.commands.info",
+        "print versions of pymirror and its libraries (and the settings)",
+    ),
+    "mirror": (
+        "pymirror.commands.mirror",
+        "mirror a target's inbound TCP to --to and/or a pcap file",
+    ),
+    "replay": ("pymirror.commands.replay", "replay a pcap file's TCP flows to --to"),
+    "worker": ("pymirror.commands.worker", "run a split worker for one original queue/topic"),
+}

@@ -5,21 +5,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-from typing import Any
-
-from rich.console import Console
 
 from pymirror import logs
 from pymirror.errors import UsageError
 from pymirror.settings import Settings
 
 
-def register(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser(
-        "demo",
-        help="split an SQS queue between two sessions on an embedded SQS endpoint",
-        description=__doc__,
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--messages", type=int, default=40, help="messages to send (default 40)")
     parser.add_argument("--rate", type=float, default=10.0, help="messages per second (10)")
     parser.add_argument(
@@ -31,6 +23,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.messages < 1 or args.rate <= 0:
         raise UsageError("--messages must be >= 1 and --rate > 0")
+    from rich.console import Console
+
     from pymirror.embedded_demo import (  # aiobotocore/moto: only when run
         embedded_endpoint,
         run_demo,

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import argparse
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
 from pymirror.settings import Settings
 
 LIBRARIES = ("aiobotocore", "aiokafka", "kubernetes", "pydantic-settings", "structlog", "regex")
 
 
-def register(sub: Any) -> None:
-    parser: argparse.ArgumentParser = sub.add_parser(
-        "info", help="print versions of pymirror and its libraries (and the settings)"
-    )
+def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--settings", action="store_true", help="print the effective settings as JSON"
     )

@@ -1,8 +1,10 @@
-"""The file session source: active sessions of one split, as a JSON list, watched for changes.
+"""Session sources: where a split worker learns the active sessions of its split.
 
-The standalone workers (``pymirror worker sqs|kafka --sessions-file F``) and the
-demo read sessions from a file; the operator feeds the same
-``set_routes`` from Kubernetes instead. The file holds::
+A :class:`SessionSource` gives the sessions once at start-up (``load``) and then
+every change (``watch``); the runtime applies each change with the worker's
+``set_routes``. :class:`FileSessionSource` reads a JSON file (the standalone
+``pymirror worker sqs|kafka --sessions-file F``); the operator's ``QueueSplit``
+object is the other source. The file holds::
 
     [{"id": "alice", "sequence": 1, "queue": "<queue name or URL>",
       "message_filter": {"user": "^alice$"}, "jq_filter": null, "queue_mode": "steal"}]
@@ -19,7 +21,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -78,6 +80,42 @@ def load_routes(path: Path, destination: str) -> list[SessionRoute]:
     return parse_routes(entries, f"sessions file {path}", destination)
 
 
+class SessionSource(Protocol):
+    """Active sessions of one split: once at start-up, then every change."""
+
+    def load(self) -> list[SessionRoute]:
+        """The sessions now; raises (``UsageError``, ``FilterError``) if they are unusable."""
+        ...
+
+    async def watch(self, apply: Callable[[list[SessionRoute]], None], done: asyncio.Event) -> None:
+        """Call ``apply`` with the whole new list after each change, until ``done``."""
+        ...
+
+
+class FileSessionSource:
+    """Sessions from a JSON file, re-read when its mtime changes (see the module docstring).
+
+    ``destination`` is the entry key naming each session's queue/topic
+    (``queue`` or ``topic``). A change made between ``load`` and the start of
+    ``watch`` is not missed: the watch compares with the mtime ``load`` saw.
+    """
+
+    def __init__(self, path: Path, destination: str, *, poll: float = POLL) -> None:
+        self.path = path
+        self.destination = destination
+        self.poll = poll
+        self._seen: int | None = None
+
+    def load(self) -> list[SessionRoute]:
+        self._seen = _mtime(self.path)
+        return load_routes(self.path, self.destination)
+
+    async def watch(self, apply: Callable[[list[SessionRoute]], None], done: asyncio.Event) -> None:
+        await watch_routes(
+            self.path, self.destination, apply, done, poll=self.poll, seen=self._seen
+        )
+
+
 def _mtime(path: Path) -> int | None:
     try:
         return path.stat().st_mtime_ns
@@ -92,9 +130,13 @@ async def watch_routes(
     done: asyncio.Event,
     *,
     poll: float = POLL,
+    seen: int | None = None,
 ) -> None:
-    """Call ``apply`` with the new sessions whenever ``path`` changes, until ``done``."""
-    seen = _mtime(path)
+    """Call ``apply`` with the new sessions whenever ``path`` changes, until ``done``.
+
+    ``seen`` is the mtime (ns) of the version already applied; None = the current one."""
+    if seen is None:
+        seen = _mtime(path)
     while not done.is_set():
         await asyncio.sleep(poll)
         mtime = _mtime(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pymirror.commands.kafka_worker import parse_properties
+from pymirror.commands.worker import parse_properties
 from pymirror.errors import ConfigError, UsageError
 from pymirror.settings import load_settings
 from pymirror.worker.sources import load_routes as load_session_routes
