@@ -1,6 +1,6 @@
 """Crash safety and replicas of the Kafka split worker on real brokers.
 
-Broker quirks met here and how the tests live with them (../shared/INFRA.md):
+Broker quirks met here and how the tests live with them (docs/testing.md, "Kafka broker quirks"):
 
 * A worker killed with SIGKILL never leaves its group. noida-db 0.2 then never
   expires the dead member once a new one joins (measured: the newcomer's

@@ -1,6 +1,6 @@
 """``pymirror worker kafka`` as a process on real brokers: bad input, sessions file, metrics.
 
-Broker quirks met here (../shared/INFRA.md): a consumer's metadata request
+Broker quirks met here (docs/testing.md, "Kafka broker quirks"): a consumer's metadata request
 for a missing topic may auto-create it, so the worker checks every topic with
 the admin client before it joins the group - the missing-topic case asserts
 the topic is still missing afterwards. Tansu under-reports end offsets after

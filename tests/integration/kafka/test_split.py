@@ -1,6 +1,6 @@
 """The Kafka split worker on real brokers (noida-db and Tansu): routing, takeover, hand-back.
 
-Broker quirks met here and how the tests live with them (../shared/INFRA.md):
+Broker quirks met here and how the tests live with them (docs/testing.md, "Kafka broker quirks"):
 
 * Tansu under-reports ListOffsets end offsets after a batched produce. The
   worker never trusts a listed end: session end and hand-back read past it
@@ -129,7 +129,7 @@ def with_user(record: Sent, user: bytes) -> Sent:
 async def test_jq_case_insensitive_names_binary_values_and_a_session_added_mid_stream(
     kafka_broker: KafkaBroker, unique_name: str
 ) -> None:
-    """DESIGN §4 rules on real topics, then a session change without a restart.
+    """The routing rules (docs/how-it-works.md) on real topics, then a session change without a restart.
 
     Sessions in start order: ``dev`` (``user-name: ^ali`` - the records carry
     ``User-Name``), ``sevens`` (only a ``jq_filter``: ``.n % 7 == 0``), ``idle``

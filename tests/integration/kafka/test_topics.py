@@ -1,6 +1,6 @@
 """Temporary topics on real brokers: named by the format, shaped like the original.
 
-Broker quirks met here (../shared/INFRA.md and measured): Tansu 0.6 reports
+Broker quirks met here (docs/testing.md, "Kafka broker quirks", and measured): Tansu 0.6 reports
 every DescribeConfigs entry as a default (source 5) but lists only the
 configs set on the topic, so ``KafkaAdmin.topic_configs`` takes a short
 answer without any topic-sourced entry as the topic's own configs. noida-db
