@@ -129,7 +129,7 @@ def with_user(record: Sent, user: bytes) -> Sent:
 async def test_jq_case_insensitive_names_binary_values_and_a_session_added_mid_stream(
     kafka_broker: KafkaBroker, unique_name: str
 ) -> None:
-    """The routing rules (docs/how-it-works.md) on real topics, then a session change without a restart.
+    """The routing rules on real topics, then a session change without a restart.
 
     Sessions in start order: ``dev`` (``user-name: ^ali`` - the records carry
     ``User-Name``), ``sevens`` (only a ``jq_filter``: ``.n % 7 == 0``), ``idle``
