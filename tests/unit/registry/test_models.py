@@ -14,12 +14,14 @@ from registry.models import (
     MirrordWorkloadQueueRegistry,
     ObjectMeta,
     QueueConsumer,
-    QueueDetails,
     QueueNameSource,
+    SqsQueueDetails,
+    UnknownQueueDetails,
     WorkloadQueueRegistrySpec,
     parse_object,
 )
 from registry.resources import PODS, Resource
+from registry.session_models import QueueSplit, SplitSession, parse_pymirror_object
 
 pytestmark = pytest.mark.unit
 
@@ -47,7 +49,9 @@ def test_wire_names_are_camel_case_and_python_names_snake_case() -> None:
     built = MirrordWorkloadQueueRegistry(
         metadata=ObjectMeta(name="r"),
         spec=WorkloadQueueRegistrySpec(
-            queues={"q": QueueDetails(queue_type="SQS", name_source=QueueNameSource(env_var="Q"))},
+            queues={
+                "q": SqsQueueDetails(queue_type="SQS", name_source=QueueNameSource(env_var="Q"))
+            },
             consumer=QueueConsumer(name="app", workload_type="Deployment"),
         ),
     )
@@ -131,3 +135,111 @@ def test_resource_paths_for_core_and_named_groups() -> None:
     assert PODS.api_version == "v1"
     assert PODS.collection_path() == "/api/{version}/namespaces/{namespace}/{plural}"
     assert MirrordKafkaClientConfig.RESOURCE.plural == "mirrordkafkaclientconfigs"
+
+
+@pytest.mark.parametrize(
+    ("queue", "model", "supported"),
+    [
+        ({"queueType": "SQS", "nameSource": {"envVar": "Q"}}, SqsQueueDetails, True),
+        ({"queueType": "SQS", "nameSource": {"regexPattern": "^Q_"}}, SqsQueueDetails, True),
+        ({"queueType": "RMQ", "clusterProperties": "p"}, UnknownQueueDetails, False),
+        ({"queueType": "sqs", "nameSource": {"envVar": "Q"}}, UnknownQueueDetails, False),
+    ],
+)
+def test_a_queue_is_sqs_or_an_unknown_kind_that_is_kept(
+    queue: dict[str, Any], model: type, supported: bool
+) -> None:
+    obj = registry_object()
+    obj["spec"]["queues"] = {"q": queue}
+    parsed = parse_object(obj)
+    assert isinstance(parsed, MirrordWorkloadQueueRegistry)
+    details = parsed.spec.queues["q"]
+    assert (type(details), details.SUPPORTED) == (model, supported)
+    assert parsed.to_body()["spec"]["queues"]["q"] == queue
+
+
+@pytest.mark.parametrize(
+    ("queue", "message"),
+    [
+        ({"nameSource": {"envVar": "Q"}}, "spec.queues.q: queueType: Field required"),
+        ({"queueType": "SQS"}, "spec.queues.q.nameSource: Field required"),
+        (
+            {"queueType": "SQS", "nameSource": {"envVar": "Q", "regexPattern": "Q"}},
+            "spec.queues.q.nameSource: Value error, exactly one of envVar and regexPattern",
+        ),
+        ({"queueType": "RMQ", "sns": "yes"}, "spec.queues.q.sns: Input should be a valid boolean"),
+    ],
+)
+def test_queue_errors_name_the_wire_field_without_the_union_tag(
+    queue: dict[str, Any], message: str
+) -> None:
+    obj = registry_object()
+    obj["spec"]["queues"] = {"q": queue}
+    with pytest.raises(ModelError) as bad:
+        parse_object(obj)
+    assert message in str(bad.value)
+
+
+def test_pymirror_kinds_fill_the_server_defaults_but_send_only_what_was_set() -> None:
+    session = parse_pymirror_object(
+        {
+            "kind": "SplitSession",
+            "metadata": {"name": "s"},
+            "spec": {
+                "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
+                "owner": {"username": "a", "hostname": "h", "k8sUsername": "a@corp"},
+                "queues": [{"id": "q", "kind": "SQS"}],
+            },
+        }
+    )
+    assert isinstance(session, SplitSession)
+    assert (session.spec.lease_seconds, session.spec.queues[0].mode) == (30, "steal")
+    assert session.spec.owner.k8s_username == "a@corp"
+    body = session.to_body()
+    assert body["apiVersion"] == "pymirror.dev/v1alpha1"
+    assert "leaseSeconds" not in body["spec"]
+    assert body["spec"]["owner"] == {"username": "a", "hostname": "h", "k8sUsername": "a@corp"}
+
+
+@pytest.mark.parametrize(
+    ("renew_time", "valid"),
+    [
+        ("2026-05-01T10:00:00Z", True),
+        ("2026-05-01t10:00:00.123456+02:00", True),
+        ("2026-05-01T10:00:00", False),
+        ("2026-13-01T10:00:00Z", False),
+        ("2026-05-01T24:00:00Z", False),
+        ("2026-05-01 10:00:00Z", False),
+    ],
+)
+def test_date_times_are_rfc_3339_with_an_offset(renew_time: str, valid: bool) -> None:
+    obj = {
+        "kind": "SplitSession",
+        "metadata": {"name": "s"},
+        "spec": {
+            "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "app"},
+            "owner": {"username": "a", "hostname": "h", "k8sUsername": "a"},
+            "queues": [{"id": "q", "kind": "SQS"}],
+            "renewTime": renew_time,
+        },
+    }
+    if valid:
+        assert parse_pymirror_object(obj).to_body()["spec"]["renewTime"] == renew_time
+    else:
+        with pytest.raises(ModelError, match=r"spec\.renewTime: Value error, .* RFC 3339"):
+            parse_pymirror_object(obj)
+
+
+def test_a_kafka_queue_split_needs_its_group_id_and_client_config() -> None:
+    spec = {
+        "kind": "Kafka",
+        "original": "views",
+        "target": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "a", "namespace": "n"},
+    }
+    obj = {"kind": "QueueSplit", "metadata": {"name": "s"}, "spec": spec}
+    with pytest.raises(ModelError, match=r"spec\.groupId is set for a Kafka topic and only then"):
+        parse_pymirror_object(obj)
+    spec |= {"groupId": "g", "clientConfig": "c"}
+    split = parse_pymirror_object(obj)
+    assert isinstance(split, QueueSplit)
+    assert (split.spec.group_id, split.spec.hand_back) == ("g", False)
