@@ -1,4 +1,5 @@
-"""Resolve a ``MirrordKafkaClientConfig`` chain into one flat property map (pure).
+"""Resolve a ``MirrordKafkaClientConfig`` chain into one flat property map: a pure core, and
+the async feeder that reads the chain and its Secrets from the API server.
 
 Semantics (mirrord's, kept so existing resources resolve unchanged):
 
@@ -10,8 +11,14 @@ Semantics (mirrord's, kept so existing resources resolve unchanged):
   property > parent secret;
 * ``group.id`` is always dropped: pymirror sets the group id itself.
 
-Reading objects and secrets is the caller's job: this module takes them as data
-(``ClientConfigSpec.from_object`` checks an object with ``registry.models``).
+The core (``resolve_client_config``) is pure: it takes the configs and a Secret
+reader as data (``ClientConfigSpec.from_object`` checks an object with
+``registry.models``). ``load_client_config`` is the async feeder on top: it reads
+the chain's ``MirrordKafkaClientConfig`` objects through ``registry.objects`` in
+the operator namespace and their ``loadFromSecret`` Secrets through
+``registry.config_sources``, then resolves::
+
+    props = await load_client_config(kube, "mirrord", "with-client-id")
 """
 
 from __future__ import annotations
@@ -21,8 +28,10 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from registry.errors import ClientConfigError
+from registry.config_sources import ConfigKinds, ConfigSourceError, ConfigSourceNotFoundError
+from registry.errors import ClientConfigError, NotFoundError
 from registry.models import MirrordKafkaClientConfig
+from registry.objects import Kube
 
 #: Property pymirror always sets itself.
 GROUP_ID = "group.id"
@@ -139,3 +148,53 @@ def _resolve(name: str, state: _Resolution) -> dict[str, str]:
             resolved[prop.name] = prop.value
     resolved.pop(GROUP_ID, None)
     return resolved
+
+
+# --- the async feeder -----------------------------------------------------------------------
+
+
+async def load_client_config(
+    kube: Kube,
+    operator_namespace: str,
+    name: str,
+    *,
+    config: ConfigKinds = ConfigKinds(),  # noqa: B008 - frozen
+) -> dict[str, str]:
+    """Read config ``name`` and its parents (``MirrordKafkaClientConfig`` objects in
+    ``operator_namespace``) and their ``loadFromSecret`` Secrets (where ``config`` says
+    Secrets are served), and resolve them into one property map.
+
+    ``ClientConfigError`` for a missing config, parent or Secret, a parent cycle, a bad
+    ``loadFromSecret`` reference, a Secret value that is not text, or an object that does
+    not match its model; other API errors pass through."""
+    objects = kube.objects(MirrordKafkaClientConfig.RESOURCE, operator_namespace)
+    configs: dict[str, ClientConfigSpec] = {}
+    current: str | None = name
+    while current is not None and current not in configs:
+        try:
+            obj = await objects.get(current)
+        except NotFoundError:
+            break  # resolve_client_config names it (and whose parent it is)
+        configs[current] = ClientConfigSpec.from_object(obj)
+        current = configs[current].parent
+
+    secrets_source = config.sources(kube).secrets
+    secrets: dict[tuple[str, str], dict[str, str]] = {}
+    for spec in configs.values():
+        namespace, sep, secret = (spec.load_from_secret or "").partition("/")
+        if not sep or not namespace or not secret or (namespace, secret) in secrets:
+            continue  # absent; a malformed reference is reported by resolve_client_config
+        try:
+            secrets[(namespace, secret)] = await secrets_source.data(namespace, secret)
+        except ConfigSourceNotFoundError as e:
+            raise ClientConfigError(
+                f"MirrordKafkaClientConfig {spec.name}: spec.loadFromSecret "
+                f"{spec.load_from_secret}: {e}"
+            ) from e
+        except ConfigSourceError as e:
+            raise ClientConfigError(f"MirrordKafkaClientConfig {spec.name}: {e}") from e
+
+    def read_secret(namespace: str, secret: str) -> Mapping[str, str]:
+        return secrets[(namespace, secret)]
+
+    return resolve_client_config(name, configs, read_secret)
