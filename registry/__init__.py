@@ -2,7 +2,11 @@
 
 * ``registry.models`` - pydantic models of MirrordWorkloadQueueRegistry,
   MirrordKafkaTopicsConsumer and MirrordKafkaClientConfig (crds/*.yaml);
-* ``registry.kafka_client_configs`` - resolving a client config chain (pure);
+* ``registry.session_models`` - pydantic models of SplitSession and QueueSplit;
+* ``registry.kafka_client_configs`` - resolving a client config chain (pure core + async loader);
+* ``registry.workloads`` - workload kinds (API group per kind configurable) and pod templates;
+* ``registry.config_sources`` - ConfigMaps and Secrets behind one interface;
+* ``registry.env_reading`` - queue names, topics and group ids from pod templates;
 * ``registry.objects`` - the async API: ``Kube`` (one cluster, a bounded thread
   pool) and ``Objects`` (get, list, watch, create, apply, patches, delete,
   optimistic ``update``, finalizers) of one resource in one namespace;

@@ -22,21 +22,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from registry.errors import NotFoundError, RegistryError
+from registry.errors import (
+    ConfigSourceError,
+    ConfigSourceNotFoundError,
+    NotFoundError,
+)
 from registry.objects import Kube
 from registry.resources import Resource
 
 #: Where the kinds are served in a cluster: the core group, ``/api/v1``.
 CONFIG_MAPS = Resource("", "v1", "configmaps")
 SECRETS = Resource("", "v1", "secrets")
-
-
-class ConfigSourceError(RegistryError):
-    """A ConfigMap or Secret, or one of its keys, cannot be read."""
-
-
-class ConfigSourceNotFoundError(ConfigSourceError):
-    """The ConfigMap or Secret does not exist, or has no such key."""
 
 
 @dataclass(frozen=True)

@@ -43,15 +43,10 @@ import regex
 from pydantic import BaseModel
 
 from registry.config_sources import ConfigKinds, ConfigSource
-from registry.errors import RegistryError
+from registry.errors import EnvReadingError
 from registry.models import MirrordKafkaTopicsConsumer, MirrordWorkloadQueueRegistry
 from registry.objects import Kube
 from registry.workloads import Workload, WorkloadKinds, get_workload
-
-
-class EnvReadingError(RegistryError):
-    """A queue name, topic or group id cannot be read from the workload's pod template."""
-
 
 SourceKind = Literal["value", "configMapKeyRef", "envFrom.configMapRef", "fallbackName"]
 VALUE: SourceKind = "value"

@@ -7,6 +7,11 @@ True means the condition is temporary and the caller may retry::
     ├── ClientConfigError       a MirrordKafkaClientConfig chain cannot be resolved
     ├── ModelError              an object does not match its kind's model (registry.models)
     ├── KubeConfigError         no usable kubeconfig / in-cluster configuration
+    ├── WorkloadError           a workload, its pod template or container cannot be used
+    │   └── WorkloadNotFoundError   the workload (or a Rollout's workloadRef) does not exist
+    ├── ConfigSourceError       a ConfigMap or Secret (or a key of it) cannot be read
+    │   └── ConfigSourceNotFoundError   no such object or key
+    ├── EnvReadingError         a queue name/topic/group id cannot be read from a pod template
     └── KubeApiError            the API server refused a request (``status``, ``reason``)
         ├── BadRequestError     400, or a request the client could not even build
         ├── UnauthorizedError   401: credentials missing, wrong or expired
@@ -103,3 +108,23 @@ class UnavailableError(KubeApiError):
     """The API server cannot answer now: 429, 5xx, connection refused or reset, timeout."""
 
     retriable = True
+
+
+class WorkloadError(RegistryError):
+    """A workload, its pod template or a container cannot be used."""
+
+
+class WorkloadNotFoundError(WorkloadError):
+    """The workload (or the Deployment a Rollout's ``workloadRef`` names) does not exist."""
+
+
+class ConfigSourceError(RegistryError):
+    """A ConfigMap or Secret, or one of its keys, cannot be read."""
+
+
+class ConfigSourceNotFoundError(ConfigSourceError):
+    """The ConfigMap or Secret does not exist, or has no such key."""
+
+
+class EnvReadingError(RegistryError):
+    """A queue name, topic or group id cannot be read from the workload's pod template."""

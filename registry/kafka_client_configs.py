@@ -28,8 +28,13 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
-from registry.config_sources import ConfigKinds, ConfigSourceError, ConfigSourceNotFoundError
-from registry.errors import ClientConfigError, NotFoundError
+from registry.config_sources import ConfigKinds
+from registry.errors import (
+    ClientConfigError,
+    ConfigSourceError,
+    ConfigSourceNotFoundError,
+    NotFoundError,
+)
 from registry.models import MirrordKafkaClientConfig
 from registry.objects import Kube
 

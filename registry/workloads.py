@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.errors import NotFoundError, RegistryError
+from registry.errors import NotFoundError, WorkloadError, WorkloadNotFoundError
 from registry.objects import Kube, Obj
 from registry.resources import Resource
 
@@ -35,14 +35,6 @@ KINDS = (DEPLOYMENT, STATEFUL_SET, ROLLOUT)
 DEPLOYMENTS = Resource("apps", "v1", "deployments")
 STATEFUL_SETS = Resource("apps", "v1", "statefulsets")
 ROLLOUTS = Resource("argoproj.io", "v1alpha1", "rollouts")
-
-
-class WorkloadError(RegistryError):
-    """A workload, its pod template or a container cannot be used."""
-
-
-class WorkloadNotFoundError(WorkloadError):
-    """The workload (or the Deployment a Rollout's ``workloadRef`` names) does not exist."""
 
 
 @dataclass(frozen=True)

@@ -364,7 +364,8 @@ def test_rollout_env_is_an_atomic_list_so_apply_replaces_it_and_json_patch_does_
         (
             "MirrordWorkloadQueueRegistry",
             {
-                "queues": {"q": {"queueType": "NATS", "nameSource": {"envVar": "Q"}}},
+                # Any non-empty queueType is kept (a future mirrord kind); an empty one is not.
+                "queues": {"q": {"queueType": "", "nameSource": {"envVar": "Q"}}},
                 "consumer": {"name": "x", "workloadType": "Deployment"},
             },
             "spec.queues.q.queueType",
@@ -387,7 +388,7 @@ def test_rollout_env_is_an_atomic_list_so_apply_replaces_it_and_json_patch_does_
                     {"id": "t", "clientConfig": "c", "groupIdSources": [], "nameSources": []}
                 ],
             },
-            "spec.topics[0].groupIdSources",
+            "spec.topics[0]",  # exactly one of groupIdSources/applicationIdSources
         ),
         (
             "MirrordKafkaClientConfig",

@@ -25,7 +25,8 @@ from registry.env_reading import (
     find_queue,
     find_topic,
 )
-from registry.workloads import WorkloadError, container_of
+from registry.errors import WorkloadError
+from registry.workloads import container_of
 
 pytestmark = pytest.mark.unit
 
