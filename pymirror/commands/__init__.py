@@ -23,5 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "mirror a target's inbound TCP to --to and/or a pcap file",
     ),
     "replay": ("pymirror.commands.replay", "replay a pcap file's TCP flows to --to"),
+    "sandbox": (
+        "pymirror.commands.sandbox",
+        "a local stand-in cluster (API server, SQS, Kafka, local runtime): up|down|status|env",
+    ),
     "worker": ("pymirror.commands.worker", "run a split worker for one original queue/topic"),
 }
