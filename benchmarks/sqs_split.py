@@ -52,8 +52,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from splitter.filters import FilterSpec, MessageView, compile_filter
 from splitter.routing import Router, SessionRoute
 from splitter.sqs.client import SqsClient, SqsEndpoint, connect
-from splitter.sqs.forwarding import SqsWorkerStats
-from splitter.sqs.worker import SqsSplitWorker, SqsWorkerConfig
+from splitter.sqs.settings import SqsSettings
+from splitter.sqs.split import SqsSplit
+from splitter.sqs.stats import SqsWorkerStats
+from splitter.sqs.worker import SqsSplitWorker
 
 BIN = Path(sys.executable).parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
@@ -262,14 +264,10 @@ class Watched(SqsWorkerStats):
 
 
 async def worker_pipe(client: SqsClient, setup: Setup, n: int, **overrides: Any) -> Round:
-    config = SqsWorkerConfig(
-        queue_url=setup.original,
-        fallback_url=setup.fallback,
-        receivers=RECEIVERS,
-        wait_seconds=WAIT_SECONDS,
-        **overrides,
+    settings = SqsSettings(receivers=RECEIVERS, wait_seconds=WAIT_SECONDS, **overrides)
+    worker = SqsSplitWorker(
+        client, SqsSplit(setup.original, setup.fallback), settings, setup.routes()
     )
-    worker = SqsSplitWorker(client, config, setup.routes())
     done = asyncio.Event()
     worker.stats = Watched(n, done)  # before run(): the pipeline counts into it
     start, cpu = time.perf_counter(), cpu_now()

@@ -40,7 +40,9 @@ from splitter.naming import NameFormat
 from splitter.routing import Router, SessionRoute
 from splitter.sqs.client import SqsClient, SqsEndpoint, connect
 from splitter.sqs.queues import create_temporary_queue
-from splitter.sqs.worker import SqsSplitWorker, SqsWorkerConfig
+from splitter.sqs.settings import SqsSettings
+from splitter.sqs.split import SqsSplit
+from splitter.sqs.worker import SqsSplitWorker
 
 USERS = ("alice", "bob", "carol")
 LEVELS = ("beginner", "intermediate", "expert")
@@ -49,6 +51,14 @@ SESSIONS = (
     ("beginners", {"level": "^(beginner|intermediate)$"}),
 )
 WORKLOAD = "workload"
+#: The demo's pace over the SQS settings: short polls and drain looks, so each step
+#: shows within a second or two, and a bounded wait for the workload's drain.
+DEMO_PACE: dict[str, object] = {
+    "receivers": 2,
+    "wait_seconds": 1,
+    "drain_timeout": 10,
+    "drain_poll": 0.2,
+}
 
 
 @dataclass
@@ -116,9 +126,19 @@ def _view(phase: str, ledger: Ledger, names: dict[str, str]) -> Table:
 
 
 async def run_demo(
-    console: Console, *, messages: int, rate: float, endpoint: str, seed: int = 7
+    console: Console,
+    *,
+    messages: int,
+    rate: float,
+    endpoint: str,
+    seed: int = 7,
+    sqs: SqsSettings | None = None,
 ) -> int:
-    """Run the scenario against ``endpoint``; 0 if every message arrived exactly once."""
+    """Run the scenario against ``endpoint``; 0 if every message arrived exactly once.
+
+    The worker runs with ``sqs`` (default: the defaults) at :data:`DEMO_PACE`.
+    """
+    settings = (sqs or SqsSettings()).model_copy(update=DEMO_PACE)
     rng = random.Random(seed)
     ledger = Ledger(echo=None if console.is_terminal else console.print)
     started = time.monotonic()
@@ -147,18 +167,7 @@ async def run_demo(
         names[WORKLOAD] = fallback.name
         both = Router(routes, WORKLOAD)
         after_alice = Router(routes[1:], WORKLOAD)
-        worker = SqsSplitWorker(
-            client,
-            SqsWorkerConfig(
-                original,
-                fallback.url,
-                receivers=2,
-                wait_seconds=1,
-                drain_timeout=10,
-                drain_poll=0.2,
-            ),
-            routes,
-        )
+        worker = SqsSplitWorker(client, SqsSplit(original, fallback.url), settings, routes)
         urls: dict[str, str | None] = {r.session_id: r.destination for r in routes}
         workload_url: list[str] = [fallback.url]
         stops = {name: asyncio.Event() for name in (*urls, WORKLOAD)}

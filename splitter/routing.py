@@ -45,7 +45,7 @@ class SessionRoute:
 
 
 @dataclass(frozen=True, slots=True)
-class Target:
+class Delivery:
     """Where one copy of a message goes; ``session_id`` is None for the fallback."""
 
     destination: str
@@ -78,13 +78,13 @@ class Router:
         #: Every attribute/header name some filter reads (lower-cased): nothing else needs
         #: decoding to route a message.
         self.names = frozenset(pair.name for route in ordered for pair in route.filter.pairs)
-        self.fallback = Target(fallback, None)
+        self.fallback = Delivery(fallback, None)
         self._always: list[int] = []
         self._by_name: dict[str, list[int]] = {}
         self._by_value: dict[str, dict[str, list[int]]] = {}
         #: name -> prefix length -> prefix -> sessions (few distinct lengths in practice)
         self._by_prefix: dict[str, dict[int, dict[str, list[int]]]] = {}
-        self._targets = [Target(r.destination, r.session_id) for r in ordered]
+        self._targets = [Delivery(r.destination, r.session_id) for r in ordered]
         for i, route in enumerate(ordered):
             flt = route.filter
             if flt.empty:
@@ -132,13 +132,13 @@ class Router:
             found = sorted(set(found))
         return found
 
-    def route(self, view: MessageView) -> list[Target]:
+    def route(self, view: MessageView) -> list[Delivery]:
         """The destinations of one message: mirror copies, then the owner or the fallback."""
         candidates = self.candidates(view)
         if not candidates:
             return [self.fallback]  # a new list: callers may change what they get
         sessions = self.sessions
-        targets: list[Target] = []
+        targets: list[Delivery] = []
         for i in candidates:
             flt = sessions[i].filter
             if flt.matches(view):

@@ -4,7 +4,7 @@
         --sessions-file sessions.json [--endpoint-url URL] [--metrics-port P]
 
 Queues are given by name or URL. The sessions file lists the active sessions
-(:mod:`pymirror.worker.session_files`) and is re-read when it changes: a session
+(:mod:`pymirror.worker.sources`) and is re-read when it changes: a session
 that disappears ends (its queue's leftovers are routed again, the queue is
 deleted); when the last one disappears the queue is handed back (the
 fallback drains, leftovers go back to the original, the fallback is deleted)
@@ -70,33 +70,27 @@ async def _resolve(client: SqsClient, routes: list[SessionRoute]) -> list[Sessio
 async def serve(args: argparse.Namespace, settings: Settings) -> int:
     # The engine (aiobotocore) is imported only when a worker runs: `pymirror --help` stays fast.
     from pymirror.worker.metrics import StatsExporter, serve_metrics
-    from pymirror.worker.session_files import load_routes, watch_routes
+    from pymirror.worker.sources import load_routes, watch_routes
     from splitter.sqs.client import SqsEndpoint, connect
-    from splitter.sqs.worker import SqsSplitWorker, SqsWorkerConfig
+    from splitter.sqs.split import SqsSplit
+    from splitter.sqs.worker import SqsSplitWorker
 
-    sqs = settings.sqs
+    flags = {
+        "endpoint_url": args.endpoint_url,
+        "region": args.region,
+        "receivers": args.receivers,
+        "wait_seconds": args.wait_seconds,
+        "visibility_timeout": args.visibility_timeout,
+        "drain_timeout": args.drain_timeout,
+    }
+    sqs = settings.sqs.model_copy(update={k: v for k, v in flags.items() if v is not None})
     routes = load_routes(args.sessions_file, "queue")  # filters compile before anything else
-    endpoint = SqsEndpoint(
-        url=args.endpoint_url or sqs.endpoint_url, region=args.region or sqs.region
-    )
+    endpoint = SqsEndpoint(url=sqs.endpoint_url, region=sqs.region)
     async with connect(endpoint) as client:
         queue = await client.queue_url(args.queue)
         fallback = await client.queue_url(args.fallback_queue)
         routes = await _resolve(client, routes)
-        config = SqsWorkerConfig(
-            queue_url=queue,
-            fallback_url=fallback,
-            receivers=args.receivers or sqs.receivers,
-            wait_seconds=args.wait_seconds if args.wait_seconds is not None else sqs.wait_seconds,
-            visibility_timeout=args.visibility_timeout,
-            linger=sqs.linger,
-            max_in_hand=sqs.max_in_hand,
-            shutdown_grace=sqs.shutdown_grace,
-            drain_timeout=args.drain_timeout
-            if args.drain_timeout is not None
-            else sqs.drain_timeout,
-        )
-        worker = SqsSplitWorker(client, config, routes)
+        worker = SqsSplitWorker(client, SqsSplit(queue, fallback), sqs, routes)
         structlog.contextvars.bind_contextvars(queue=args.queue)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

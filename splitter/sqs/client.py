@@ -10,14 +10,15 @@ It offers what the split worker and queue provisioning need, as plain data:
   and the three batch calls, each returning a :class:`BatchResult` that
   separates ``Successful`` from ``Failed`` entries - the caller decides.
 
-botocore errors are translated here (``raise SqsError(...) from e``):
-throttling and connection trouble are retriable, a missing queue is not.
+Every botocore/aiobotocore error is translated here (``raise SqsError(...) from e``,
+see :func:`error_class`): throttling, server faults and connection trouble are
+retriable, a missing queue, bad credentials and bad parameters are not.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,16 +36,34 @@ from splitter.errors import (
 Message = dict[str, Any]
 """One received message as botocore returns it (MessageId, ReceiptHandle, Body, ...)."""
 
-_MISSING = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
-_THROTTLED = {
-    "Throttling",
-    "ThrottlingException",
-    "RequestThrottled",
-    "TooManyRequestsException",
-    "ServiceUnavailable",
-    "InternalError",
-    "InternalFailure",
-}
+_MISSING = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+#: Error codes of a temporary condition on SQS's side (any HTTP status >= 500 counts too).
+_THROTTLED = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "KMS.ThrottlingException",
+        "ServiceUnavailable",
+        "InternalError",
+        "InternalFailure",
+    }
+)
+#: botocore errors of a connection that failed, timed out, broke off or returned a corrupt
+#: body: the endpoint may answer the next attempt. Every other botocore error is the
+#: caller's or the configuration's (credentials, parameters, region) and is not retried.
+_UNREACHABLE: tuple[type[Exception], ...] = (
+    bexc.ConnectionError,
+    bexc.HTTPClientError,
+    bexc.IncompleteReadError,
+    bexc.ChecksumError,
+    bexc.FlexibleChecksumError,
+)
 #: Queue attributes that are read-only or derived; everything else is copied.
 READ_ONLY_ATTRIBUTES = frozenset(
     {
@@ -84,21 +103,56 @@ def _code(e: bexc.ClientError) -> str:
     return str(e.response.get("Error", {}).get("Code", ""))
 
 
-def _translate(e: Exception, what: str) -> SqsError:
+def _status(e: bexc.ClientError) -> int:
+    return int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+
+
+def error_class(e: BaseException) -> type[SqsError]:
+    """The ``SqsError`` subclass a botocore/aiobotocore (or socket) error becomes.
+
+    A missing queue is :class:`SqsQueueMissingError`; throttling, a server-side
+    fault (HTTP 5xx) and client-side retry quota running out are
+    :class:`SqsThrottledError`; a connection that failed or timed out is
+    :class:`SqsUnavailableError` (both retriable); anything else - credentials,
+    parameter validation, configuration, a refused request - is a plain,
+    non-retriable :class:`SqsError`.
+    """
+    if isinstance(e, bexc.ClientError):
+        code = _code(e)
+        if code in _MISSING:
+            return SqsQueueMissingError
+        if code in _THROTTLED or _status(e) >= 500 or _status(e) == 429:
+            return SqsThrottledError
+        return SqsError
+    if isinstance(e, bexc.CapacityNotAvailableError):
+        return SqsThrottledError
+    if isinstance(e, _UNREACHABLE):
+        return SqsUnavailableError
+    if isinstance(e, bexc.BotoCoreError | bexc.UndefinedModelAttributeError):
+        return SqsError
+    if isinstance(e, OSError):  # aiohttp/socket errors that botocore did not wrap
+        return SqsUnavailableError
+    return SqsError
+
+
+def translate(e: BaseException, what: str) -> SqsError:
+    """``e`` as the ``SqsError`` of :func:`error_class`, its message naming ``what``."""
+    cls = error_class(e)
     if isinstance(e, bexc.ClientError):
         code = _code(e)
         message = e.response.get("Error", {}).get("Message", str(e))
-        if code in _MISSING:
-            return SqsQueueMissingError(f"{what}: the queue does not exist ({code})")
-        if code in _THROTTLED:
-            return SqsThrottledError(f"{what}: throttled ({code}: {message})")
-        return SqsError(f"{what}: {code}: {message}")
-    if isinstance(e, bexc.BotoCoreError | OSError):
-        return SqsUnavailableError(f"{what}: SQS unreachable ({e})")
-    return SqsError(f"{what}: {e}")
+        if cls is SqsQueueMissingError:
+            return cls(f"{what}: the queue does not exist ({code})")
+        if cls is SqsThrottledError:
+            return cls(f"{what}: throttled or failed on the server ({code}: {message})")
+        return cls(f"{what}: {code}: {message}")
+    if cls is SqsUnavailableError:
+        return cls(f"{what}: SQS unreachable ({type(e).__name__}: {e})")
+    return cls(f"{what}: {type(e).__name__}: {e}")
 
 
-_TRANSLATED = (bexc.ClientError, bexc.BotoCoreError, OSError)
+#: What the adapter catches and translates; anything else is a bug and propagates as is.
+_TRANSLATED = (bexc.ClientError, bexc.BotoCoreError, bexc.UndefinedModelAttributeError, OSError)
 
 
 class SqsClient:
@@ -115,21 +169,21 @@ class SqsClient:
         try:
             response = await self._client.get_queue_url(QueueName=name)
         except _TRANSLATED as e:
-            raise _translate(e, f"queue {name_or_url!r}") from e
+            raise translate(e, f"queue {name_or_url!r}") from e
         return str(response["QueueUrl"])
 
     async def attributes(self, url: str) -> dict[str, str]:
         try:
             response = await self._client.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
         except _TRANSLATED as e:
-            raise _translate(e, f"attributes of {url}") from e
+            raise translate(e, f"attributes of {url}") from e
         return dict(response.get("Attributes", {}))
 
     async def tags(self, url: str) -> dict[str, str]:
         try:
             response = await self._client.list_queue_tags(QueueUrl=url)
         except _TRANSLATED as e:
-            raise _translate(e, f"tags of {url}") from e
+            raise translate(e, f"tags of {url}") from e
         return dict(response.get("Tags", {}))
 
     async def create_queue(
@@ -141,14 +195,14 @@ class SqsClient:
         try:
             response = await self._client.create_queue(**kwargs)
         except _TRANSLATED as e:
-            raise _translate(e, f"creating queue {name!r}") from e
+            raise translate(e, f"creating queue {name!r}") from e
         return str(response["QueueUrl"])
 
     async def delete_queue(self, url: str) -> None:
         try:
             await self._client.delete_queue(QueueUrl=url)
         except _TRANSLATED as e:
-            error = _translate(e, f"deleting {url}")
+            error = translate(e, f"deleting {url}")
             if not isinstance(error, SqsQueueMissingError):
                 raise error from e
 
@@ -163,7 +217,7 @@ class SqsClient:
         try:
             response = await self._client.list_queues(QueueNamePrefix=prefix)
         except _TRANSLATED as e:
-            raise _translate(e, f"listing queues {prefix!r}*") from e
+            raise translate(e, f"listing queues {prefix!r}*") from e
         return list(response.get("QueueUrls", []))
 
     async def counts(self, url: str) -> tuple[int, int, int]:
@@ -198,7 +252,7 @@ class SqsClient:
         try:
             response = await self._client.receive_message(**kwargs)
         except _TRANSLATED as e:
-            raise _translate(e, f"receiving from {url}") from e
+            raise translate(e, f"receiving from {url}") from e
         return list(response.get("Messages", []))
 
     async def send_batch(self, url: str, entries: Sequence[Mapping[str, Any]]) -> BatchResult:
@@ -228,7 +282,7 @@ class SqsClient:
         try:
             response = await getattr(self._client, call)(QueueUrl=url, Entries=list(entries))
         except _TRANSLATED as e:
-            raise _translate(e, what) from e
+            raise translate(e, what) from e
         result = BatchResult([entry["Id"] for entry in response.get("Successful", [])])
         for entry in response.get("Failed", []):
             result.failed[entry["Id"]] = (
@@ -249,12 +303,18 @@ async def connect(endpoint: SqsEndpoint) -> AsyncIterator[SqsClient]:
         read_timeout=30,  # > the 20 s long poll
     )
     session = get_session()
-    async with session.create_client(
-        "sqs",
-        endpoint_url=endpoint.url,
-        region_name=endpoint.region,
-        aws_access_key_id=endpoint.access_key_id,
-        aws_secret_access_key=endpoint.secret_access_key,
-        config=config,
-    ) as client:
+    async with AsyncExitStack() as stack:
+        try:
+            client = await stack.enter_async_context(
+                session.create_client(
+                    "sqs",
+                    endpoint_url=endpoint.url,
+                    region_name=endpoint.region,
+                    aws_access_key_id=endpoint.access_key_id,
+                    aws_secret_access_key=endpoint.secret_access_key,
+                    config=config,
+                )
+            )
+        except _TRANSLATED as e:
+            raise translate(e, f"SQS client for {endpoint.url or 'AWS'}") from e
         yield SqsClient(client)

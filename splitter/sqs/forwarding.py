@@ -7,24 +7,27 @@ happen to it: a forward is never assumed, every ``Failed`` entry of every
 batch call is looked at.
 
 - Forwards are buffered per destination and sent with ``SendMessageBatch``
-  when 10 entries (or ~256 KiB) are waiting, or when the oldest waited
-  ``linger`` seconds, so batches stay full at load and latency stays low
-  when idle. While receives come back full (a backlog: the messages waited
-  in the queue anyway) a partly-full batch waits longer, as long as it fills
-  fast enough to be full within ``backlog_linger``; a short receive, polls
-  that find the queue empty, or full hands (no room to receive more) end
-  that.
+  when 10 entries (or ~256 KiB) are waiting, or when the batching policy
+  (:mod:`splitter.sqs.batching`: ``linger``, ``backlog_linger``) says a
+  partly-full one is due; full hands (no room to receive more) flush at once.
 - A failed entry that SQS calls retriable (throttling, a server fault) is
-  sent again with exponential backoff; one that is the sender's fault, or
-  still failing after ``retry_for`` seconds, makes its message *fail*: it is
-  released and counted, never dropped.
+  sent again with exponential backoff (:class:`~splitter.backoff.Backoff`);
+  one that is the sender's fault, or still failing after ``retry_for``
+  seconds, makes its message *fail*: it is released (visible again after a
+  delay growing with its receive count) and counted, never dropped.
 - Deletes are batched per source queue the same way. A receipt handle that
   expired (the message stayed in hand past its visibility timeout) cannot be
   deleted: the message will be delivered again - a counted duplicate.
 - FIFO: sends to one destination are serialized and each batch keeps
-  receive order, so order per ``MessageGroupId`` holds; the deduplication id
-  is derived from the original message id, so a retried forward (also after
-  a crash, within SQS's 5-minute window) is deduplicated by SQS.
+  receive order, so order per ``MessageGroupId`` holds (deduplication: see
+  :func:`~splitter.sqs.batching.forward_entry`).
+
+Every bound comes from :class:`~splitter.sqs.settings.SqsSettings`; the pure
+parts (entries, when a batch is due, the backlog) are :mod:`splitter.sqs.batching`.
+This module is longer than most (~450 lines) for a reason: it is one ledger of
+messages in hand, and intake, flushing, send/delete retries, the visibility
+keeper and shutdown all update it under the same invariant (a message leaves
+it only deleted or released); split apart they would share its internals.
 """
 
 from __future__ import annotations
@@ -33,74 +36,42 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
 
+from splitter.backoff import Backoff, exponential
 from splitter.errors import SqsError
 from splitter.filters import MessageView
-from splitter.routing import Router, Target
+from splitter.routing import Delivery, Router
+from splitter.sqs.batching import (
+    BATCH_BYTES,
+    BATCH_ENTRIES,
+    ReceivePace,
+    due,
+    entry_size,
+    forward_entry,
+)
 from splitter.sqs.client import Message, SqsClient
+from splitter.sqs.settings import SqsSettings
+from splitter.sqs.stats import SqsWorkerStats as SqsWorkerStats  # re-exported: was defined here
 
 log = structlog.get_logger()
 
-BATCH_ENTRIES = 10
-#: SendMessageBatch payload limit we keep under (SQS allows 256 KiB per batch).
-BATCH_BYTES = 250 * 1024
-_ATTRIBUTE_KEYS = ("DataType", "StringValue", "BinaryValue")
+#: Retries of a failed batch call: the first after 50 ms, doubling up to 2 s.
+_RETRY_FIRST, _RETRY_CEILING = 0.05, 2.0
+#: A message whose forward failed is visible again after 2 s, doubling with each
+#: receive of it up to 60 s, so a destination that keeps failing is not hammered.
+_RELEASE_FIRST, _RELEASE_CEILING = 2.0, 60.0
+_RELEASE_FAILED = "sqs release failed; visible after its timeout"
+_EXTEND_FAILED = "sqs visibility extension failed"
 
 
-@dataclass
-class SqsWorkerStats:
-    """Counters of one worker (exported as Prometheus metrics by the process form)."""
-
-    received: int = 0
-    forwarded: Counter[str] = field(default_factory=Counter)  # session id or "fallback"
-    failed: int = 0  # messages whose forward failed: released, delivered again later
-    released: int = 0  # messages made visible again (shutdown or failure)
-    deleted: int = 0
-    delete_failed: int = 0  # receipt handle expired: the message comes again (duplicate)
-    rerouted: int = 0  # leftovers of ended sessions routed again
-    returned: int = 0  # fallback leftovers moved back to the original
-    send_batches: int = 0
-    send_entries: int = 0
-    throttled: int = 0
-    extended: int = 0  # visibility timeouts restarted for messages held long
-
-    def entries_per_batch(self) -> float:
-        return self.send_entries / self.send_batches if self.send_batches else 0.0
-
-
-def forward_entry(message: Message, entry_id: str, *, fifo: bool) -> dict[str, Any]:
-    """A ``SendMessageBatch`` entry carrying ``message`` unchanged."""
-    entry: dict[str, Any] = {"Id": entry_id, "MessageBody": message.get("Body", "")}
-    attributes = message.get("MessageAttributes")
-    if attributes:
-        entry["MessageAttributes"] = {
-            name: {k: value[k] for k in _ATTRIBUTE_KEYS if k in value}
-            for name, value in attributes.items()
-        }
-    system = message.get("Attributes", {})
-    trace = system.get("AWSTraceHeader")
-    if trace:
-        entry["MessageSystemAttributes"] = {
-            "AWSTraceHeader": {"DataType": "String", "StringValue": trace}
-        }
-    if fifo:
-        entry["MessageGroupId"] = system.get("MessageGroupId", "pymirror")
-        # Stable across redeliveries of the same original message: SQS drops a resend.
-        entry["MessageDeduplicationId"] = message["MessageId"]
-    return entry
-
-
-def _entry_size(entry: dict[str, Any]) -> int:
-    size = len(entry["MessageBody"].encode())
-    for name, value in entry.get("MessageAttributes", {}).items():
-        size += len(name) + len(value["DataType"])
-        size += len(value.get("StringValue", "")) + len(value.get("BinaryValue", b""))
-    return size
+def release_delay(receive_count: int) -> int:
+    """Seconds a message whose forward failed stays invisible, by its receive count."""
+    return int(exponential(max(receive_count, 1), _RELEASE_FIRST, _RELEASE_CEILING))
 
 
 class _InHand:
@@ -138,22 +109,14 @@ class Forwarding:
         *,
         fifo: bool,
         stats: SqsWorkerStats,
-        linger: float = 0.02,
-        backlog_linger: float = 1.0,
-        retry_for: float = 30.0,
-        max_in_hand: int = 1000,
-        concurrency: int = 16,
+        settings: SqsSettings,
     ) -> None:
         self.client = client
         self.fifo = fifo
         self.stats = stats
-        self.linger = linger
-        self.backlog_linger = max(backlog_linger, linger)
-        self._backlog = False
-        #: When the last receive returned, and how long a full one takes (moving average).
-        self._received_at = 0.0
-        self._full_receive = 0.0
-        self.retry_for = retry_for
+        self.settings = settings
+        self.linger = settings.linger
+        self._pace = ReceivePace()
         self._spawn_in = spawn
         self._tasks: set[asyncio.Task[None]] = set()
         self._outboxes: dict[str, _Outbox] = {}
@@ -162,8 +125,8 @@ class Forwarding:
         self._in_hand: set[_InHand] = set()
         #: Forwards queued or in flight, per destination.
         self._to: Counter[str] = Counter()
-        self._room = asyncio.Semaphore(max_in_hand)
-        self._calls = asyncio.Semaphore(concurrency)
+        self._room = asyncio.Semaphore(settings.max_in_hand)
+        self._calls = asyncio.Semaphore(settings.batch_calls)
         self._idle = asyncio.Event()
         self._idle.set()
         self._entry_ids = 0
@@ -187,18 +150,9 @@ class Forwarding:
             self._room.release()
 
     def note_receive(self, count: int, seconds: float) -> None:
-        """A receive returned ``count`` messages after ``seconds``: full means a backlog
-        (see the docstring)."""
-        self._received_at = time.monotonic()
-        self._backlog = count >= BATCH_ENTRIES
-        if self._backlog:
-            self._full_receive += (seconds - self._full_receive) / 8
-
-    def _in_backlog(self, now: float) -> bool:
-        """The last receive was full, and another one came back since, as receives do while
-        messages wait: polls out for several times that long find the queue empty."""
-        quiet = max(2 * self._full_receive, 3 * self.linger)
-        return self._backlog and now - self._received_at < quiet
+        """A receive returned ``count`` messages after ``seconds`` (see
+        :class:`~splitter.sqs.batching.ReceivePace`)."""
+        self._pace = self._pace.after(count, seconds, time.monotonic())
 
     def submit(self, source: str, messages: Iterable[Message], router: Router) -> None:
         """Route ``messages`` (reserved beforehand) and queue their forwards."""
@@ -213,13 +167,13 @@ class Forwarding:
                 self._queue(target, held, now)
         self._flush_ready(now)
 
-    def _queue(self, target: Target, held: _InHand, now: float) -> None:
+    def _queue(self, target: Delivery, held: _InHand, now: float) -> None:
         outbox = self._outboxes.get(target.destination)
         if outbox is None:
             outbox = self._outboxes[target.destination] = _Outbox()
         self._entry_ids += 1
         entry = forward_entry(held.message, f"m{self._entry_ids}", fifo=self.fifo)
-        size = _entry_size(entry)
+        size = entry_size(entry)
         if outbox.entries and outbox.size + size > BATCH_BYTES:
             self._send(target.destination, outbox)
         if not outbox.entries:
@@ -233,10 +187,17 @@ class Forwarding:
     # --- flushing --------------------------------------------------------------
 
     def _flush_ready(self, now: float, *, everything: bool = False) -> None:
-        backlog = self._in_backlog(now)
+        backlog = self._pace.in_backlog(now, self.linger)
         for destination, outbox in list(self._outboxes.items()):
             if outbox.entries and (
-                everything or self._due(len(outbox.entries), now - outbox.since, backlog)
+                everything
+                or due(
+                    len(outbox.entries),
+                    now - outbox.since,
+                    linger=self.linger,
+                    backlog_linger=self.settings.backlog_linger,
+                    backlog=backlog,
+                )
             ):
                 self._send(destination, outbox)
         # Deletes never wait for a backlog: a forwarded message still held only keeps its
@@ -244,14 +205,6 @@ class Forwarding:
         for source, held in list(self._deletes.items()):
             if held and (everything or now - self._deletes_since[source] >= self.linger):
                 self._delete(source)
-
-    def _due(self, count: int, age: float, backlog: bool) -> bool:
-        """A partly-full batch of ``count`` entries, the oldest ``age`` s old, goes after
-        ``linger``; in a backlog only once it is not filling fast enough to be full within
-        ``backlog_linger`` (a quiet destination does not hold its messages for nothing)."""
-        if age < self.linger:
-            return False
-        return not backlog or count * self.backlog_linger < BATCH_ENTRIES * age
 
     def flush(self) -> None:
         """Send everything buffered now, full batches or not."""
@@ -278,20 +231,34 @@ class Forwarding:
                 if now - held.since >= visibility / 2:
                     stale.setdefault(held.source, []).append(held)
             for source, group in stale.items():
-                for start in range(0, len(group), BATCH_ENTRIES):
-                    chunk = group[start : start + BATCH_ENTRIES]
-                    entries = [(str(i), h.message["ReceiptHandle"]) for i, h in enumerate(chunk)]
-                    try:
-                        async with self._calls:
-                            result = await self.client.change_visibility_batch(
-                                source, entries, visibility
-                            )
-                    except SqsError as e:
-                        log.warning("sqs visibility extension failed", queue=source, error=str(e))
-                        continue
-                    for entry_id in result.ok:
-                        chunk[int(entry_id)].since = now
-                    self.stats.extended += len(result.ok)
+                messages = [h.message for h in group]
+                extended = await self._set_visibility(source, messages, visibility, _EXTEND_FAILED)
+                for i in extended:
+                    group[i].since = now
+                self.stats.extended += len(extended)
+
+    async def _set_visibility(
+        self, source: str, messages: Sequence[Message], seconds: int, failure: str
+    ) -> list[int]:
+        """Restart the visibility timeout of ``messages`` (received from ``source``) at
+        ``seconds``, 10 per call; the indexes of those changed. Best effort: a failed call
+        is logged as ``failure`` (its messages become visible when their timeout ends)."""
+        changed: list[int] = []
+        for start in range(0, len(messages), BATCH_ENTRIES):
+            chunk = messages[start : start + BATCH_ENTRIES]
+            entries = [(str(start + i), m["ReceiptHandle"]) for i, m in enumerate(chunk)]
+            try:
+                async with self._calls:
+                    result = await self.client.change_visibility_batch(source, entries, seconds)
+            except SqsError as e:
+                log.warning(failure, queue=source, error=str(e))
+                continue
+            changed += [int(entry_id) for entry_id in result.ok]
+        return changed
+
+    def _backoff(self) -> Backoff:
+        """The retry policy of one batch call: give up after ``retry_for`` seconds."""
+        return Backoff(_RETRY_FIRST, _RETRY_CEILING, deadline=self.settings.retry_for)
 
     def _send(self, destination: str, outbox: _Outbox) -> None:
         batch = outbox.entries
@@ -311,23 +278,21 @@ class Forwarding:
         self, destination: str, batch: list[tuple[dict[str, Any], _InHand, str]]
     ) -> None:
         pending = {entry["Id"]: (entry, held, label) for entry, held, label in batch}
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.05
+        backoff = self._backoff()
         while pending:
             entries = [entry for entry, _h, _l in pending.values()]
             try:
                 async with self._calls:
                     result = await self.client.send_batch(destination, entries)
             except SqsError as e:
-                if not e.retriable or time.monotonic() > deadline:
+                if not e.retriable or backoff.expired:
                     log.warning("sqs forward failed", destination=destination, error=str(e))
                     for _entry, held, _label in pending.values():
                         self._to[destination] -= 1
                         self._settle(held, ok=False)
                     return
                 self.stats.throttled += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
                 continue
             self.stats.send_batches += 1
             self.stats.send_entries += len(entries)
@@ -338,7 +303,7 @@ class Forwarding:
                 self._settle(held, ok=True)
             retry = False
             for entry_id, (code, message, sender_fault) in result.failed.items():
-                if sender_fault or time.monotonic() > deadline:
+                if sender_fault or backoff.expired:
                     _entry, held, _label = pending.pop(entry_id)
                     self._to[destination] -= 1
                     log.warning(
@@ -353,8 +318,7 @@ class Forwarding:
                     retry = True
             if retry:
                 self.stats.throttled += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
 
     def _settle(self, held: _InHand, *, ok: bool) -> None:
         if not ok and not held.failed:
@@ -367,7 +331,7 @@ class Forwarding:
             # Visible again after a backoff that grows with its receive count, so a
             # destination that keeps failing is not hammered in a hot loop.
             receives = int(held.message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
-            self._spawn(self._release([held], min(2**receives, 60)), "release")
+            self._spawn(self._release([held], release_delay(receives)), "release")
             return
         queue = self._deletes.setdefault(held.source, [])
         if not queue:
@@ -384,24 +348,22 @@ class Forwarding:
 
     async def _delete_batch(self, source: str, held: list[_InHand]) -> None:
         entries = [(str(i), h.message["ReceiptHandle"]) for i, h in enumerate(held)]
-        delay = 0.05
-        deadline = time.monotonic() + self.retry_for
+        backoff = self._backoff()
         while entries:
             try:
                 async with self._calls:
                     result = await self.client.delete_batch(source, entries)
             except SqsError as e:
-                if not e.retriable or time.monotonic() > deadline:
+                if not e.retriable or backoff.expired:
                     log.warning("sqs delete failed", queue=source, error=str(e))
                     self.stats.delete_failed += len(entries)
                     break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
                 continue
             self.stats.deleted += len(result.ok)
             retry = []
             for entry_id, (code, _message, sender_fault) in result.failed.items():
-                if sender_fault or time.monotonic() > deadline:
+                if sender_fault or backoff.expired:
                     # Typically ReceiptHandleIsInvalid: held past its visibility timeout.
                     log.warning("sqs delete entry failed; it will be delivered again", code=code)
                     self.stats.delete_failed += 1
@@ -409,8 +371,7 @@ class Forwarding:
                     retry.append(entry_id)
             entries = [e for e in entries if e[0] in retry]
             if entries:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                await backoff.sleep()
         self._done(held)
 
     async def _release(self, held: list[_InHand], visibility: int = 0) -> None:
@@ -419,16 +380,15 @@ class Forwarding:
         for h in held:
             by_source.setdefault(h.source, []).append(h)
         for source, group in by_source.items():
-            for start in range(0, len(group), BATCH_ENTRIES):
-                chunk = group[start : start + BATCH_ENTRIES]
-                entries = [(str(i), h.message["ReceiptHandle"]) for i, h in enumerate(chunk)]
-                try:
-                    async with self._calls:
-                        await self.client.change_visibility_batch(source, entries, visibility)
-                except SqsError as e:
-                    log.warning("sqs release failed; visible after its timeout", error=str(e))
+            messages = [h.message for h in group]
+            await self._set_visibility(source, messages, visibility, _RELEASE_FAILED)
         self.stats.released += len(held)
         self._done(held)
+
+    async def give_back(self, source: str, messages: Sequence[Message]) -> None:
+        """Make messages received from ``source`` but never submitted visible at once."""
+        await self._set_visibility(source, messages, 0, _RELEASE_FAILED)
+        self.stats.released += len(messages)
 
     def _done(self, held: list[_InHand]) -> None:
         for h in held:

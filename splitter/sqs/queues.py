@@ -1,16 +1,11 @@
-"""Temporary SQS queues: named by the queue format, shaped like the original (DESIGN §5).
+"""Provisioning temporary SQS queues: plan, create, delete and find them (DESIGN §5).
 
-A temporary queue (a session's, or the fallback the workload reads) copies
-the original's writable attributes - FIFO, KMS and redrive settings included
-- its tags plus the registry's ``tags`` (registry wins on a clash) plus
-pymirror's bookkeeping tags, and its Policy with every occurrence of the
-original's ARN and name replaced by the temporary queue's.
-
-Pure helpers (:func:`temporary_attributes`, :func:`temporary_tags`,
-:func:`bookkeeping_tags`, :func:`temporary_arn`, :func:`rewrite_policy`,
-:func:`matches_format`) take data and return data; the async functions wrap
-them around :class:`~splitter.sqs.client.SqsClient`. Everything is checked before
-the one write (``CreateQueue``): a format the name cannot fit
+A temporary queue (a session's, or the fallback the workload reads) is shaped
+like the original: attributes and Policy from :mod:`splitter.sqs.attributes`,
+tags from :mod:`splitter.sqs.tags`, its name from the queue format
+(:mod:`splitter.sqs.queue_names` reads names back). This module wraps those
+pure helpers around :class:`~splitter.sqs.client.SqsClient`. Everything is
+checked before the one write (``CreateQueue``): a format the name cannot fit
 (``NameFormatError``), a missing original (``SqsQueueMissingError``), too
 many or too long tags (``SqsError``) - a failure leaves no queue behind.
 :func:`plan_temporary_queue` does all of that without writing, so the caller
@@ -20,209 +15,23 @@ creates it (``CreateQueue`` with the same name and attributes is idempotent).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from splitter.errors import SqsError, SqsQueueMissingError
-from splitter.naming import FIFO_SUFFIX, RANDOM_DIGITS, NameFormat
+from splitter.naming import NameFormat
+from splitter.sqs.attributes import temporary_arn, temporary_attributes
 from splitter.sqs.client import SqsClient
-
-#: Attributes ``CreateQueue`` accepts (the AWS API reference's complete list).
-#: An allow-list, not "everything but the read-only ones": real SQS rejects
-#: an attribute name it does not know, and servers return extras.
-WRITABLE_ATTRIBUTES = frozenset(
-    {
-        "DelaySeconds",
-        "MaximumMessageSize",
-        "MessageRetentionPeriod",
-        "Policy",
-        "ReceiveMessageWaitTimeSeconds",
-        "VisibilityTimeout",
-        "RedrivePolicy",
-        "RedriveAllowPolicy",
-        "KmsMasterKeyId",
-        "KmsDataKeyReusePeriodSeconds",
-        "SqsManagedSseEnabled",
-        "FifoQueue",
-        "ContentBasedDeduplication",
-        "DeduplicationScope",
-        "FifoThroughputLimit",
-    }
+from splitter.sqs.queue_names import listing_prefix, matches_format, queue_name
+from splitter.sqs.tags import (
+    CREATED_BY,
+    TAG_CREATED_BY,
+    TAG_FALLBACK,
+    TAG_ORIGINAL,
+    TAG_SESSION,
+    bookkeeping_tags,
+    temporary_tags,
 )
-#: Valid only on a FIFO queue; SQS rejects them (even "false") on a standard one.
-FIFO_ONLY_ATTRIBUTES = frozenset(
-    {"FifoQueue", "ContentBasedDeduplication", "DeduplicationScope", "FifoThroughputLimit"}
-)
-
-MAX_TAGS = 50
-MAX_TAG_KEY = 128
-MAX_TAG_VALUE = 256
-
-TAG_PREFIX = "pymirror.dev/"
-TAG_CREATED_BY = TAG_PREFIX + "created-by"
-TAG_ORIGINAL = TAG_PREFIX + "original-queue"
-TAG_SESSION = TAG_PREFIX + "session"
-TAG_FALLBACK = TAG_PREFIX + "fallback"
-CREATED_BY = "pymirror"
-
-# A queue name's characters; ".fifo" counts as part of the name it ends.
-_NAME_CHAR = r"A-Za-z0-9_\-"
-
-
-# --- pure helpers -------------------------------------------------------------
-
-
-def queue_name(name_or_url: str) -> str:
-    """The queue name in a name or URL (the URL's last path segment)."""
-    return name_or_url.rstrip("/").rsplit("/", 1)[-1]
-
-
-def temporary_arn(original_arn: str, temp_name: str) -> str:
-    """The ARN of ``temp_name`` beside the original: same partition, region and account."""
-    parts = original_arn.split(":")
-    if len(parts) != 6 or parts[0] != "arn" or parts[2] != "sqs":
-        raise SqsError(f"{original_arn!r} is not an SQS queue ARN (arn:PARTITION:sqs:...)")
-    return ":".join([*parts[:5], temp_name])
-
-
-def rewrite_policy(policy: str, original_name: str, original_arn: str, temp_name: str) -> str:
-    """``policy`` with the original's ARN and name, each as a whole token, made the temp's.
-
-    One left-to-right pass, the ARN tried before the bare name, so replaced
-    text is never scanned again. A token ends where a queue name cannot go
-    on: ``orders`` is not touched inside ``orders-dlq``, ``my-orders`` or
-    ``orders.fifo``. A bare name after ``:`` ends some other ARN (an SNS
-    topic, a queue of another account or region) and is left alone; in a
-    URL, a ``Sid`` or an ``Id`` it is replaced.
-    """
-    temp_arn = temporary_arn(original_arn, temp_name)
-    pattern = re.compile(
-        rf"(?<![{_NAME_CHAR}])(?P<arn>{re.escape(original_arn)})(?![{_NAME_CHAR}]|\.fifo)"
-        rf"|(?<![{_NAME_CHAR}:]){re.escape(original_name)}(?![{_NAME_CHAR}]|\.fifo)"
-    )
-    return pattern.sub(lambda m: temp_arn if m.group("arn") else temp_name, policy)
-
-
-def temporary_attributes(
-    original_attributes: Mapping[str, str],
-    original_name: str,
-    original_arn: str,
-    temp_name: str,
-    temp_arn: str,
-) -> dict[str, str]:
-    """The ``CreateQueue`` attributes of a temporary queue like the original.
-
-    Writable attributes are copied, read-only and unknown ones dropped; FIFO
-    attributes only on a FIFO temporary (named ``*.fifo``), where
-    ``FifoQueue`` is set explicitly; ``SqsManagedSseEnabled`` only without a
-    KMS key (SQS refuses both); the Policy is rewritten (:func:`rewrite_policy`).
-    """
-    if temporary_arn(original_arn, temp_name) != temp_arn:
-        raise SqsError(f"temporary ARN {temp_arn!r} is not {temp_name!r} beside {original_arn!r}")
-    fifo = temp_name.endswith(FIFO_SUFFIX)
-    attributes = {
-        key: value for key, value in original_attributes.items() if key in WRITABLE_ATTRIBUTES
-    }
-    if not fifo:
-        for key in FIFO_ONLY_ATTRIBUTES:
-            attributes.pop(key, None)
-    else:
-        attributes["FifoQueue"] = "true"
-    if attributes.get("KmsMasterKeyId"):
-        attributes.pop("SqsManagedSseEnabled", None)
-    else:
-        attributes.pop("KmsMasterKeyId", None)
-    if attributes.get("Policy"):
-        attributes["Policy"] = rewrite_policy(
-            attributes["Policy"], original_name, original_arn, temp_name
-        )
-    else:
-        attributes.pop("Policy", None)
-    return attributes
-
-
-def bookkeeping_tags(original_name: str, *, fallback: bool, session: str | None) -> dict[str, str]:
-    """pymirror's own tags: who made the queue, for which original, for whom."""
-    if fallback == (session is not None):
-        raise ValueError("a temporary queue is either the fallback or a session's, not both")
-    tags = {TAG_CREATED_BY: CREATED_BY, TAG_ORIGINAL: original_name}
-    if fallback:
-        tags[TAG_FALLBACK] = "true"
-    else:
-        tags[TAG_SESSION] = str(session)
-    return tags
-
-
-def temporary_tags(
-    original_tags: Mapping[str, str],
-    registry_tags: Mapping[str, str] | None,
-    bookkeeping: Mapping[str, str],
-) -> dict[str, str]:
-    """Original tags, then registry tags over them, then pymirror's over both.
-
-    ``aws:``-prefixed tags are AWS's own and cannot be set, so they are not
-    copied. SQS allows at most 50 tags (keys <= 128, values <= 256
-    characters); a set that breaks a limit raises ``SqsError`` here - before
-    anything is created, and whether or not the server enforces it.
-    """
-    tags = {k: v for k, v in original_tags.items() if not k.lower().startswith("aws:")}
-    tags.update(registry_tags or {})
-    tags.update(bookkeeping)
-    if len(tags) > MAX_TAGS:
-        raise SqsError(
-            f"a temporary queue would get {len(tags)} tags ({len(original_tags)} from the "
-            f"original, {len(registry_tags or {})} from the registry, {len(bookkeeping)} of "
-            f"pymirror's own; overlaps counted once) but SQS allows {MAX_TAGS}; remove "
-            f"{len(tags) - MAX_TAGS} from the original queue or the registry's tags"
-        )
-    for key, value in tags.items():
-        if not 1 <= len(key) <= MAX_TAG_KEY:
-            raise SqsError(
-                f"tag key {key[:40]!r}... has {len(key)} characters; SQS allows 1 to "
-                f"{MAX_TAG_KEY}: shorten it in the original queue or the registry"
-            )
-        if len(value) > MAX_TAG_VALUE:
-            raise SqsError(
-                f"tag {key!r} has a {len(value)}-character value; SQS allows {MAX_TAG_VALUE}: "
-                "shorten it in the original queue or the registry"
-            )
-    return tags
-
-
-def matches_format(name: str, name_format: NameFormat, original: str) -> bool:
-    """Whether ``name`` could be a temporary name rendered for ``original`` by the format.
-
-    The original's part may be truncated (a non-empty prefix of it, illegal
-    characters as ``-``); ``.fifo`` must be where the original has it.
-    """
-    fifo = original.endswith(FIFO_SUFFIX)
-    if name.endswith(FIFO_SUFFIX) != fifo:
-        return False
-    base = name.removesuffix(FIFO_SUFFIX) if fifo else name
-    wanted = re.sub(
-        f"[^{_NAME_CHAR}]", "-", original.removesuffix(FIFO_SUFFIX) if fifo else original
-    )
-    pieces = re.split(r"(\{\{[A-Z_]+\}\})", name_format.template)
-    # Every other piece has a fixed length, so with {{FALLBACK}} fixed the split is unique.
-    for fallback in ("-fallback-", "-"):
-        regex = "".join(
-            rf"\d{{{RANDOM_DIGITS}}}"
-            if piece == "{{RANDOM}}"
-            else re.escape(fallback)
-            if piece == "{{FALLBACK}}"
-            else f"(?P<original>[{_NAME_CHAR}]+)"
-            if piece in ("{{ORIGINAL_QUEUE}}", "{{ORIGINAL_TOPIC}}")
-            else re.escape(piece)
-            for piece in pieces
-        )
-        m = re.fullmatch(regex, base)
-        if m and wanted.startswith(m.group("original")):
-            return True
-    return False
-
-
-# --- I/O ----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -343,11 +152,6 @@ async def delete_temporary_queue(client: SqsClient, url: str) -> None:
     await client.delete_queue(url)
 
 
-def _listing_prefix(name_format: NameFormat) -> str:
-    """The literal text before the format's first variable: ``ListQueues``' prefix."""
-    return name_format.template.split("{{", 1)[0]
-
-
 async def find_temporary_queues(
     client: SqsClient, original: str, name_format: NameFormat
 ) -> list[FoundQueue]:
@@ -360,7 +164,7 @@ async def find_temporary_queues(
     """
     original_name = queue_name(original)
     found = []
-    for url in await client.list_queues(_listing_prefix(name_format)):
+    for url in await client.list_queues(listing_prefix(name_format)):
         name = queue_name(url)
         if not matches_format(name, name_format, original_name):
             continue

@@ -1,4 +1,11 @@
-"""Settings of SQS splitting: the one home of its defaults (see ``pymirror.settings``)."""
+"""Settings of SQS splitting: the one home of its defaults (see ``pymirror.settings``).
+
+:class:`SqsSettings` is composed into the root ``Settings`` as ``sqs`` (environment
+``PYMIRROR_SQS__<FIELD>``). The split worker, the forwarding pipeline and the
+session-end / hand-back logic read their bounds from it and nowhere else; the
+CLI overrides fields with ``settings.sqs.model_copy(update=...)`` and tests build
+an ``SqsSettings(...)`` with small timeouts.
+"""
 
 from __future__ import annotations
 
@@ -36,14 +43,44 @@ class SqsSettings(BaseModel):
         "SendMessageBatch full at a few thousand messages/s.",
     )
     wait_seconds: int = Field(20, ge=0, le=20, description="Long-poll wait, seconds (SQS max).")
+    visibility_timeout: int | None = Field(
+        None,
+        ge=0,
+        le=43200,
+        description="Seconds a message received from the original stays invisible (SQS allows "
+        "0-43200); unset = the queue's own VisibilityTimeout, as the workload would see it. "
+        "Messages held for half of it get it restarted, so a slow forward causes no duplicate.",
+    )
     linger: float = Field(
         0.02, gt=0, description="Seconds a partly-full batch waits for more entries."
+    )
+    backlog_linger: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds within which a partly-full batch must be able to fill while "
+        "receives come back full (a backlog: the messages waited in the queue anyway); 1 s "
+        "keeps SendMessageBatch near 10 entries at saturation and adds at most 1 s of latency.",
     )
     max_in_hand: int = Field(
         1000,
         gt=0,
         description="Messages received but not yet deleted; bounds memory and "
         "the duplicates a crash can cause.",
+    )
+    batch_calls: int = Field(
+        16,
+        gt=0,
+        le=64,
+        description="Batch calls (send, delete, change visibility) in flight at once; 16 keeps "
+        "a few thousand messages/s moving and, with the receivers, stays inside the client's "
+        "64-connection pool.",
+    )
+    retry_for: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a retriable forward or delete failure (throttling, a server "
+        "fault, the endpoint unreachable) is retried with backoff before the message is "
+        "released to be received again; 30 s rides out a throttling burst or a brief outage.",
     )
     shutdown_grace: float = Field(
         10.0,
@@ -56,6 +93,20 @@ class SqsSettings(BaseModel):
         ge=0,
         description="Seconds the last session's end waits for the workload to "
         "drain the fallback queue; unset = wait, 0 = skip (leftovers go back to the original).",
+    )
+    drain_poll: float = Field(
+        1.0,
+        gt=0,
+        description="Seconds between two looks at the counts of a queue being drained or "
+        "emptied; 1 s is one cheap GetQueueAttributes per second and an empty queue is "
+        "confirmed by a second look (the counts are approximate).",
+    )
+    session_end_timeout: float = Field(
+        120.0,
+        gt=0,
+        description="Seconds an ended session's queue may take to empty (its leftovers routed "
+        "again) before it is kept, not deleted, and the error logged; 120 s covers messages "
+        "still in flight at the session's consumer for a default 30 s visibility timeout.",
     )
 
     @field_validator("queue_format")

@@ -7,15 +7,10 @@ which forwards it in full batches and deletes it from the original only once
 every forward succeeded. At most ``max_in_hand`` messages are held at once.
 
 Sessions change through :meth:`SqsSplitWorker.set_routes`: the next message
-is routed by the new sessions. A session that disappears is *ended*: once
-nothing routed to it is still in flight, its queue is read to the end and
-each leftover routed again (remaining sessions, else the fallback), then the
-queue is deleted. When the last session ends the worker *hands back*: it
-stops receiving from the original, forwards what it holds, waits for the
-workload to drain the fallback (``drain_timeout``: None = wait, 0 = skip),
-moves what is left back to the original, waits for
-:meth:`~SqsSplitWorker.release_fallback` if ``await_release`` (the operator
-restores the workload's env first), deletes the fallback and returns.
+is routed by the new sessions. A session that disappears is ended and, when
+the last one does, the queue is handed back (:mod:`splitter.sqs.draining`):
+the worker stops receiving from the original, forwards what it holds, lets
+the hand-back drain and delete the fallback, and returns.
 
 :meth:`~SqsSplitWorker.stop` (SIGTERM) stops receiving, gives what is in hand
 ``shutdown_grace`` seconds to be forwarded and deleted, and makes the rest
@@ -24,6 +19,9 @@ poll under way is not cancelled - SQS may already have handed it messages,
 which would stay invisible for their whole visibility timeout - but ends by
 itself within ``wait_seconds``, and what it returns is made visible at once:
 ``run`` returns within max(``wait_seconds``, ``shutdown_grace``) and a call.
+
+The worker takes which split it runs (:class:`~splitter.sqs.split.SqsSplit`)
+and its bounds (:class:`~splitter.sqs.settings.SqsSettings`) separately.
 """
 
 from __future__ import annotations
@@ -31,55 +29,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from splitter.backoff import Backoff
 from splitter.errors import SqsError
-from splitter.routing import Router, SessionRoute
+from splitter.routing import SessionRoute
+from splitter.sqs.batching import BATCH_ENTRIES
 from splitter.sqs.client import SqsClient
-from splitter.sqs.forwarding import BATCH_ENTRIES, Forwarding, SqsWorkerStats
+from splitter.sqs.draining import Draining
+from splitter.sqs.forwarding import Forwarding
+from splitter.sqs.settings import SqsSettings
+from splitter.sqs.split import SqsSplit
+from splitter.sqs.stats import SqsWorkerStats
 from splitter.switching import SessionSwitch
 
 log = structlog.get_logger()
 
-
-@dataclass(frozen=True)
-class SqsWorkerConfig:
-    """What one split worker does and its bounds."""
-
-    queue_url: str
-    fallback_url: str
-    #: Concurrent long polls on the original queue.
-    receivers: int = 4
-    #: Long-poll wait (SQS allows 0-20 s).
-    wait_seconds: int = 20
-    #: VisibilityTimeout for receives; None = the queue's own.
-    visibility_timeout: int | None = None
-    #: Seconds a partly-full batch waits for more entries.
-    linger: float = 0.02
-    #: In a backlog (receives come back full) a partly-full batch waits while it fills fast
-    #: enough to be full within this many seconds.
-    backlog_linger: float = 1.0
-    #: Messages received but not yet deleted or released.
-    max_in_hand: int = 1000
-    #: Seconds a retriable forward failure is retried before the message is released.
-    retry_for: float = 30.0
-    #: Seconds SIGTERM gives what is in hand before the rest is released.
-    shutdown_grace: float = 10.0
-    #: Seconds to wait for the workload to drain the fallback; None = wait, 0 = skip.
-    drain_timeout: float | None = None
-    #: Seconds between two looks at a queue being drained.
-    drain_poll: float = 1.0
-    #: Seconds an ended session's queue may take to empty before it is kept (not deleted).
-    session_end_timeout: float = 120.0
-    #: After the drain, wait for ``release_fallback`` before deleting the fallback.
-    await_release: bool = False
-
-    @property
-    def fifo(self) -> bool:
-        return self.queue_url.endswith(".fifo")
+#: A failed receive is retried after 100 ms, doubling up to 5 s, for as long as it fails.
+_RECEIVE_RETRY_FIRST, _RECEIVE_RETRY_CEILING = 0.1, 5.0
+#: VisibilityTimeout assumed when the queue does not report one (the SQS default).
+_DEFAULT_VISIBILITY = 30
 
 
 class SqsSplitWorker(SessionSwitch):
@@ -88,22 +59,24 @@ class SqsSplitWorker(SessionSwitch):
     def __init__(
         self,
         client: SqsClient,
-        config: SqsWorkerConfig,
+        split: SqsSplit,
+        settings: SqsSettings,
         routes: Sequence[SessionRoute] = (),
     ) -> None:
-        super().__init__(routes, config.fallback_url)
+        super().__init__(routes, split.fallback_url)
         self.client = client
-        self.config = config
+        self.split = split
+        self.settings = settings
         self.stats = SqsWorkerStats()
         self._receiving = True  # False: receivers finish their poll, release it, and return
-        self._move_idle = asyncio.Event()  # no receive of a queue being emptied in flight
-        self._move_idle.set()
         #: Set once the fallback is drained and deleted (hand-back finished).
         self.handed_back = asyncio.Event()
         #: Set once the worker receives from the original.
         self.started = asyncio.Event()
-        self._forwarding: Forwarding | None = None
-        self._log = log.bind(queue=config.queue_url)
+        #: Set once a hand-back with ``await_release`` drained the fallback and waits for
+        #: :meth:`release_fallback` (the fallback still exists).
+        self.awaiting_release = asyncio.Event()
+        self._log = log.bind(queue=split.queue_url)
 
     def set_routes(self, routes: Sequence[SessionRoute]) -> None:
         super().set_routes(routes)
@@ -112,42 +85,54 @@ class SqsSplitWorker(SessionSwitch):
     # --- running -----------------------------------------------------------------
 
     async def run(self) -> None:
-        cfg = self.config
+        split, settings = self.split, self.settings
         started = time.monotonic()
-        visibility = cfg.visibility_timeout
+        visibility = settings.visibility_timeout
         if visibility is None:
-            attributes = await self.client.attributes(cfg.queue_url)
-            visibility = int(attributes.get("VisibilityTimeout", 30))
+            attributes = await self.client.attributes(split.queue_url)
+            visibility = int(attributes.get("VisibilityTimeout", _DEFAULT_VISIBILITY))
         async with asyncio.TaskGroup() as tg:
-            forwarding = self._forwarding = Forwarding(
+            forwarding = Forwarding(
                 self.client,
                 lambda coro, name: tg.create_task(coro, name=name),
-                fifo=cfg.fifo,
+                fifo=split.fifo,
                 stats=self.stats,
-                linger=cfg.linger,
-                backlog_linger=cfg.backlog_linger,
-                retry_for=cfg.retry_for,
-                max_in_hand=cfg.max_in_hand,
+                settings=settings,
+            )
+            draining = Draining(
+                self.client,
+                forwarding,
+                split,
+                settings,
+                self.stats,
+                router=lambda: self._router,
+                stopped=self._stop,
+                released=self._released,
+                wake=self._wake,
+                awaiting_release=self.awaiting_release,
             )
             flusher_stop = asyncio.Event()
             tg.create_task(forwarding.run_flusher(flusher_stop), name="flusher")
             tg.create_task(forwarding.run_keeper(flusher_stop, visibility), name="keeper")
             receivers = [
                 tg.create_task(self._receive_loop(forwarding), name=f"receiver-{i}")
-                for i in range(cfg.receivers)
+                for i in range(settings.receivers)
             ]
-            ender = tg.create_task(self._end_sessions(forwarding), name="session-ends")
+            ender = tg.create_task(draining.run_session_ends(self._ended), name="session-ends")
             self.started.set()
-            self._log.info("sqs split worker started", receivers=cfg.receivers, fifo=cfg.fifo)
+            self._log.info(
+                "sqs split worker started", receivers=settings.receivers, fifo=split.fifo
+            )
             await self._wake.wait()  # stop() or the last session's end
             self._receiving = False  # stop intake first; polls under way end by themselves
             if self._hand_back.is_set() and not self._stop.is_set():
                 await asyncio.gather(*receivers)
                 await forwarding.wait_idle()
                 await self._ended.join()
-                await self._run_hand_back(forwarding)
+                if await draining.hand_back():
+                    self.handed_back.set()
             await asyncio.gather(
-                forwarding.close(cfg.shutdown_grace), *receivers, self._move_idle.wait()
+                forwarding.close(settings.shutdown_grace), *receivers, draining.idle.wait()
             )
             flusher_stop.set()
             ender.cancel()
@@ -158,8 +143,8 @@ class SqsSplitWorker(SessionSwitch):
         )
 
     async def _receive_loop(self, forwarding: Forwarding) -> None:
-        cfg = self.config
-        delay = 0.1
+        split, settings = self.split, self.settings
+        backoff = Backoff(_RECEIVE_RETRY_FIRST, _RECEIVE_RETRY_CEILING)
         while self._receiving:
             await forwarding.reserve(BATCH_ENTRIES)
             got = 0
@@ -169,181 +154,29 @@ class SqsSplitWorker(SessionSwitch):
                 try:
                     polled = time.monotonic()
                     messages = await self.client.receive(
-                        cfg.queue_url,
+                        split.queue_url,
                         max_messages=BATCH_ENTRIES,
-                        wait_seconds=cfg.wait_seconds,
-                        visibility_timeout=cfg.visibility_timeout,
+                        wait_seconds=settings.wait_seconds,
+                        visibility_timeout=settings.visibility_timeout,
                     )
-                except Exception as e:
-                    if not getattr(e, "retriable", False):
+                except SqsError as e:
+                    if not e.retriable:
                         raise
                     self._log.warning("sqs receive failed; retrying", error=str(e))
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    await backoff.sleep()
                     continue
-                delay = 0.1
+                backoff.reset()
                 if not self._receiving:  # stopped during the poll: hand these back at once
                     self.stats.received += len(messages)
-                    await self._release_received(cfg.queue_url, messages)
+                    await forwarding.give_back(split.queue_url, messages)
                     continue
                 got = len(messages)
                 forwarding.note_receive(got, time.monotonic() - polled)
                 if messages:
                     self.stats.received += got
-                    forwarding.submit(cfg.queue_url, messages, self._router)
+                    forwarding.submit(split.queue_url, messages, self._router)
             finally:
                 forwarding.unreserve(BATCH_ENTRIES - got)
 
-    async def _release_received(self, source: str, messages: Sequence[Any]) -> None:
-        """Make messages received from ``source`` (and not submitted) visible at once."""
-        for start in range(0, len(messages), BATCH_ENTRIES):
-            chunk = messages[start : start + BATCH_ENTRIES]
-            entries = [(str(i), m["ReceiptHandle"]) for i, m in enumerate(chunk)]
-            try:
-                await self.client.change_visibility_batch(source, entries, 0)
-            except SqsError as e:
-                self._log.warning("sqs release failed; visible after its timeout", error=str(e))
-        self.stats.released += len(messages)
-
-    # --- session end -------------------------------------------------------------
-
-    async def _end_sessions(self, forwarding: Forwarding) -> None:
-        while True:
-            route = await self._ended.get()
-            try:
-                await self._end_one(forwarding, route)
-            finally:
-                self._ended.task_done()
-
-    async def _end_one(self, forwarding: Forwarding, route: SessionRoute) -> None:
-        started = time.monotonic()
-        url = route.destination
-        # Everything the old router sent to this queue must land before it is read.
-        await forwarding.wait_destination(url)
-        moved = await self._move_out(
-            forwarding,
-            url,
-            lambda: self._router,
-            deadline=started + self.config.session_end_timeout,
-        )
-        if moved is None:
-            return
-        self.stats.rerouted += moved
-        await self.client.delete_queue(url)
-        self._log.info(
-            "sqs session ended",
-            session=route.session_id,
-            rerouted=moved,
-            seconds=round(time.monotonic() - started, 3),
-        )
-
-    async def _move_out(
-        self,
-        forwarding: Forwarding,
-        source: str,
-        router: Any,
-        *,
-        deadline: float | None,
-    ) -> int | None:
-        """Route everything left in ``source`` by ``router()``; None if it did not empty in
-        time or the worker was stopped (``source`` keeps the rest, nothing in flight)."""
-        moved = 0
-        while True:
-            await forwarding.reserve(BATCH_ENTRIES)
-            if self._stop.is_set():
-                forwarding.unreserve(BATCH_ENTRIES)
-                return None
-            self._move_idle.clear()  # run() waits for this poll instead of cancelling it
-            try:
-                messages: list[Any] = []
-                try:
-                    messages = await self.client.receive(
-                        source, max_messages=BATCH_ENTRIES, wait_seconds=1
-                    )
-                finally:
-                    stopped = self._stop.is_set()
-                    forwarding.unreserve(BATCH_ENTRIES - (0 if stopped else len(messages)))
-                if stopped:  # stopped during the poll: these go back at once, not forwarded
-                    await self._release_received(source, messages)
-                    return None
-            finally:
-                self._move_idle.set()
-            if messages:
-                moved += len(messages)
-                forwarding.submit(source, messages, router())
-                continue
-            await forwarding.wait_source(source)
-            if sum(await self.client.counts(source)) == 0:
-                return moved
-            if self._stop.is_set():
-                return None
-            if deadline is not None and time.monotonic() > deadline:
-                visible, in_flight, delayed = await self.client.counts(source)
-                self._log.error(
-                    "sqs queue did not empty in time; kept, not deleted",
-                    source=source,
-                    visible=visible,
-                    in_flight=in_flight,
-                    delayed=delayed,
-                )
-                return None
-            await asyncio.sleep(self.config.drain_poll)
-
-    # --- hand back -----------------------------------------------------------------
-
-    async def _run_hand_back(self, forwarding: Forwarding) -> None:
-        cfg = self.config
-        fallback = cfg.fallback_url
-        started = time.monotonic()
-        self._log.info("sqs last session ended; waiting for the fallback to drain")
-        drained = await self._wait_drained(fallback, cfg.drain_timeout)
-        back = Router((), cfg.queue_url)
-        returned = await self._move_out(forwarding, fallback, lambda: back, deadline=None)
-        if returned is None:  # stopped: the fallback keeps what is left, so it stays
-            self._log.warning("sqs stopped during the hand-back; the fallback is kept")
-            return
-        self.stats.returned += returned
-        if cfg.await_release and not self._released.is_set():
-            self._log.info("sqs waiting for the workload to leave the fallback")
-            while not (self._released.is_set() or self._stop.is_set()):
-                self._wake.clear()
-                if not (self._released.is_set() or self._stop.is_set()):
-                    await self._wake.wait()
-            if not self._released.is_set():
-                return  # stopped first: keep the fallback, the workload may still read it
-        await self.client.delete_queue(fallback)
-        self.handed_back.set()
-        self._log.info(
-            "sqs queue handed back",
-            drained=drained,
-            returned=returned,
-            seconds=round(time.monotonic() - started, 3),
-        )
-
-    async def _wait_drained(self, url: str, within: float | None) -> bool:
-        """Wait until ``url`` holds nothing (visible, in flight, delayed); False on timeout."""
-        if within == 0:
-            return False
-        deadline = None if within is None else time.monotonic() + within
-        while True:
-            if sum(await self.client.counts(url)) == 0:
-                # Approximate counts: confirm once more before trusting an empty queue.
-                await asyncio.sleep(self.config.drain_poll)
-                if sum(await self.client.counts(url)) == 0:
-                    return True
-            if self._stop.is_set() or (deadline is not None and time.monotonic() >= deadline):
-                return False
-            await asyncio.sleep(self.config.drain_poll)
-
     def summary(self) -> dict[str, Any]:
-        s = self.stats
-        return {
-            "received": s.received,
-            "forwarded": dict(s.forwarded),
-            "failed": s.failed,
-            "released": s.released,
-            "rerouted": s.rerouted,
-            "returned": s.returned,
-            "delete_failed": s.delete_failed,
-            "entries_per_batch": round(s.entries_per_batch(), 2),
-        }
+        return self.stats.summary()

@@ -2,8 +2,9 @@
 
 Messages carry their test id in the ``mid`` attribute (and in the body), so a
 message found anywhere can be traced back to what was sent. Every wait here
-is bounded: a helper that runs out of time fails the test, naming what it
-was waiting for.
+is bounded and fails the test naming what it was waiting for: :func:`wait_moving`
+for as long as measured progress continues (a busy machine is slow, not stuck),
+:func:`wait_for` and :func:`drain` after a time.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ from splitter.errors import SqsQueueMissingError
 from splitter.filters import FilterSpec, Mode, compile_filter
 from splitter.routing import SessionRoute
 from splitter.sqs.client import Message, SqsClient, SqsEndpoint, connect
-from splitter.sqs.worker import SqsSplitWorker, SqsWorkerConfig
+from splitter.sqs.settings import SqsSettings
+from splitter.sqs.split import SqsSplit
+from splitter.sqs.worker import SqsSplitWorker
 from tests.servers.process import REPO
 from tests.servers.sqs import SqsEndpoint as ServerEndpoint
 
@@ -125,11 +128,11 @@ async def drain(
     quiet: float = 1.0,
 ) -> dict[str, list[Message]]:
     """Consume every queue (label -> URL), each by its own reader, until ``expect``
-    messages came and then ``quiet`` seconds brought nothing more; fails after
-    ``within`` seconds."""
+    messages came and then ``quiet`` seconds brought nothing more; fails once ``within``
+    seconds passed without a message arriving (measured progress, not a total budget)."""
     readers = {label: Reader(url) for label, url in queues.items()}
     tasks = [asyncio.create_task(r.run(sqs)) for r in readers.values()]
-    deadline = time.monotonic() + within
+    started = time.monotonic()
     try:
         while True:
             total = sum(len(r.messages) for r in readers.values())
@@ -137,9 +140,9 @@ async def drain(
             now = time.monotonic()
             if total >= expect and now - last >= quiet:
                 break
-            if now > deadline:
+            if now - max(last, started) > within:
                 raise AssertionError(
-                    f"after {within} s, {total} of {expect} messages arrived: "
+                    f"no message arrived for {within} s, {total} of {expect} so far: "
                     f"{ {label: len(r.messages) for label, r in readers.items()} }"
                 )
             await asyncio.sleep(0.05)
@@ -165,6 +168,37 @@ async def wait_for(what: str, check: Any, within: float = 20.0, every: float = 0
     while not await _value(check()):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {within} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+#: Seconds with no progress at all after which a wait on measured progress fails: far
+#: beyond any pause a busy machine makes, yet a stall still fails the test in minutes.
+QUIET = 60.0
+
+
+async def wait_moving(
+    what: str | Callable[[], str],
+    done: Callable[[], Any],
+    progress: Callable[[], int],
+    *,
+    quiet: float = QUIET,
+    every: float = 0.1,
+) -> None:
+    """Poll ``done()`` (sync or async) until truthy, for as long as ``progress()`` (a count
+    that grows while work is being done) keeps moving; fail naming ``what`` (or what
+    ``what()`` says then) and the count only once it stood still for ``quiet`` seconds - a
+    stall, not a slow machine."""
+    last, moved = progress(), time.monotonic()
+    while not await _value(done()):
+        current, now = progress(), time.monotonic()
+        if current != last:
+            last, moved = current, now
+        elif now - moved > quiet:
+            described = what if isinstance(what, str) else what()
+            raise AssertionError(
+                f"waiting for {described}: nothing moved for {quiet:g} s "
+                f"(progress stuck at {current})"
+            )
         await asyncio.sleep(every)
 
 
@@ -203,7 +237,7 @@ class Reader:
             self.taken += [(mid_of(m), now) for m in messages]
 
 
-def worker_config(queue_url: str, fallback_url: str, **overrides: Any) -> SqsWorkerConfig:
+def worker_settings(**overrides: Any) -> SqsSettings:
     """Test-friendly bounds: short polls and drain looks, a small shutdown grace."""
     values: dict[str, Any] = {
         "wait_seconds": 1,
@@ -212,15 +246,20 @@ def worker_config(queue_url: str, fallback_url: str, **overrides: Any) -> SqsWor
         "session_end_timeout": 20.0,
     }
     values.update(overrides)
-    return SqsWorkerConfig(queue_url, fallback_url, **values)
+    return SqsSettings(**values)
 
 
 @contextlib.asynccontextmanager
 async def running(
-    sqs: SqsClient, config: SqsWorkerConfig, routes: Sequence[SessionRoute] = ()
+    sqs: SqsClient,
+    split: SqsSplit,
+    routes: Sequence[SessionRoute] = (),
+    settings: SqsSettings | None = None,
 ) -> AsyncIterator[tuple[SqsSplitWorker, asyncio.Task[None]]]:
-    """A worker running in this loop; stopped (bounded) on exit if still running."""
-    worker = SqsSplitWorker(sqs, config, routes)
+    """A worker running in this loop (``settings`` default: :func:`worker_settings`);
+    stopped (bounded) on exit if still running."""
+    settings = settings or worker_settings()
+    worker = SqsSplitWorker(sqs, split, settings, routes)
     task = asyncio.create_task(worker.run(), name="worker")
     try:
         await asyncio.wait_for(worker.started.wait(), 10)
@@ -228,7 +267,7 @@ async def running(
     finally:
         if not task.done():
             worker.stop()
-        await asyncio.wait_for(task, config.shutdown_grace + 10)
+        await asyncio.wait_for(task, settings.shutdown_grace + 10)
 
 
 # --- the process form ---------------------------------------------------------

@@ -8,7 +8,9 @@ import pytest
 
 from splitter.routing import Router
 from splitter.sqs.client import SqsClient
-from splitter.sqs.forwarding import Forwarding, SqsWorkerStats
+from splitter.sqs.forwarding import Forwarding
+from splitter.sqs.settings import SqsSettings
+from splitter.sqs.stats import SqsWorkerStats
 from tests.integration.sqs.support import client_for, make_queue
 from tests.servers.sqs import SqsEndpoint
 
@@ -35,7 +37,7 @@ async def test_messages_held_past_their_visibility_timeout_are_kept_invisible(
                 lambda coro, name: tg.create_task(coro, name=name),
                 fifo=False,
                 stats=stats,
-                linger=30.0,  # nothing is sent until flushed
+                settings=SqsSettings(linger=30.0),  # nothing is sent until flushed
             )
             keeper = tg.create_task(forwarding.run_keeper(stop, visibility=2))
             received = []

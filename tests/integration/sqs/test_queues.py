@@ -1,4 +1,4 @@
-"""Temporary SQS queues on real servers (moto and LocalStack): splitter/sqs/queues.py."""
+"""Provisioning temporary SQS queues on real servers (moto, LocalStack): splitter/sqs/queues.py."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import pytest
 
 from splitter.errors import NameFormatError, SqsError, SqsQueueMissingError
 from splitter.naming import DEFAULT_SQS_QUEUE_FORMAT, NameFormat
+from splitter.sqs.attributes import WRITABLE_ATTRIBUTES
 from splitter.sqs.client import SqsClient, SqsEndpoint, connect
+from splitter.sqs.queue_names import queue_name
 from splitter.sqs.queues import (
-    WRITABLE_ATTRIBUTES,
     create_temporary_queue,
     delete_temporary_queue,
     find_temporary_queues,
-    queue_name,
 )
 from tests.servers.sqs import SqsEndpoint as ServerEndpoint
 

@@ -25,9 +25,10 @@ import pytest
 from splitter.errors import NameFormatError
 from splitter.filters import Mode
 from splitter.naming import DEFAULT_SQS_QUEUE_FORMAT, NameFormat
+from splitter.sqs.batching import forward_entry
 from splitter.sqs.client import Message, SqsClient
-from splitter.sqs.forwarding import forward_entry
 from splitter.sqs.queues import create_temporary_queue
+from splitter.sqs.split import SqsSplit
 from tests.integration.sqs.support import (
     FALLBACK,
     Outgoing,
@@ -48,7 +49,7 @@ from tests.integration.sqs.support import (
     wait_for,
     where,
     worker_command,
-    worker_config,
+    worker_settings,
     write_sessions,
 )
 from tests.servers.process import REPO
@@ -213,7 +214,7 @@ async def test_each_design_rule_routes_messages_to_the_sessions_it_names(
         route(s.id, s.sequence, queues[s.id], s.message_filter, jq=s.jq, mode=s.mode)
         for s in sessions
     ]
-    async with running(sqs, worker_config(original, fallback), routes):
+    async with running(sqs, SqsSplit(original, fallback), routes):
         await send(sqs, original, [Outgoing(m.mid, m.attributes, m.body) for m in messages])
         got = await drain(sqs, queues, expect=sum(len(m.to) for m in messages))
     assert where(got) == {m.mid: sorted(m.to) for m in messages}
@@ -260,7 +261,7 @@ async def test_a_forwarded_message_keeps_body_attributes_and_trace_header(
         Outgoing("to-fallback", {**rich, "user": attribute("bob")}, body, trace=trace),
     ]
     async with running(
-        sqs, worker_config(original, fallback), [route("alice", 1, session, {"user": "alice"})]
+        sqs, SqsSplit(original, fallback), [route("alice", 1, session, {"user": "alice"})]
     ):
         await send(sqs, original, sent)
         got = await drain(sqs, {"alice": session, FALLBACK: fallback}, expect=2)
@@ -288,7 +289,7 @@ async def test_messages_near_the_size_limit_are_forwarded_in_batches_under_the_l
         Outgoing(f"k{n:02d}", {"blob": attribute(b"x" * 512)}, "b" * (kib * 1024 - 600))
         for n, kib in enumerate(sizes)
     ]
-    async with running(sqs, worker_config(original, fallback)) as (worker, _task):
+    async with running(sqs, SqsSplit(original, fallback)) as (worker, _task):
         for message in sent:  # one by one: a batch of them would exceed the limit itself
             await send(sqs, original, [message])
         got = await drain(sqs, {FALLBACK: fallback}, expect=len(sent))
@@ -329,7 +330,9 @@ async def test_a_fifo_split_keeps_order_per_message_group_in_every_destination(
     # that group's later messages while another poll holds its earlier ones (SQS
     # and LocalStack lock the group). One receiver on moto keeps the server honest.
     receivers = 1 if sqs_endpoint.kind == "moto" else 4
-    async with running(sqs, worker_config(original, fallback, receivers=receivers), routes):
+    async with running(
+        sqs, SqsSplit(original, fallback), routes, worker_settings(receivers=receivers)
+    ):
         await send(sqs, original, sent)
         got = await drain(sqs, queues, expect=len(sent))
     assert Counter(mid for mid, labels in where(got).items() for _ in labels) == Counter(
@@ -373,7 +376,7 @@ async def test_a_fifo_forward_retried_after_a_crash_is_deduplicated_by_the_origi
     released = await sqs.change_visibility_batch(original, [("0", first["ReceiptHandle"])], 0)
     assert released.ok == ["0"]
     async with running(
-        sqs, worker_config(original, fallback), [route("alice", 1, session, {"user": "alice"})]
+        sqs, SqsSplit(original, fallback), [route("alice", 1, session, {"user": "alice"})]
     ) as (worker, _task):
         await wait_for("the original to empty", lambda: empty(sqs, original))
         await wait_for("the delete", lambda: worker.stats.deleted == 1)
@@ -434,7 +437,7 @@ async def test_sessions_added_and_removed_mid_stream_switch_routing_at_a_message
     alice = route("alice", 2, alice_q, {"user": "^alice$"})
     readers = {FALLBACK: Reader(fallback), "alice": Reader(alice_q), "bob": Reader(bob_q)}
     stream = Stream()
-    async with running(sqs, worker_config(original, fallback), [bob]) as (worker, _task):
+    async with running(sqs, SqsSplit(original, fallback), [bob]) as (worker, _task):
         tasks = [asyncio.create_task(r.run(sqs)) for r in readers.values()]
         tasks.append(asyncio.create_task(stream.run(sqs, original)))
         await asyncio.sleep(1.5)
@@ -511,17 +514,17 @@ async def test_stop_during_a_session_end_leaves_nothing_in_flight_and_loses_noth
     bob_q = await temporary(sqs, original, "bob")
     alice = route("alice", 1, alice_q, {"user": "alice"})
     sent = [Outgoing(f"m{n:03d}", {"user": attribute("alice")}) for n in range(400)]
-    config = worker_config(original, fallback)
-    async with running(sqs, config, [alice]) as (worker, task):
+    settings = worker_settings()
+    async with running(sqs, SqsSplit(original, fallback), [alice], settings) as (worker, task):
         await send(sqs, original, sent)
         await wait_for("every forward", lambda: worker.stats.deleted >= len(sent), within=60)
         worker.set_routes([route("bob", 2, bob_q, {"user": "bob"})])
         await wait_for("the move to start", partial(waiting, sqs, fallback))
         stopped = time.monotonic()
         worker.stop()
-        await asyncio.wait_for(task, config.shutdown_grace + 10)
+        await asyncio.wait_for(task, settings.shutdown_grace + 10)
         took = time.monotonic() - stopped
-    assert took < config.shutdown_grace + 2
+    assert took < settings.shutdown_grace + 2
     assert (await sqs.counts(alice_q))[1] == 0, "messages left in flight in alice's queue"
     assert (await sqs.counts(fallback))[1] == 0, "messages left in flight in the fallback"
     queues = {FALLBACK: fallback}
@@ -554,11 +557,9 @@ async def test_the_last_session_end_waits_for_the_workload_to_drain_then_deletes
     alice_q = await temporary(sqs, original, "alice")
     workload = Reader(fallback)
     sent = [Outgoing(f"m{n:02d}", {"user": attribute(("alice", "bob")[n % 2])}) for n in range(40)]
-    config = worker_config(original, fallback)
-    async with running(sqs, config, [route("alice", 1, alice_q, {"user": "alice"})]) as (
-        worker,
-        task,
-    ):
+    settings = worker_settings()
+    alice = route("alice", 1, alice_q, {"user": "alice"})
+    async with running(sqs, SqsSplit(original, fallback), [alice], settings) as (worker, task):
         reading = asyncio.create_task(workload.run(sqs))
         await send(sqs, original, sent)
         await wait_for("the original to empty", lambda: empty(sqs, original))
@@ -595,11 +596,9 @@ async def test_the_last_session_end_moves_what_the_workload_left_back_to_the_ori
     fallback = await temporary(sqs, original)
     alice_q = await temporary(sqs, original, "alice")
     sent = [Outgoing(f"m{n:02d}", {"user": attribute(("alice", "bob")[n % 2])}) for n in range(30)]
-    config = worker_config(original, fallback, drain_timeout=drain_timeout)
-    async with running(sqs, config, [route("alice", 1, alice_q, {"user": "alice"})]) as (
-        worker,
-        task,
-    ):
+    settings = worker_settings(drain_timeout=drain_timeout)
+    alice = route("alice", 1, alice_q, {"user": "alice"})
+    async with running(sqs, SqsSplit(original, fallback), [alice], settings) as (worker, task):
         await send(sqs, original, sent)
         await wait_for("every forward", lambda: worker.stats.deleted >= 30)
         started = time.monotonic()
@@ -645,21 +644,52 @@ async def test_stop_during_the_hand_back_keeps_the_fallback_and_its_messages(
     fallback = await temporary(sqs, original)
     alice_q = await temporary(sqs, original, "alice")
     sent = [Outgoing(f"m{n:02d}", {"user": attribute("bob")}) for n in range(20)]
-    config = worker_config(original, fallback)
-    async with running(sqs, config, [route("alice", 1, alice_q, {"user": "alice"})]) as (
-        worker,
-        task,
-    ):
+    settings = worker_settings()
+    alice = route("alice", 1, alice_q, {"user": "alice"})
+    async with running(sqs, SqsSplit(original, fallback), [alice], settings) as (worker, task):
         await send(sqs, original, sent)
         await wait_for("every forward", lambda: worker.stats.deleted >= len(sent))
         held = await sqs.receive(fallback, max_messages=5, wait_seconds=1, visibility_timeout=60)
         worker.set_routes([])
         await asyncio.sleep(1.0)  # waiting for the drain
         worker.stop()
-        await asyncio.wait_for(task, config.shutdown_grace + 10)
+        await asyncio.wait_for(task, settings.shutdown_grace + 10)
     assert not worker.handed_back.is_set()
     assert await sqs.exists(fallback)
     assert await sqs.counts(fallback) == (20 - len(held), len(held), 0)
+    assert worker.stats.returned == 0
+
+
+async def test_with_await_release_the_fallback_is_deleted_only_after_release_fallback(
+    sqs: SqsClient, unique_name: str
+) -> None:
+    """The operator confirms the hand-back (``await_release``):
+
+    1. 10 messages go to the fallback and the workload reads them all;
+    2. alice's session ends: the fallback drains, yet the worker keeps it and
+       waits - ``run`` has not returned, the fallback exists;
+    3. ``release_fallback()``: the fallback is deleted and ``run`` returns, handed back.
+    """
+    original = await make_queue(sqs, unique_name)
+    fallback = await temporary(sqs, original)
+    alice_q = await temporary(sqs, original, "alice")
+    sent = [Outgoing(f"m{n:02d}", {"user": attribute("bob")}) for n in range(10)]
+    alice = route("alice", 1, alice_q, {"user": "alice"})
+    split = SqsSplit(original, fallback, await_release=True)
+    async with running(sqs, split, [alice]) as (worker, task):
+        await send(sqs, original, sent)
+        got = await drain(sqs, {FALLBACK: fallback}, expect=len(sent))
+        worker.set_routes([])
+        await asyncio.wait_for(worker.awaiting_release.wait(), 60)
+        assert not task.done()
+        assert not worker.handed_back.is_set()
+        assert await sqs.exists(fallback)
+        worker.release_fallback()
+        await asyncio.wait_for(task, 60)
+    assert worker.handed_back.is_set()
+    assert await gone(sqs, fallback)
+    assert await gone(sqs, alice_q)
+    assert sorted(where(got)) == [m.mid for m in sent]
     assert worker.stats.returned == 0
 
 
@@ -709,7 +739,7 @@ async def test_the_worker_process_follows_its_sessions_file_and_exits_0_after_th
             process.wait(10)
     output = log.read_text()
     assert code == 0, output[-3000:]
-    assert "sessions file unusable, keeping current sessions" in output
+    assert "sessions file unusable, keeping the current sessions" in output
     assert "pymirror worker sqs: {" in output
     assert await gone(sqs, fallback)
     assert await gone(sqs, alice_q)

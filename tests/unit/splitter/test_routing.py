@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from splitter.errors import FilterError
 from splitter.filters import FilterSpec, MessageView, compile_filter
-from splitter.routing import Router, SessionRoute, Target
+from splitter.routing import Router, SessionRoute, Delivery
 
 pytestmark = pytest.mark.unit
 
@@ -41,8 +41,8 @@ def session(
     return SessionRoute(session_id, sequence, flt, f"tmp-{session_id}")
 
 
-def to(*session_ids: str | None) -> list[Target]:
-    return [Target(FALLBACK, None) if s is None else Target(f"tmp-{s}", s) for s in session_ids]
+def to(*session_ids: str | None) -> list[Delivery]:
+    return [Delivery(FALLBACK, None) if s is None else Delivery(f"tmp-{s}", s) for s in session_ids]
 
 
 def kafka(body: bytes | None = None, /, **headers: str) -> MessageView:
@@ -134,7 +134,7 @@ def test_sequence_numbers_order_sessions_not_their_ids_or_insertion() -> None:
     ],
 )
 def test_mirror_sessions_get_a_copy_and_matching_continues(
-    routes: list[SessionRoute], headers: dict[str, str], expected: list[Target]
+    routes: list[SessionRoute], headers: dict[str, str], expected: list[Delivery]
 ) -> None:
     assert Router(routes, FALLBACK).route(kafka(**headers)) == expected
 
@@ -228,7 +228,7 @@ def test_changing_the_session_set_changes_routing_for_the_next_message() -> None
 
 def test_a_returned_target_list_can_be_changed_without_changing_the_router() -> None:
     router = Router([session("a", 1, {"user": "^alice$"})], FALLBACK)
-    router.route(kafka(user="bob")).append(Target("junk", "junk"))
+    router.route(kafka(user="bob")).append(Delivery("junk", "junk"))
     router.route(kafka(user="alice")).clear()
     assert router.route(kafka(user="bob")) == to(None)
     assert router.route(kafka(user="alice")) == to("a")
@@ -346,7 +346,7 @@ def jq_program(program: str) -> Any:
 
 def reference_route(
     routes: Sequence[SessionRoute], headers: list[tuple[str, bytes | None]], body: bytes | None
-) -> list[Target]:
+) -> list[Delivery]:
     """DESIGN §4 read literally, with no index and no shortcut."""
     values: dict[str, list[str]] = {}
     for name, raw in headers:
@@ -382,10 +382,10 @@ def reference_route(
         if ok and spec.jq_filter is not None:
             ok = jq_ok(spec.jq_filter)
         if ok:
-            targets.append(Target(route.destination, route.session_id))
+            targets.append(Delivery(route.destination, route.session_id))
             if spec.mode == "steal":
                 return targets
-    return [*targets, Target(FALLBACK, None)]
+    return [*targets, Delivery(FALLBACK, None)]
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -1,4 +1,4 @@
-"""Pure helpers of temporary SQS queues (splitter/sqs/queues.py)."""
+"""Attributes and Policy of temporary SQS queues (splitter/sqs/attributes.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,7 @@ import json
 import pytest
 
 from splitter.errors import SqsError
-from splitter.naming import DEFAULT_SQS_QUEUE_FORMAT, NameFormat
-from splitter.sqs.queues import (
-    bookkeeping_tags,
-    matches_format,
-    rewrite_policy,
-    temporary_arn,
-    temporary_attributes,
-    temporary_tags,
-)
+from splitter.sqs.attributes import rewrite_policy, temporary_arn, temporary_attributes
 
 pytestmark = pytest.mark.unit
 
@@ -235,114 +227,3 @@ def test_temporary_attributes_rewrite_the_policy() -> None:
     assert attributes_for({**READ_ONLY, "Policy": policy}) == {
         "Policy": f'{{"Resource":"{TEMP_ARN}"}}'
     }
-
-
-# --- tags -----------------------------------------------------------------------
-
-
-def test_registry_tags_win_over_the_original_and_bookkeeping_wins_over_both() -> None:
-    bookkeeping = bookkeeping_tags("orders", fallback=False, session="alice")
-    got = temporary_tags(
-        {"team": "payments", "env": "dev", "pymirror.dev/session": "forged", "aws:created": "x"},
-        {"env": "shared", "cost-center": "42"},
-        bookkeeping,
-    )
-    assert got == {
-        "team": "payments",
-        "env": "shared",
-        "cost-center": "42",
-        "pymirror.dev/created-by": "pymirror",
-        "pymirror.dev/original-queue": "orders",
-        "pymirror.dev/session": "alice",
-    }
-
-
-def test_bookkeeping_marks_the_fallback_queue() -> None:
-    assert bookkeeping_tags("orders.fifo", fallback=True, session=None) == {
-        "pymirror.dev/created-by": "pymirror",
-        "pymirror.dev/original-queue": "orders.fifo",
-        "pymirror.dev/fallback": "true",
-    }
-
-
-@pytest.mark.parametrize(("fallback", "session"), [(True, "alice"), (False, None)])
-def test_a_queue_is_either_the_fallback_or_a_sessions(fallback: bool, session: str | None) -> None:
-    with pytest.raises(ValueError, match="either the fallback or a session's"):
-        bookkeeping_tags("orders", fallback=fallback, session=session)
-
-
-def test_exactly_fifty_tags_are_allowed() -> None:
-    bookkeeping = bookkeeping_tags("orders", fallback=True, session=None)
-    original = {f"k{i}": "v" for i in range(47)}
-    assert len(temporary_tags(original, None, bookkeeping)) == 50
-
-
-def test_fifty_one_tags_fail_with_the_count_and_the_fix() -> None:
-    bookkeeping = bookkeeping_tags("orders", fallback=True, session=None)
-    original = {f"k{i}": "v" for i in range(40)}
-    registry = {f"r{i}": "v" for i in range(8)}
-    with pytest.raises(SqsError) as caught:
-        temporary_tags(original, registry, bookkeeping)
-    assert str(caught.value) == (
-        "a temporary queue would get 51 tags (40 from the original, 8 from the registry, "
-        "3 of pymirror's own; overlaps counted once) but SQS allows 50; remove 1 from the "
-        "original queue or the registry's tags"
-    )
-
-
-def test_overlapping_tags_count_once() -> None:
-    bookkeeping = bookkeeping_tags("orders", fallback=True, session=None)
-    original = {f"k{i}": "v" for i in range(47)}
-    registry = {f"k{i}": "w" for i in range(47)}
-    assert len(temporary_tags(original, registry, bookkeeping)) == 50
-
-
-@pytest.mark.parametrize(
-    ("tags", "message"),
-    [
-        ({"k" * 129: "v"}, "has 129 characters; SQS allows 1 to 128"),
-        ({"big": "v" * 257}, "tag 'big' has a 257-character value; SQS allows 256"),
-    ],
-)
-def test_tags_longer_than_sqs_allows_fail_with_the_limit(
-    tags: dict[str, str], message: str
-) -> None:
-    with pytest.raises(SqsError, match=message):
-        temporary_tags({}, tags, {})
-
-
-# --- names ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("fallback", [True, False])
-@pytest.mark.parametrize(
-    "original", ["orders", "orders.fifo", "fallback-x", "a" * 80, "x" * 75 + ".fifo"]
-)
-def test_rendered_names_match_their_format_and_original(original: str, fallback: bool) -> None:
-    name_format = NameFormat(DEFAULT_SQS_QUEUE_FORMAT, "sqs")
-    name = name_format.render(original, fallback=fallback)
-    assert matches_format(name, name_format, original)
-
-
-@pytest.mark.parametrize(
-    ("name", "original"),
-    [
-        ("mirrord-tmp-0123456789-orders", "payments"),
-        ("mirrord-tmp-0123456789-orders.fifo", "orders"),
-        ("mirrord-tmp-0123456789-orders", "orders.fifo"),
-        ("mirrord-tmp-012345678-orders", "orders"),
-        ("mirrord-tmp-0123456789-", "orders"),
-        ("orders", "orders"),
-        ("other-0123456789-orders", "orders"),
-        ("mirrord-tmp-0123456789-orders-dlq", "orders"),
-    ],
-)
-def test_names_not_rendered_for_the_original_do_not_match(name: str, original: str) -> None:
-    assert not matches_format(name, NameFormat(DEFAULT_SQS_QUEUE_FORMAT, "sqs"), original)
-
-
-def test_a_format_with_the_original_first_matches_its_names() -> None:
-    name_format = NameFormat("{{ORIGINAL_QUEUE}}{{FALLBACK}}{{RANDOM}}_tmp", "sqs")
-    assert matches_format("orders-fallback-0123456789_tmp", name_format, "orders")
-    assert matches_format("ord-er-s-0123456789_tmp", name_format, "ord-er-s")
-    assert not matches_format("orders-0123456789_tmp", name_format, "order")

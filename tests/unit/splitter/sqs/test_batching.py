@@ -1,0 +1,112 @@
+"""The batching policy of SQS forwarding (splitter/sqs/batching.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from splitter.sqs.batching import (
+    BATCH_ENTRIES,
+    ReceivePace,
+    due,
+    entry_size,
+    forward_entry,
+)
+
+pytestmark = pytest.mark.unit
+
+MESSAGE = {
+    "MessageId": "id-1",
+    "ReceiptHandle": "rh",
+    "Body": "héllo",
+    "MD5OfBody": "x",
+    "Attributes": {"AWSTraceHeader": "Root=1-abc", "ApproximateReceiveCount": "2"},
+    "MessageAttributes": {
+        "user": {"DataType": "String", "StringValue": "alice", "StringListValues": []},
+        "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+    },
+}
+
+
+# --- entries ----------------------------------------------------------------------
+
+
+def test_a_forward_entry_carries_body_attributes_and_trace_header_unchanged() -> None:
+    assert forward_entry(MESSAGE, "m1", fifo=False) == {
+        "Id": "m1",
+        "MessageBody": "héllo",
+        "MessageAttributes": {
+            "user": {"DataType": "String", "StringValue": "alice"},
+            "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"},
+        },
+        "MessageSystemAttributes": {
+            "AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-abc"}
+        },
+    }
+
+
+def test_a_fifo_entry_keeps_the_group_and_deduplicates_by_the_original_message_id() -> None:
+    message = {**MESSAGE, "Attributes": {"MessageGroupId": "g7"}}
+    entry = forward_entry(message, "m1", fifo=True)
+    assert entry["MessageGroupId"] == "g7"
+    assert entry["MessageDeduplicationId"] == "id-1"
+    assert "MessageSystemAttributes" not in entry
+
+
+def test_a_fifo_entry_without_a_group_gets_pymirrors() -> None:
+    entry = forward_entry({"MessageId": "id-2", "Body": "b"}, "m2", fifo=True)
+    assert entry["MessageGroupId"] == "pymirror"
+    assert "MessageAttributes" not in entry
+
+
+def test_entry_size_counts_body_bytes_and_attribute_names_types_and_values() -> None:
+    entry = forward_entry(MESSAGE, "m1", fifo=False)
+    body = len("héllo".encode())
+    user = len("user") + len("String") + len("alice")
+    blob = len("blob") + len("Binary") + 2
+    assert entry_size(entry) == body + user + blob
+
+
+# --- when a batch goes ------------------------------------------------------------------
+
+
+def test_no_partly_full_batch_goes_before_linger() -> None:
+    assert not due(9, 0.019, linger=0.02, backlog_linger=1.0, backlog=False)
+    assert due(1, 0.02, linger=0.02, backlog_linger=1.0, backlog=False)
+
+
+def test_in_a_backlog_a_batch_waits_while_it_fills_fast_enough() -> None:
+    # 5 entries in 0.2 s: on course to 10 within 1 s - it waits.
+    assert not due(5, 0.2, linger=0.02, backlog_linger=1.0, backlog=True)
+    # 5 entries in 0.6 s: would take 1.2 s to fill - it goes.
+    assert due(5, 0.6, linger=0.02, backlog_linger=1.0, backlog=True)
+
+
+def test_backlog_linger_is_never_shorter_than_linger() -> None:
+    assert not due(5, 0.3, linger=0.5, backlog_linger=0.1, backlog=True)
+    assert due(5, 0.5 * 2 + 0.01, linger=0.5, backlog_linger=0.1, backlog=True)
+
+
+# --- backlog ---------------------------------------------------------------------------
+
+
+def test_a_full_receive_starts_a_backlog_and_a_short_one_ends_it() -> None:
+    pace = ReceivePace().after(BATCH_ENTRIES, 0.01, now=100.0)
+    assert pace.in_backlog(100.001, linger=0.02)
+    assert not pace.after(BATCH_ENTRIES - 1, 0.01, now=100.01).in_backlog(100.011, linger=0.02)
+
+
+def test_a_backlog_ends_when_no_receive_came_back_for_a_while() -> None:
+    pace = ReceivePace().after(BATCH_ENTRIES, 0.008, now=100.0)
+    quiet = max(2 * pace.full_seconds, 3 * 0.02)
+    assert pace.in_backlog(100.0 + quiet * 0.9, linger=0.02)
+    assert not pace.in_backlog(100.0 + quiet * 1.1, linger=0.02)
+
+
+def test_full_receive_time_is_a_moving_average_over_about_eight() -> None:
+    pace = ReceivePace()
+    for n in range(40):
+        pace = pace.after(BATCH_ENTRIES, 0.8, now=float(n))
+    assert pace.full_seconds == pytest.approx(0.8, rel=0.01)
+    slow = pace.after(BATCH_ENTRIES, 1.6, now=41.0)
+    assert slow.full_seconds == pytest.approx(pace.full_seconds + (1.6 - pace.full_seconds) / 8)
+    assert pace.after(3, 5.0, now=42.0).full_seconds == pace.full_seconds  # short: no change
