@@ -9,6 +9,7 @@ True means the condition is temporary and the caller may retry::
     │   └── CapturePermissionError  no root / CAP_NET_RAW for a raw socket
     ├── PcapError               unreadable pcap file or stream (bad magic, link type)
     │   └── PcapTruncatedError  the file or stream ends inside a record
+    ├── ReplayIncompleteError   a replay ended but part of the capture did not reach ``--to``
     ├── HttpFilterError         an invalid ``--http-path``/``--http-header`` regex
     └── ClusterCaptureError     the Kubernetes API refused the capture container or exec
 """
@@ -44,6 +45,11 @@ class PcapError(TrafficError):
 
 class PcapTruncatedError(PcapError):
     """The pcap ends inside a record header or a record body."""
+
+
+class ReplayIncompleteError(TrafficError):
+    """A replay ran to its end, but part of the capture was not delivered to ``--to``:
+    packets cut short by the capture's snap length, flows dropped or failed."""
 
 
 class HttpFilterError(TrafficError):

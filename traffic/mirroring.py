@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +33,8 @@ from traffic.summaries import OMIT, Summary
 from traffic.targets import ReplayTarget
 
 log = structlog.get_logger()
+
+_ABANDONED = "stopped (Ctrl-C) with bytes unsent"
 
 
 @dataclass
@@ -101,6 +104,7 @@ def _capture(
     stop: threading.Event,
     stats: MirrorStats,
     count: int | None,
+    on_output_ready: Callable[[], None] | None,
 ) -> None:
     """The capture thread: pcap output first, then the best-effort handoff."""
     writer: PcapWriter | None = None
@@ -108,6 +112,8 @@ def _capture(
         if output is not None and source.linktype is not None:
             writer = PcapWriter(output, source.linktype)
             writer.flush()
+            if on_output_ready is not None:
+                on_output_ready()
         for batch in source.batches(stop):
             if not batch:
                 continue
@@ -118,6 +124,9 @@ def _capture(
             if output is not None:
                 if writer is None:
                     writer = PcapWriter(output, linktype)
+                    writer.flush()
+                    if on_output_ready is not None:
+                        on_output_ready()
                 for record in batch:
                     writer.write(record.ts, record.data, record.wirelen)
                 writer.flush()
@@ -146,11 +155,19 @@ async def mirror(
     replay: ReplayLimits | None = None,
     max_pending_packets: int = 65536,
     on_progress: Callable[[MirrorStats], None] | None = None,
+    on_output_ready: Callable[[], None] | None = None,
+    abandon_on_stop: bool = False,
+    connection: socket.socket | None = None,
 ) -> MirrorStats:
     """Capture inbound TCP on ``port`` from ``source`` until stopped; replay it to ``target``.
 
     Stops on ``stop`` being set, after ``duration`` seconds, after ``count``
     packets, or when the source ends. A source error lands in ``stats.error``.
+    ``on_output_ready`` is called on the capture thread once the pcap header is
+    written to ``output`` (the capture is up). At the end, open flows get the
+    drain deadline to flush; with ``abandon_on_stop``, a stop through ``stop``
+    (the user's Ctrl-C) abandons their unsent bytes at once instead (counted).
+    ``connection``, already connected to ``target``, carries the first flow.
     """
     stop = stop or threading.Event()
     loop = asyncio.get_running_loop()
@@ -159,14 +176,15 @@ async def mirror(
     reassembler = Reassembler(reassembly)
     thread = threading.Thread(
         target=_capture,
-        args=(source, output, handoff, stop, stats, count),
+        args=(source, output, handoff, stop, stats, count, on_output_ready),
         name="pymirror-capture",
         daemon=True,
     )
     deadline = None if duration is None else loop.time() + duration
     last_ts, last_wall = 0.0, time.monotonic()
     closing = False
-    async with Replayer(target, replay) as replayer:
+    abandoned = timed_out = False
+    async with Replayer(target, replay, connection=connection) as replayer:
         stats.replay = replayer.stats
         thread.start()
         log.info("capture started", port=port, to=str(target) if target else None)
@@ -188,8 +206,15 @@ async def mirror(
                 on_progress(stats)
             if not closing and (stop.is_set() or (deadline is not None and loop.time() > deadline)):
                 closing = True
+                timed_out = not stop.is_set()
                 stop.set()
                 source.interrupt()
+            if abandon_on_stop and stop.is_set() and not timed_out and not abandoned:
+                abandoned = True  # the caller's stop (Ctrl-C): no waiting for a slow --to
+                replayer.abandon(_ABANDONED)
+        if abandon_on_stop and stop.is_set() and not timed_out and not abandoned:
+            abandoned = True  # the capture thread saw the stop first and ended the loop
+            replayer.abandon(_ABANDONED)
         await asyncio.to_thread(thread.join, 5.0)
         if not thread.is_alive():
             source.close()

@@ -178,3 +178,23 @@ def parse_ip(
         return None
     payload = frame[t + doff : end] if view is None else view[t + doff : end]
     return Segment(ts, FlowKey(src, sport, dst, dport), seq, frame[t + 13], payload)
+
+
+def tcp_ports_at(linktype: int, buf: Frame, start: int, end: int) -> tuple[int, int] | None:
+    """``(sport, dport)`` of a TCP frame at ``buf[start:end]`` even if its payload is cut off
+    (a snap length shorter than the frame), or None when not even the ports are there."""
+    off = network_offset(linktype, buf, start, end)
+    if off < 0 or end < off + 20:
+        return None
+    version = buf[off] >> 4
+    if version == 4:
+        if buf[off + 9] != 6 or _u16(buf, off + 6)[0] & 0x1FFF:
+            return None
+        t = off + (buf[off] & 0x0F) * 4
+    elif version == 6 and end >= off + 40 and buf[off + 6] == 6:
+        t = off + 40
+    else:
+        return None
+    if end < t + 4:
+        return None
+    return _u16(buf, t)[0], _u16(buf, t + 2)[0]

@@ -5,12 +5,19 @@ captured client connection becomes one new local connection per pass.
 ``speed`` scales the capture's clock (2 = twice as fast); ``None`` replays as
 fast as the target accepts. Unlike live mirroring, nothing is dropped for
 speed: a flow whose backlog is full waits (up to the write deadline).
+
+Packets the capture cut short (a snap length below the packet, ``tcpdump -s
+128``) carry no usable payload: they are counted (``truncated_packets``,
+``truncated_bytes`` never captured), and their flows have a gap from there.
+``undelivered`` says in words what of the capture did not reach the target.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -19,8 +26,8 @@ from pathlib import Path
 
 from traffic.errors import PcapTruncatedError, TrafficError
 from traffic.http_requests import NotHttpError, RequestFilter, RequestSplitter
-from traffic.packets import ACK, RST, SYN, FlowKey, Segment, parse_at
-from traffic.pcaps import MappedPcap
+from traffic.packets import ACK, RST, SYN, FlowKey, Segment, parse_at, tcp_ports_at
+from traffic.pcaps import RECORD_HEADER_SIZE, MappedPcap
 from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted, Limits, Reassembler
 from traffic.replaying import Replayer, ReplayLimits, ReplayStats
 from traffic.summaries import OMIT, Summary
@@ -35,11 +42,38 @@ class PlaybackStats(Summary):
     requests_filtered: int = 0
     flows_not_http: int = 0
     filter_timeouts: int = 0
+    truncated_packets: int = 0
+    """Client->server packets cut short by the capture's snap length: their payload is lost."""
+    truncated_bytes: int = 0
+    """Bytes of those packets the capture never saved."""
+    interrupted: bool = False
+    """Stopped early (Ctrl-C): the unsent bytes of open flows were abandoned (counted)."""
     capture_seconds: float = 0.0
     wall_seconds: float = 0.0
     replay: ReplayStats = field(default_factory=ReplayStats)
     error: PcapTruncatedError | None = field(default=None, metadata=OMIT)
     """Set when the file ends inside a record: what came before it was replayed."""
+
+    def undelivered(self) -> str | None:
+        """What of the capture did not reach the target, in words; None if all of it did.
+
+        HTTP requests filtered out on purpose are not counted as lost.
+        """
+        r = self.replay
+        parts = []
+        if self.truncated_packets:
+            parts.append(
+                f"{self.truncated_packets} packets were cut short by the capture's snap length "
+                f"({self.truncated_bytes} bytes never captured; capture with `tcpdump -s 0`)"
+            )
+        if r.bytes_dropped or r.flows_dropped:
+            parts.append(f"{r.bytes_dropped} bytes in {r.flows_dropped} flows were dropped")
+        if r.errors:
+            parts.append(f"{r.errors} flows failed with an error")
+        if not parts:
+            return None
+        reasons = "; ".join(f"{k}: {v}" for k, v in r.reasons.items())
+        return ", ".join(parts) + (f" ({reasons})" if reasons else "")
 
 
 def segments(path: Path) -> Iterator[Segment]:
@@ -51,14 +85,25 @@ def segments(path: Path) -> Iterator[Segment]:
     return _segments(MappedPcap(path))
 
 
-def _segments(pcap: MappedPcap) -> Iterator[Segment]:
+def _segments(
+    pcap: MappedPcap, port: int | None = None, stats: PlaybackStats | None = None
+) -> Iterator[Segment]:
+    """With ``stats``, packets to ``port`` cut short by the snap length are counted there."""
     # Payloads are views into the mapping, which lives (and is unmapped) with its last view:
     # no explicit close, so views still queued for sending stay valid.
     linktype, buf, view = pcap.linktype, pcap.buffer, memoryview(pcap.buffer)
+    record = pcap.header.record.unpack_from
     for ts, start, end in pcap.frames():
         seg = parse_at(linktype, ts, buf, start, end, view)
         if seg is not None:
             yield seg
+        elif stats is not None:  # not TCP, or cut short: only the latter is a loss
+            _sec, _frac, caplen, wirelen = record(buf, start - RECORD_HEADER_SIZE)
+            if wirelen > caplen:
+                ports = tcp_ports_at(linktype, buf, start, end)
+                if ports is not None and ports[1] == port:
+                    stats.truncated_packets += 1
+                    stats.truncated_bytes += wirelen - caplen
 
 
 def server_ports(path: Path) -> Counter[int]:
@@ -145,59 +190,96 @@ async def play(
     reassembly: Limits | None = None,
     replay: ReplayLimits | None = None,
     on_progress: Callable[[PlaybackStats], None] | None = None,
+    stop: asyncio.Event | None = None,
+    connection: socket.socket | None = None,
 ) -> PlaybackStats:
-    """Replay ``path`` to ``target`` (``None``: dry run, count only) and return the summary."""
-    if speed is not None and speed <= 0:
-        raise TrafficError(f"--speed must be positive or 'max', not {speed}")
+    """Replay ``path`` to ``target`` (``None``: dry run, count only) and return the summary.
+
+    ``stop`` set (Ctrl-C) ends the replay at once: open flows' unsent bytes are abandoned
+    and counted, and ``stats.interrupted`` is set. ``connection``, a socket already
+    connected to ``target`` (the reachability check's), carries the first flow.
+    """
+    if speed is not None and not (0 < speed < math.inf):
+        raise TrafficError(f"--speed must be a positive number or 'max', not {speed}")
     port = port if port is not None else guess_port(path)
     stats = PlaybackStats()
     started = time.monotonic()
-    wall_base = started
-    async with Replayer(target, replay) as replayer:
+    async with Replayer(target, replay, connection=connection) as replayer:
         stats.replay = replayer.stats
-        for _ in range(loop):
-            stats.passes += 1
-            reassembler = Reassembler(reassembly)
-            gate = _HttpGate(rfilter, stats) if rfilter is not None and rfilter.active else None
-            first_ts: float | None = None
-            last_ts = 0.0
-            for seg in _until_truncation(segments(path), stats):
-                stats.packets += 1
-                key = seg.key
-                if key.dport == port:
-                    events = reassembler.feed(seg)
-                elif key.sport == port and seg.flags & RST:
-                    events = reassembler.reset(key.reversed(), seg.ts)
-                else:
-                    continue
-                if first_ts is None:
-                    first_ts = seg.ts
-                last_ts = seg.ts
-                if gate is not None:
-                    events = gate.apply(events)
-                if not events:
-                    continue
-                if speed is not None:
-                    delay = wall_base + (seg.ts - first_ts) / speed - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                replayer.handle(events)
-                if replayer.backlogged(key):
-                    await replayer.room(key)
-                if stats.packets % 1024 == 0:  # let the queued writes go out, fewer and larger
-                    await asyncio.sleep(0)
-                    if on_progress is not None:
-                        on_progress(stats)
-            closing = reassembler.close(last_ts)
-            replayer.handle(gate.apply(closing) if gate is not None else closing)
-            if first_ts is not None:
-                stats.capture_seconds += last_ts - first_ts
-                if speed is not None:
-                    wall_base += (last_ts - first_ts) / speed
-            wall_base = max(wall_base, time.monotonic())
-            if stats.error is not None:
-                break
+        passes = asyncio.ensure_future(
+            _passes(path, replayer, stats, port, speed, loop, rfilter, reassembly, on_progress)
+        )
+        if stop is not None:
+            stopped = asyncio.ensure_future(stop.wait())
+            try:
+                await asyncio.wait({passes, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopped.cancel()
+            if not passes.done():
+                passes.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await passes
+                stats.interrupted = True
+                replayer.abandon("stopped (Ctrl-C) with bytes unsent")
+        if not stats.interrupted:
+            await passes
     stats.wall_seconds = time.monotonic() - started
     if on_progress is not None:
         on_progress(stats)
     return stats
+
+
+async def _passes(
+    path: Path,
+    replayer: Replayer,
+    stats: PlaybackStats,
+    port: int,
+    speed: float | None,
+    loop: int,
+    rfilter: RequestFilter | None,
+    reassembly: Limits | None,
+    on_progress: Callable[[PlaybackStats], None] | None,
+) -> None:
+    wall_base = time.monotonic()
+    for _ in range(loop):
+        stats.passes += 1
+        reassembler = Reassembler(reassembly)
+        gate = _HttpGate(rfilter, stats) if rfilter is not None and rfilter.active else None
+        first_ts: float | None = None
+        last_ts = 0.0
+        for seg in _until_truncation(_segments(MappedPcap(path), port, stats), stats):
+            stats.packets += 1
+            key = seg.key
+            if key.dport == port:
+                events = reassembler.feed(seg)
+            elif key.sport == port and seg.flags & RST:
+                events = reassembler.reset(key.reversed(), seg.ts)
+            else:
+                continue
+            if first_ts is None:
+                first_ts = seg.ts
+            last_ts = seg.ts
+            if gate is not None:
+                events = gate.apply(events)
+            if not events:
+                continue
+            if speed is not None:
+                delay = wall_base + (seg.ts - first_ts) / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            replayer.handle(events)
+            if replayer.backlogged(key):
+                await replayer.room(key)
+            if stats.packets % 1024 == 0:  # let the queued writes go out, fewer and larger
+                await asyncio.sleep(0)
+                if on_progress is not None:
+                    on_progress(stats)
+        closing = reassembler.close(last_ts)
+        replayer.handle(gate.apply(closing) if gate is not None else closing)
+        if first_ts is not None:
+            stats.capture_seconds += last_ts - first_ts
+            if speed is not None:
+                wall_base += (last_ts - first_ts) / speed
+        wall_base = max(wall_base, time.monotonic())
+        if stats.error is not None:
+            break

@@ -7,7 +7,10 @@ the bound, or one that lets a write sit unsent past the write deadline, loses
 that flow: the connection is aborted and the rest of the flow is dropped and
 counted. So a slow ``--to`` costs replayed flows, never capture or pcap output.
 Responses are read and discarded. A flow's connection closes when its flow
-ends (aborted on RST) and the flow is forgotten.
+ends (aborted on RST) and the flow is forgotten. ``abandon`` (Ctrl-C) stops at
+once: unsent bytes are dropped and counted, nothing waits for the target. The
+connection that proved ``--to`` reachable can be handed in (``connection=``):
+it carries the first flow, so the target sees no extra, empty connection.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class _Sink(asyncio.Protocol):
         self.drained.set()
         self.lost = asyncio.Event()
         self.target_closed = False  # closed cleanly by the target with nothing unsent
+        self.completed = False  # counted in flows_completed
+        self.task: asyncio.Task[None] | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -187,7 +192,15 @@ class _Sink(asyncio.Protocol):
 class Replayer:
     """Replays reassembled flows to ``target`` (or only counts them when ``target`` is None)."""
 
-    def __init__(self, target: ReplayTarget | None, limits: ReplayLimits | None = None) -> None:
+    def __init__(
+        self,
+        target: ReplayTarget | None,
+        limits: ReplayLimits | None = None,
+        *,
+        connection: socket.socket | None = None,
+    ) -> None:
+        """``connection``, already connected to ``target`` (``--to``'s reachability check),
+        carries the first flow; it is closed unused if the target closed it first."""
         self.target = target
         self.limits = limits or ReplayLimits()
         self.stats = ReplayStats()
@@ -196,6 +209,8 @@ class Replayer:
         self._refused: set[FlowKey] = set()
         self._tg: asyncio.TaskGroup | None = None
         self._closed = False
+        self._abandoned: str | None = None
+        self._spare = connection
         self._idle = asyncio.Event()
         self._idle.set()
         self.loop: asyncio.AbstractEventLoop  # set on entering, like the task group
@@ -216,6 +231,9 @@ class Replayer:
     ) -> None:
         assert self._tg is not None
         self._closed = True
+        if self._spare is not None:  # nothing was replayed: the check's connection closes
+            self._spare.close()
+            self._spare = None
         if exc is None:
             await self.drain()
         elif isinstance(exc, asyncio.CancelledError):
@@ -283,9 +301,28 @@ class Replayer:
             sink.fail("drain deadline at shutdown")
         await self._idle.wait()
 
+    def abandon(self, reason: str) -> None:
+        """Stop now (Ctrl-C): every open flow's unsent bytes are dropped and counted under
+        ``reason``, connections close without waiting for the target, new flows are refused."""
+        self._abandoned = reason
+        for sink in list(self._running):
+            if sink.failed is None and not sink.completed:
+                if sink.backlog():
+                    sink.fail(reason)
+                else:  # all it was given is out: it ends here, as at the end of a capture
+                    sink.completed = True
+                    self.stats.flows_completed += 1
+            if sink.task is not None:
+                sink.task.cancel()
+
     def _start(self, key: FlowKey) -> None:
         self.stats.flows += 1
         if self.target is None:
+            return
+        if self._abandoned is not None:
+            self._refused.add(key)
+            self.stats.flows_dropped += 1
+            self.stats.reasons[self._abandoned] += 1
             return
         if len(self._running) >= self.limits.max_connections:
             self._refused.add(key)
@@ -297,7 +334,8 @@ class Replayer:
         self._running.add(sink)
         self._idle.clear()
         assert self._tg is not None, "use the Replayer as an async context manager"
-        self._tg.create_task(self._run(sink), name=f"replay {key}")
+        sink.task = self._tg.create_task(self._run(sink), name=f"replay {key}")
+        sink.task.add_done_callback(lambda _task: self._forget(sink))
 
     def _end(self, event: FlowEnded | FlowError) -> None:
         self._refused.discard(event.key)
@@ -310,6 +348,22 @@ class Replayer:
             return
         sink.ended = event.reason
         sink.wake.set()
+
+    def _take_spare(self) -> socket.socket | None:
+        """The check's connection, if it is still open (the target may have timed it out)."""
+        sock, self._spare = self._spare, None
+        if sock is None:
+            return None
+        try:
+            if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                sock.close()  # closed by the target while it waited: connect anew
+                return None
+        except BlockingIOError:
+            pass  # open and quiet: the usual case
+        except OSError:
+            sock.close()
+            return None
+        return sock  # open (anything the target already sent belongs to this flow)
 
     async def _half_close(self, sink: _Sink) -> None:
         """Send FIN and keep reading until the target closes too (bounded), as a client would.
@@ -333,7 +387,12 @@ class Replayer:
         try:
             try:
                 async with asyncio.timeout(limits.connect_timeout):
-                    await loop.create_connection(lambda: sink, self.target.host, self.target.port)
+                    if (spare := self._take_spare()) is not None:
+                        await loop.create_connection(lambda: sink, sock=spare)
+                    else:
+                        await loop.create_connection(
+                            lambda: sink, self.target.host, self.target.port
+                        )
             except (OSError, TimeoutError) as e:
                 sink.fail(f"connect to {self.target} failed: {e or 'timeout'}", error=True)
                 return
@@ -349,6 +408,7 @@ class Replayer:
                         sink.fail("write deadline: the target stopped reading")
                     continue
                 if sink.ended is not None:
+                    sink.completed = True
                     self.stats.flows_completed += 1
                     await self._half_close(sink)
                     break
@@ -362,8 +422,12 @@ class Replayer:
                 else:
                     with contextlib.suppress(OSError):
                         transport.close()
-            if self._sinks.get(sink.key) is sink:
-                del self._sinks[sink.key]
-            self._running.discard(sink)
-            if not self._running:
-                self._idle.set()
+            self._forget(sink)
+
+    def _forget(self, sink: _Sink) -> None:
+        """The flow's task is over (also if cancelled before it ever ran): drop its sink."""
+        if self._sinks.get(sink.key) is sink:
+            del self._sinks[sink.key]
+        self._running.discard(sink)
+        if not self._running:
+            self._idle.set()

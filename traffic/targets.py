@@ -7,7 +7,7 @@ capture target (``pymirror mirror TARGET``) or a routing target of the splitter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import socket
 from dataclasses import dataclass
 
 from traffic.errors import TargetError
@@ -43,12 +43,34 @@ def parse_target(text: str) -> ReplayTarget:
     return ReplayTarget(host, int(port_text))
 
 
-async def check_reachable(target: ReplayTarget, connect_within: float = 3.0) -> None:
-    """Open and close one TCP connection to ``target``, or raise ``TargetError``."""
+async def connect_checked(target: ReplayTarget, connect_within: float = 3.0) -> socket.socket:
+    """One TCP connection to ``target`` (blocking socket), or ``TargetError`` saying why not.
+
+    The proof that ``--to`` is reachable; hand it to the replayer (``connection=``) and it
+    carries the first replayed flow, so the target sees no extra, empty connection.
+    """
+    loop = asyncio.get_running_loop()
     try:
-        _reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(target.host, target.port), connect_within
-        )
+        async with asyncio.timeout(connect_within):
+            infos = await loop.getaddrinfo(
+                target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+            error: OSError = OSError(f"{target.host} has no address")
+            for family, kind, proto, _name, address in infos:
+                sock = socket.socket(family, kind, proto)
+                sock.setblocking(False)
+                try:
+                    await loop.sock_connect(sock, address)
+                except OSError as e:
+                    sock.close()
+                    error = e
+                    continue
+                except BaseException:
+                    sock.close()
+                    raise
+                sock.setblocking(True)
+                return sock
+            raise error
     except TimeoutError as e:
         raise TargetError(
             f"--to {target}: no answer within {connect_within:g} s; is the local process listening?"
@@ -57,6 +79,8 @@ async def check_reachable(target: ReplayTarget, connect_within: float = 3.0) -> 
         raise TargetError(
             f"--to {target}: cannot connect ({e.strerror or e}); start the local process first"
         ) from e
-    writer.close()
-    with contextlib.suppress(OSError):
-        await writer.wait_closed()
+
+
+async def check_reachable(target: ReplayTarget, connect_within: float = 3.0) -> None:
+    """Open and close one TCP connection to ``target``, or raise ``TargetError``."""
+    (await connect_checked(target, connect_within)).close()

@@ -7,10 +7,14 @@ TARGET says where the target's inbound TCP is seen::
     pcap:FILE | pcap:-             a pcap file or stream, e.g. from ``tcpdump -U -w -``
     pod:[NAMESPACE/]NAME           a pod: tcpdump in an ephemeral capture container
 
-``--to`` is checked (syntax, then one TCP connection) before anything is
-captured or injected. Captured frames go to ``--output`` untouched; the
-client->server bytes of each connection are replayed to ``--to`` over one
-local connection each, responses discarded. Ctrl-C stops; a summary follows.
+``--to`` is checked (syntax, then one TCP connection, which then carries the
+first replayed connection) before anything is captured or injected. Captured
+frames go to ``--output`` untouched; the client->server bytes of each
+connection are replayed to ``--to`` over one local connection each, responses
+discarded. An existing ``--output`` file is
+replaced only once the capture is up (``traffic.outputs``). Ctrl-C stops at
+once, abandoning unsent replay bytes (counted); a summary follows. A second
+Ctrl-C exits immediately, without a summary.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
+import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -30,9 +37,10 @@ from pymirror.settings import Settings
 from traffic.capturing import RawSocketSource, Source, StreamSource
 from traffic.errors import CaptureError, TrafficError
 from traffic.mirroring import MirrorStats, mirror
+from traffic.outputs import PcapOutput, same_file
 from traffic.reassembly import Limits
 from traffic.replaying import ReplayLimits
-from traffic.targets import ReplayTarget, check_reachable, parse_target
+from traffic.targets import ReplayTarget, connect_checked, parse_target
 
 
 @dataclass(frozen=True)
@@ -77,9 +85,14 @@ Capture the inbound TCP of a target on --port. Write the capture as pcap
 (--output), and/or replay each captured client connection live to a local
 process (--to): one local connection per client connection, its bytes in
 order, responses read and discarded. --to is checked (HOST:PORT syntax, then
-one TCP connection) before anything is captured or injected. A slow --to
+one TCP connection) before anything is captured or injected; that connection
+is kept and carries the first replayed client connection (if --to closes it
+first, or nothing is replayed, it ends having sent nothing). A slow --to
 never slows the capture or the pcap: its flows are dropped and counted.
-Ctrl-C stops; a summary goes to stderr.
+An existing --output file is replaced only once the capture is up (a capture
+that cannot start leaves it as it was). Ctrl-C stops at once: bytes not yet
+delivered to --to are abandoned and counted; a summary goes to stderr. A
+second Ctrl-C exits immediately, without a summary (exit 130).
 
 TARGET, where the traffic is seen:
   lo | any | iface:NAME      a local interface (any: all of them)
@@ -135,29 +148,48 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     where = parse_capture_target(args.target)
     if args.to is None and args.output is None:
         raise UsageError("nothing to do: give --to HOST:PORT, --output FILE|- or both")
-    target: ReplayTarget | None = None
-    if args.to is not None:
-        target = parse_target(args.to)
-        asyncio.run(check_reachable(target))  # before any capture or injection
+    _refuse_output_over_input(where, args.output)
     if args.output == "-" and sys.stdout.isatty():
         raise UsageError("refusing to write pcap to a terminal; use --output FILE or a pipe")
+    target: ReplayTarget | None = None
     with contextlib.ExitStack() as stack:
+        connection: socket.socket | None = None
+        if args.to is not None:
+            target = parse_target(args.to)
+            # Before any capture or injection; the connection then carries the first flow.
+            connection = stack.enter_context(asyncio.run(connect_checked(target)))
         output: BinaryIO | None = None
+        pcap_output: PcapOutput | None = None
         if args.output == "-":
             output = sys.stdout.buffer
         elif args.output is not None:
-            try:
-                output = stack.enter_context(open(args.output, "wb"))
-            except OSError as e:
-                raise CaptureError(f"cannot write {args.output}: {e.strerror or e}") from e
+            # A temporary file until the capture is up: the named file is untouched till then.
+            pcap_output = stack.enter_context(PcapOutput(args.output))
+            output = pcap_output.stream
         source = _open_source(where, args)
-        stats = asyncio.run(_mirror(source, args, target, output, settings))
+        stats = asyncio.run(
+            _mirror(source, args, target, output, settings, pcap_output, connection)
+        )
     _summary(stats, target, args.json)
     if stats.error is not None:
         if isinstance(stats.error, TrafficError):
             raise stats.error
         raise CaptureError(f"the capture failed: {stats.error}") from stats.error
     return 0
+
+
+def _refuse_output_over_input(where: CaptureTarget, output: str | None) -> None:
+    """``pcap:X --output X`` (any spelling, a link, or via stdin/stdout) would wipe its input."""
+    if where.kind != "pcap" or output is None:
+        return
+    source: str | int = sys.stdin.fileno() if where.name == "-" else where.name
+    sink: str | int = sys.stdout.fileno() if output == "-" else output
+    if same_file(source, sink):
+        shown = "standard output" if output == "-" else output
+        raise UsageError(
+            f"--output {shown} is the capture's own input {where.name!r}: writing it would "
+            "destroy what is being read; write the capture to another file"
+        )
 
 
 def _open_source(where: CaptureTarget, args: argparse.Namespace) -> Source:
@@ -193,11 +225,15 @@ async def _mirror(
     target: ReplayTarget | None,
     output: BinaryIO | None,
     settings: Settings,
+    pcap_output: PcapOutput | None = None,
+    connection: socket.socket | None = None,
 ) -> MirrorStats:
     stop = threading.Event()
     loop = asyncio.get_running_loop()
+
+    interrupted = Interrupts(stop, pcap_output)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, interrupted)
     t = settings.traffic
     status = _Status(target)
     try:
@@ -216,11 +252,38 @@ async def _mirror(
                 max_connections=t.max_connections,
             ),
             on_progress=status.update,
+            on_output_ready=pcap_output.commit if pcap_output is not None else None,
+            abandon_on_stop=True,
+            connection=connection,
         )
     finally:
         status.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+class Interrupts:
+    """The SIGINT/SIGTERM handler: the first sets ``stop`` (stop now, print the summary); the
+    next one exits at once (130), removing a temporary output that never came up."""
+
+    def __init__(
+        self,
+        stop: threading.Event,
+        pcap_output: PcapOutput | None,
+        exit_now: Callable[[int], object] = os._exit,
+    ) -> None:
+        self.stop = stop
+        self.pcap_output = pcap_output
+        self.exit_now = exit_now
+
+    def __call__(self) -> None:
+        if not self.stop.is_set():
+            self.stop.set()
+            return
+        if self.pcap_output is not None:
+            self.pcap_output.discard()
+        os.write(2, b"interrupted again: exiting now, without a summary\n")
+        self.exit_now(130)
 
 
 class _Status:

@@ -5,6 +5,9 @@ client->server bytes in order, paced by the capture timestamps (``--speed``
 scales time; ``max`` does not wait). With HTTP filters, only the requests
 that match are sent (``regex`` syntax, so ``--http-path '^(?!/health)'``
 works). ``--dry-run`` reads, reassembles and filters without connecting.
+Anything not delivered (packets the capture cut short, dropped or failed
+flows) is in the summary and makes the exit status 1; Ctrl-C stops at once
+with the summary (exit 130), a second Ctrl-C exits without one.
 """
 
 from __future__ import annotations
@@ -12,17 +15,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
+import os
+import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from pymirror.errors import UsageError
 from pymirror.settings import Settings
+from traffic.errors import ReplayIncompleteError
 from traffic.http_requests import RequestFilter
-from traffic.playback import PlaybackStats, play
+from traffic.pcaps import MappedPcap
+from traffic.playback import PlaybackStats, guess_port, play
 from traffic.reassembly import Limits
 from traffic.replaying import ReplayLimits
-from traffic.targets import ReplayTarget, check_reachable, parse_target
+from traffic.targets import ReplayTarget, connect_checked, parse_target
 
 
 def _speed(text: str) -> float | None:
@@ -32,8 +41,8 @@ def _speed(text: str) -> float | None:
         value = float(text)
     except ValueError:
         value = 0.0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: use a positive number or 'max'")
+    if not 0 < value < math.inf:  # also refuses nan and inf (use 'max' for no pacing)
+        raise argparse.ArgumentTypeError(f"{text!r}: use a positive finite number or 'max'")
     return value
 
 
@@ -50,7 +59,13 @@ bytes in order, paced by the capture timestamps (--speed 2 is twice as fast,
 max does not wait). Responses are read and discarded. HTTP filters keep only
 the matching requests (regex syntax, searched; lookarounds work, e.g.
 --http-path '^(?!/health)'). A summary follows: flows, bytes, dropped, errors.
-A truncated file is replayed up to the cut, then reported (exit 1).
+A truncated file is replayed up to the cut, then reported (exit 1). Packets
+the capture cut short (tcpdump -s 128), and flows dropped or failed at the
+target, are counted in the summary and make the exit status 1. Ctrl-C stops
+at once with the summary (exit 130); a second Ctrl-C exits without one.
+--to is checked first with one TCP connection; that connection is kept and
+carries the first replayed connection (if --to closes it first, or nothing is
+replayed, it ends having sent nothing).
 """
 
 EPILOG = """\
@@ -97,33 +112,76 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         if args.to is None:
             raise UsageError("give --to HOST:PORT, or --dry-run to only read the capture")
         target = parse_target(args.to)
-        asyncio.run(check_reachable(target))
-    t = settings.traffic
     progress = _Progress()
     try:
-        stats = asyncio.run(
-            play(
-                args.pcap,
-                target,
-                port=args.port,
-                speed=args.speed,
-                loop=args.loop,
-                rfilter=rfilter,
-                reassembly=Limits(idle_timeout=t.idle_timeout),
-                replay=ReplayLimits(
-                    max_flow_backlog=t.flow_backlog_bytes,
-                    write_timeout=t.write_timeout,
-                    max_connections=t.max_connections,
-                ),
-                on_progress=progress.update,
-            )
-        )
+        stats = asyncio.run(_replay(args, settings, target, rfilter, progress))
     finally:
         progress.close()
     _summary(stats, target, rfilter.active, args.json)
     if stats.error is not None:
         raise stats.error  # after the summary: what came before the cut was replayed
+    if stats.interrupted:
+        print("replay interrupted (Ctrl-C): the summary above is up to there", file=sys.stderr)
+        return 130
+    if (what := stats.undelivered()) is not None:
+        where = f"to {target}" if target is not None else "(dry run)"
+        raise ReplayIncompleteError(f"not everything in {args.pcap} was replayed {where}: {what}")
     return 0
+
+
+async def _replay(
+    args: argparse.Namespace,
+    settings: Settings,
+    target: ReplayTarget | None,
+    rfilter: RequestFilter,
+    progress: _Progress,
+) -> PlaybackStats:
+    # The capture is read first (an unreadable file fails before --to sees anything), then
+    # --to is checked with one connection, which then carries the first replayed flow.
+    if args.port is None:
+        port = guess_port(args.pcap)
+    else:
+        port = args.port
+        MappedPcap(args.pcap).close()  # an unreadable file: PcapError here
+    connection: socket.socket | None = None
+    if target is not None:
+        connection = await connect_checked(target)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupted() -> None:
+        if not stop.is_set():
+            stop.set()  # the first: stop now, abandon unsent bytes, print the summary
+            return
+        os.write(2, b"interrupted again: exiting now, without a summary\n")
+        os._exit(130)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupted)
+    t = settings.traffic
+    try:
+        return await play(
+            args.pcap,
+            target,
+            port=port,
+            speed=args.speed,
+            loop=args.loop,
+            rfilter=rfilter,
+            reassembly=Limits(idle_timeout=t.idle_timeout),
+            replay=ReplayLimits(
+                max_flow_backlog=t.flow_backlog_bytes,
+                write_timeout=t.write_timeout,
+                max_connections=t.max_connections,
+            ),
+            on_progress=progress.update,
+            stop=stop,
+            connection=connection,
+        )
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        if connection is not None:
+            connection.close()  # unless the first flow took it (then this is a no-op)
 
 
 class _Progress:
@@ -163,6 +221,11 @@ def _summary(
         ("flows", f"{r.flows} ({r.flows_completed} completed)"),
         ("bytes", f"{r.bytes_sent} {sent}"),
         ("dropped", f"{r.bytes_dropped} bytes, {r.flows_dropped} flows"),
+        (
+            "truncated",
+            f"{stats.truncated_packets} packets cut short by the capture "
+            f"({stats.truncated_bytes} bytes never captured)",
+        ),
         ("errors", str(r.errors)),
         (
             "time",
@@ -180,6 +243,8 @@ def _summary(
         )
     if r.reasons:
         rows.append(("reasons", "; ".join(f"{k}: {v}" for k, v in r.reasons.items())))
+    if stats.interrupted:
+        rows.append(("stopped", "by Ctrl-C before the end of the capture"))
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -189,4 +254,4 @@ def _summary(
             table.add_row(name, value)
         Console().print(table)
     else:
-        print("\n".join(f"{name:<9}{value}" for name, value in rows))
+        print("\n".join(f"{name:<10}{value}" for name, value in rows))

@@ -34,10 +34,15 @@ def ethernet(packet: bytes) -> bytes:
     return b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00" + packet
 
 
-def pcap_bytes(segments: list[Segment], linktype: int = LINKTYPE_ETHERNET) -> bytes:
+def pcap_bytes(
+    segments: list[Segment], linktype: int = LINKTYPE_ETHERNET, snaplen: int | None = None
+) -> bytes:
+    """A pcap of ``segments``; with ``snaplen``, each record keeps only its first ``snaplen``
+    bytes (its original length kept in the record header), as ``tcpdump -s SNAPLEN`` writes."""
     out = io.BytesIO()
     writer = PcapWriter(out, linktype)
     for s in segments:
         packet = ipv4_tcp(s.key, s.seq, s.flags, bytes(s.payload))
-        writer.write(s.ts, ethernet(packet) if linktype == LINKTYPE_ETHERNET else packet)
+        frame = ethernet(packet) if linktype == LINKTYPE_ETHERNET else packet
+        writer.write(s.ts, frame[:snaplen], len(frame))
     return out.getvalue()

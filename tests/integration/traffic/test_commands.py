@@ -90,6 +90,7 @@ async def test_mirror_command_streams_pcap_to_stdout_replays_and_stops_on_sigint
         pcap = await pcap_task
         assert await proc.wait() == 0, stderr
     assert sorted(rec.flows) == sorted(bytes.fromhex(r["sent"]) for r in results)
+    assert rec.connections == 5  # the --to check's connection carried the first flow
     assert all(all(r["ok"]) for r in results)
     decoder = PcapDecoder()
     assert len(decoder.feed(pcap)) > 5 * 10
@@ -118,6 +119,8 @@ def test_replay_command_dry_run_prints_a_json_summary(tmp_path: Path) -> None:
     ("extra", "code", "message"),
     [
         (["--speed", "0", "--dry-run"], 2, b"--speed"),
+        (["--speed", "nan", "--dry-run"], 2, b"--speed"),
+        (["--speed", "inf", "--dry-run"], 2, b"--speed"),
         ([], 2, b"UsageError: give --to HOST:PORT"),
         (["--dry-run", "--http-path", "(x"], 1, b"HttpFilterError: --http-path"),
     ],
@@ -166,7 +169,7 @@ async def test_replay_command_on_truncated_pcap_replays_the_rest_then_reports_th
     async with asyncio.timeout(30):
         out, err = await proc.communicate()
     assert proc.returncode == 1
-    assert b"flows    2 (" in out  # the summary comes first
+    assert b"flows     2 (" in out  # the summary comes first
     assert err.startswith(b"PcapTruncatedError: the pcap is truncated"), err
     await rec.wait_for(1, 5)
     assert rec.flows == [body]

@@ -64,13 +64,16 @@ def test_stats_dicts_flatten_the_replay_counters_in_field_order() -> None:
     assert type(mirror.as_dict()["reasons"]) is dict  # JSON-ready, not a Counter
     playback = PlaybackStats(passes=1, capture_seconds=1.23456, wall_seconds=0.1)
     summary = playback.as_dict()
-    assert list(summary)[:8] == [
+    assert list(summary)[:11] == [
         "passes",
         "packets",
         "requests_matched",
         "requests_filtered",
         "flows_not_http",
         "filter_timeouts",
+        "truncated_packets",
+        "truncated_bytes",
+        "interrupted",
         "capture_seconds",
         "wall_seconds",
     ]
