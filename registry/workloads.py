@@ -58,6 +58,23 @@ class WorkloadKinds:
             rollout=Resource(*kinds[ROLLOUT]) if ROLLOUT in kinds else default.rollout,
         )
 
+    def with_api_versions(self, **api_versions: str | None) -> WorkloadKinds:
+        """A copy with some kinds served elsewhere (``Deployment="apps.pymirror.test/v1"``;
+        None keeps a kind where it is); ``WorkloadError`` for a bad kind or apiVersion."""
+        resources = {kind: self.resource(kind) for kind in KINDS}
+        for kind, api_version in api_versions.items():
+            if api_version is None:
+                continue
+            if kind not in resources:
+                raise WorkloadError(
+                    f"unknown workload kind {kind!r}; use one of {', '.join(KINDS)}"
+                )
+            group, slash, version = api_version.rpartition("/")
+            if not slash or not group or not version:
+                raise WorkloadError(f"{kind}: expected GROUP/VERSION, got {api_version!r}")
+            resources[kind] = Resource(group, version, resources[kind].plural)
+        return WorkloadKinds(resources[DEPLOYMENT], resources[STATEFUL_SET], resources[ROLLOUT])
+
     def canonical(self, kind: str) -> str:
         """``Deployment``, ``StatefulSet`` or ``Rollout`` for ``kind`` in any letter case
         (a registry says ``Deployment``, a target path ``deployment``)."""

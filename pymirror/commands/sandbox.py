@@ -155,13 +155,14 @@ def run_runtime(args: argparse.Namespace, settings: Settings) -> int:
 
     from pymirror.errors import UsageError
     from pymirror.sandbox.runtime import RuntimeConfig, serve
-    from pymirror.sandbox.workloads import WorkloadKinds
+    from registry.errors import WorkloadError
+    from registry.workloads import WorkloadKinds
 
     try:
-        kinds = WorkloadKinds().with_overrides(
+        kinds = WorkloadKinds().with_api_versions(
             Deployment=args.deployments, StatefulSet=args.statefulsets, Rollout=args.rollouts
         )
-    except ValueError as e:
+    except WorkloadError as e:
         raise UsageError(str(e)) from e
     config = RuntimeConfig(
         namespaces=tuple(args.namespace or ["default"]),

@@ -56,7 +56,7 @@ from pymirror.sandbox.kube_server import (
     write_kubeconfig,
     write_pki,
 )
-from pymirror.sandbox.workloads import STAND_IN_KINDS
+from pymirror.sandbox.workloads import KINDS, STAND_IN_KINDS
 
 REGION = "us-east-1"
 FIELD_MANAGER = "pymirror-sandbox"
@@ -462,8 +462,8 @@ def _start(state: State, options: UpOptions, progress: Progress) -> None:
     argv = [sys.executable, "-m", "pymirror", "--log-format", "json", "sandbox", "runtime"]
     argv += ["--kubeconfig", str(kubeconfig), "--log-dir", str(logs / "pods")]
     argv += ["--groups-dir", str(state_dir / "groups"), "--ready-file", str(ready_file)]
-    for kind, api_version in STAND_IN_KINDS.api_versions.items():
-        argv += [f"--{kind.lower()}s", api_version]
+    for kind in KINDS:
+        argv += [f"--{kind.lower()}s", STAND_IN_KINDS.resource(kind).api_version]
     for namespace in options.namespaces:
         argv += ["--namespace", namespace]
     runtime = _spawn(

@@ -3,7 +3,7 @@
 The sandbox's API server has no controllers and no nodes, so nothing would
 ever run a Deployment. The local runtime does, on this machine: it watches
 Deployments, StatefulSets and Argo Rollouts (through ``registry``'s adapter,
-each kind at a configurable API group: :class:`~pymirror.sandbox.workloads.WorkloadKinds`)
+each kind at a configurable API group: :class:`~registry.workloads.WorkloadKinds`)
 and runs each replica of a workload as a :class:`~pymirror.sandbox.pods.LocalPod`,
 one local process per container. It is **not** Kubernetes: no images, no
 scheduling, no ReplicaSets or Pod objects, no Services; it exists so that
@@ -45,9 +45,10 @@ import structlog
 
 from pymirror.sandbox.groups import GroupRecords
 from pymirror.sandbox.pods import LocalPod, RestartPolicy
-from pymirror.sandbox.workloads import KINDS, Desired, Kind, WorkloadKinds, desired_state
+from pymirror.sandbox.workloads import KINDS, Desired, Kind, desired_state
 from registry.errors import NotFoundError, RegistryError
 from registry.objects import Kube, Objects
+from registry.workloads import WorkloadKinds
 
 log = structlog.get_logger("pymirror.sandbox.runtime")
 FIELD_MANAGER = "pymirror-local-runtime"

@@ -8,7 +8,7 @@ hash (a change rolls the processes), its containers as local process specs
 honour (``valueFrom``, ``envFrom``, a container without ``command``), reported
 as ``unsupported`` lines rather than silently dropped.
 
-Which API group serves each kind is data (:class:`WorkloadKinds`): the real
+Which API group serves each kind is data (:class:`registry.workloads.WorkloadKinds`): the real
 ``apps/v1`` and ``argoproj.io/v1alpha1`` by default, the sandbox's stand-in CRDs
 (``apps.pymirror.test/v1``) with :data:`STAND_IN_KINDS`.
 """
@@ -19,59 +19,20 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from registry.resources import Resource
+from registry.workloads import WorkloadKinds
 
 Kind = Literal["Deployment", "StatefulSet", "Rollout"]
 KINDS: tuple[Kind, ...] = ("Deployment", "StatefulSet", "Rollout")
-PLURALS: dict[Kind, str] = {
-    "Deployment": "deployments",
-    "StatefulSet": "statefulsets",
-    "Rollout": "rollouts",
-}
 DEFAULT_GRACE_SECONDS = 30.0
 """A pod's ``terminationGracePeriodSeconds`` when the template sets none (as in Kubernetes)."""
 
 
-@dataclass(frozen=True)
-class WorkloadKinds:
-    """Where each workload kind is served: kind -> "group/version"."""
-
-    api_versions: Mapping[Kind, str] = field(
-        default_factory=lambda: {
-            "Deployment": "apps/v1",
-            "StatefulSet": "apps/v1",
-            "Rollout": "argoproj.io/v1alpha1",
-        }
-    )
-
-    def resource(self, kind: Kind) -> Resource:
-        group, _, version = self.api_versions[kind].rpartition("/")
-        return Resource(group, version, PLURALS[kind])
-
-    def with_overrides(self, **api_versions: str | None) -> WorkloadKinds:
-        """A copy with some kinds moved (``Deployment="apps.pymirror.test/v1"``; None keeps)."""
-        merged: dict[Kind, str] = dict(self.api_versions)
-        for kind in KINDS:
-            api_version = api_versions.pop(kind, None)
-            if api_version is not None:
-                if "/" not in api_version:
-                    raise ValueError(f"{kind}: expected GROUP/VERSION, got {api_version!r}")
-                merged[kind] = api_version
-        if api_versions:
-            raise ValueError(f"unknown workload kinds {sorted(api_versions)}; expected {KINDS}")
-        return WorkloadKinds(merged)
-
-
 #: The sandbox's API server serves no apps/v1: Deployments and StatefulSets are stand-in CRDs.
-STAND_IN_KINDS = WorkloadKinds(
-    {
-        "Deployment": "apps.pymirror.test/v1",
-        "StatefulSet": "apps.pymirror.test/v1",
-        "Rollout": "argoproj.io/v1alpha1",
-    }
+STAND_IN_KINDS = WorkloadKinds().with_api_versions(
+    Deployment="apps.pymirror.test/v1", StatefulSet="apps.pymirror.test/v1"
 )
 
 

@@ -68,7 +68,7 @@ def deployment(
         "readinessProbe": {"exec": {"command": probe}, "periodSeconds": 1},
     }
     return {
-        "apiVersion": STAND_IN_KINDS.api_versions["Deployment"],
+        "apiVersion": STAND_IN_KINDS.resource("Deployment").api_version,
         "kind": "Deployment",
         "metadata": {"name": name},
         "spec": {

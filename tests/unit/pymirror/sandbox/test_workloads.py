@@ -9,10 +9,11 @@ import pytest
 from pymirror.sandbox.workloads import (
     DEFAULT_GRACE_SECONDS,
     STAND_IN_KINDS,
-    WorkloadKinds,
     desired_state,
     expand,
 )
+from registry.errors import WorkloadError
+from registry.workloads import WorkloadKinds
 
 pytestmark = pytest.mark.unit
 
@@ -101,9 +102,12 @@ def test_which_kinds_start_the_new_process_first(
 
 def test_kinds_default_to_the_real_groups_and_can_be_moved() -> None:
     assert WorkloadKinds().resource("Deployment").api_version == "apps/v1"
-    moved = WorkloadKinds().with_overrides(Deployment="apps.example/v2", Rollout=None)
+    moved = WorkloadKinds().with_api_versions(Deployment="apps.example/v2", Rollout=None)
     assert moved.resource("Deployment").api_version == "apps.example/v2"
+    assert moved.resource("Deployment").plural == "deployments"
     assert moved.resource("Rollout").api_version == "argoproj.io/v1alpha1"
     assert STAND_IN_KINDS.resource("StatefulSet").group == "apps.pymirror.test"
-    with pytest.raises(ValueError, match="GROUP/VERSION"):
-        WorkloadKinds().with_overrides(Deployment="v1")
+    with pytest.raises(WorkloadError, match="GROUP/VERSION"):
+        WorkloadKinds().with_api_versions(Deployment="v1")
+    with pytest.raises(WorkloadError, match="unknown workload kind"):
+        WorkloadKinds().with_api_versions(Job="batch/v1")
