@@ -24,9 +24,15 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from pymirror.commands import sqs_worker
 from pymirror.errors import UsageError
 from pymirror.settings import Settings, with_flags
+
+SQS_DESCRIPTION = """\
+Split one SQS queue. Queues are given by name or URL. SIGTERM/SIGINT stop
+receiving, forward or release what is in hand and exit 0 within the longer of
+sqs.shutdown_grace and --wait-seconds (a long poll under way is finished, not
+abandoned). At exit the worker prints its summary line.
+"""
 
 KAFKA_DESCRIPTION = """\
 Split one Kafka topic. Client properties use the librdkafka/Java names of a
@@ -45,11 +51,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sqs = kinds.add_parser(
         "sqs",
         help="split one SQS queue",
-        description=sqs_worker.__doc__,
+        description=SQS_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sqs_worker.add_arguments(sqs)
-    sqs.set_defaults(func=sqs_worker.run)
+    _sqs_arguments(sqs)
+    sqs.set_defaults(func=run_sqs)
     kafka = kinds.add_parser(
         "kafka",
         help="split one Kafka topic",
@@ -58,6 +64,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     _kafka_arguments(kafka)
     kafka.set_defaults(func=run_kafka)
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
+    return int(text)
+
+
+def _sqs_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--queue", required=True, help="the original queue (name or URL)")
+    parser.add_argument(
+        "--fallback-queue", required=True, help="the queue the workload reads (name or URL)"
+    )
+    parser.add_argument(
+        "--sessions-file",
+        type=Path,
+        required=True,
+        help='JSON: [{"id", "sequence", "queue", "message_filter", "jq_filter"?, "queue_mode"?}]',
+    )
+    parser.add_argument("--endpoint-url", default=None, help="SQS endpoint (default: settings)")
+    parser.add_argument("--region", default=None, help="AWS region (default: settings)")
+    parser.add_argument("--receivers", type=_positive, default=None, help="concurrent long polls")
+    parser.add_argument("--wait-seconds", type=int, default=None, help="long-poll wait (0-20)")
+    parser.add_argument(
+        "--visibility-timeout", type=int, default=None, help="seconds; default: the queue's"
+    )
+    parser.add_argument("--drain-timeout", type=float, default=None, help="seconds; see settings")
+    parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics")
 
 
 def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
@@ -121,4 +155,27 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
         metrics_port=args.metrics_port,
     )
     asyncio.run(serve(process, with_flags(settings.kafka, drain_timeout=args.drain_timeout)))
+    return 0
+
+
+def run_sqs(args: argparse.Namespace, settings: Settings) -> int:
+    from pymirror.worker.sqs_process import SqsProcess, serve
+
+    process = SqsProcess(
+        queue=args.queue,
+        fallback_queue=args.fallback_queue,
+        sessions_file=args.sessions_file,
+        metrics_port=args.metrics_port,
+    )
+    sqs = with_flags(
+        settings.sqs,
+        endpoint_url=args.endpoint_url,
+        region=args.region,
+        receivers=args.receivers,
+        wait_seconds=args.wait_seconds,
+        visibility_timeout=args.visibility_timeout,
+        drain_timeout=args.drain_timeout,
+    )
+    summary = asyncio.run(serve(process, sqs))
+    print(f"pymirror worker sqs: {summary}", flush=True)
     return 0
