@@ -116,7 +116,9 @@ async def run_worker(
     ]
     identity = KafkaWorkerIdentity(topic=topic, group_id=f"{topic}-worker", fallback_topic=fallback)
     settings = KafkaSettings(fetch_max_records=FETCH_MAX_RECORDS, commit_interval=COMMIT_INTERVAL)
-    clients = KafkaClients(translate_properties({"bootstrap.servers": broker.bootstrap}))
+    # Like the raw pipe: a workload that reads a never-committed partition from the start.
+    properties = {"bootstrap.servers": broker.bootstrap, "auto.offset.reset": "earliest"}
+    clients = KafkaClients(translate_properties(properties))
     worker = KafkaSplitWorker(
         clients, identity, settings, routes, consumer_overrides=dict(group_timeouts(broker.kind))
     )

@@ -1,9 +1,10 @@
 """Topic and group administration over aiokafka's admin client (adapter side).
 
 :class:`KafkaAdmin` offers what the split worker needs: a topic's partition
-count and the configs set on it, create a temporary topic like the original
-(:class:`TopicSpec`), delete one, a group's committed offsets, and make a dead
-member leave a group.
+count, replication factor and the configs set on it, the live broker count,
+create a temporary topic like the original (:class:`TopicSpec`), grow one,
+delete one, a group's committed offsets, and make a dead member leave a
+group.
 
 Broker quirks handled here: noida-db creates a missing topic when a Metadata
 request names it, so existence is checked against the full topic list
@@ -19,7 +20,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka import errors as kerrors
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.protocol.group import LeaveGroupRequest
 
@@ -36,6 +37,8 @@ class TopicSpec:
 
     partitions: int
     configs: Mapping[str, str]
+    #: Replicas per partition (the original's; capped by the live brokers on create).
+    replication: int = 1
 
 
 def _check_response_errors(response: Any, what: str, *, allow: Iterable[int] = ()) -> None:
@@ -68,17 +71,33 @@ class KafkaAdmin:
         request naming a missing topic creates it on brokers that
         auto-create topics (noida-db does, even from the admin client).
         """
+        return len(await self._describe(topic))
+
+    async def _describe(self, topic: str) -> list[dict[str, Any]]:
+        """The partitions of ``topic`` as the broker describes them (replicas, leader)."""
         described = []
         if await self.exists(topic):
             async with translating(f"describing topic {topic!r}"):
                 described = await self._client.describe_topics([topic])
         for entry in described:
             if entry["topic"] == topic and entry["error_code"] == 0 and entry["partitions"]:
-                return len(entry["partitions"])
+                return list(entry["partitions"])
         raise KafkaTopicError(
             f"topic {topic!r} does not exist; check the topic name in the workload's "
             "MirrordKafkaTopicsConsumer and the bootstrap servers"
         )
+
+    async def live_brokers(self) -> int:
+        """How many brokers the cluster lists now."""
+        async with translating("describing the cluster"):
+            cluster = await self._client.describe_cluster()
+        return len(cluster["brokers"])
+
+    async def grow(self, topic: str, partitions: int) -> None:
+        """Give ``topic`` ``partitions`` partitions in all (CreatePartitions)."""
+        async with translating(f"adding partitions to {topic!r}"):
+            response = await self._client.create_partitions({topic: NewPartitions(partitions)})
+        _check_response_errors(response, "adding partitions to")
 
     async def exists(self, topic: str) -> bool:
         async with translating("listing topics"):
@@ -98,11 +117,14 @@ class KafkaAdmin:
         return configs
 
     async def spec_of(self, topic: str) -> TopicSpec:
-        return TopicSpec(await self.partitions(topic), await self.topic_configs(topic))
+        partitions = await self._describe(topic)
+        replication = max(len(p.get("replicas") or ()) for p in partitions) or 1
+        return TopicSpec(len(partitions), await self.topic_configs(topic), replication)
 
     async def create_topic(self, name: str, spec: TopicSpec) -> None:
-        """Create ``name`` with the spec's partitions and configs; fail if it exists."""
-        new = NewTopic(name, spec.partitions, 1, topic_configs=dict(spec.configs))
+        """Create ``name`` with the spec's partitions, replication and configs; fail if it
+        exists."""
+        new = NewTopic(name, spec.partitions, spec.replication, topic_configs=dict(spec.configs))
         async with translating(f"creating topic {name!r}"):
             response = await self._client.create_topics([new])
         _check_response_errors(response, "creating topic")

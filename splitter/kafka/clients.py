@@ -9,7 +9,11 @@ the same connection and security settings:
   :class:`~splitter.kafka.consuming.GroupConsumer` (auto-commit always off);
 * :meth:`~KafkaClients.reader` -> :class:`~splitter.kafka.reading.TopicReader`;
 * :meth:`~KafkaClients.forwarder` -> :class:`~splitter.kafka.forwarding.Forwarder`
-  (``acks=all``, always).
+  (``acks=all``, always; ``max_record_bytes`` sizes its requests for the
+  largest record a topic allows, its ``max.message.bytes``).
+
+Every consumer reads with ``isolation_level=read_committed`` (records of
+aborted transactions are never forwarded, moved or counted), always.
 
 The aiokafka arguments set here (``_PRODUCER_DEFAULTS``,
 ``_CONSUMER_DEFAULTS``) are client-property defaults: the workload's
@@ -27,7 +31,7 @@ import ssl
 from collections.abc import Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
@@ -35,7 +39,7 @@ from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitio
 
 from splitter.kafka.admin import KafkaAdmin
 from splitter.kafka.consuming import GroupConsumer, RebalanceCallbacks
-from splitter.kafka.forwarding import Forwarder
+from splitter.kafka.forwarding import Forwarder, NullableProducer
 from splitter.kafka.properties import KafkaClientOptions, SslFiles
 from splitter.kafka.reading import TopicReader
 
@@ -47,10 +51,16 @@ _ASSIGNORS = {
 #: A short linger batches a burst into few requests; idempotence needs
 #: broker features (producer ids) the test brokers lack.
 _PRODUCER_DEFAULTS: Mapping[str, Any] = {"linger_ms": 5, "enable_idempotence": False}
-#: A group without committed offsets starts at the beginning (nothing is skipped).
-_CONSUMER_DEFAULTS: Mapping[str, Any] = {"auto_offset_reset": "earliest", "max_poll_records": 500}
-#: A reader's fetch returns within 100 ms when nothing is there, so probing an end is quick.
-_READER_DEFAULTS: Mapping[str, Any] = {"fetch_max_wait_ms": 100}
+#: A partition the group never committed starts where the workload's own consumer
+#: would start it: its ``auto.offset.reset`` property, else the clients' default,
+#: latest (starting at earliest would replay the topic's whole history).
+_CONSUMER_DEFAULTS: Mapping[str, Any] = {"auto_offset_reset": "latest", "max_poll_records": 500}
+#: A reader's fetch returns within 100 ms when nothing is there, so probing an end is
+#: quick; a reader given no start offset reads from the beginning (session end: what
+#: the developer never committed is all leftovers).
+_READER_DEFAULTS: Mapping[str, Any] = {"fetch_max_wait_ms": 100, "auto_offset_reset": "earliest"}
+#: Headroom over a topic's max.message.bytes for the produce request around one record.
+_REQUEST_OVERHEAD = 16 * 1024
 
 
 def _ssl_context(files: SslFiles) -> ssl.SSLContext:
@@ -79,9 +89,14 @@ class KafkaClients:
     def admin(self) -> KafkaAdmin:
         return KafkaAdmin(AIOKafkaAdminClient(**self._common))
 
-    def forwarder(self, **overrides: Any) -> Forwarder:
+    def forwarder(self, *, max_record_bytes: int | None = None, **overrides: Any) -> Forwarder:
+        """A forwarder; ``max_record_bytes``: the largest record it must carry (a topic's
+        ``max.message.bytes``), so no record a topic allows is refused by the producer."""
         kwargs = dict(_PRODUCER_DEFAULTS) | dict(self.options.producer) | overrides
-        return Forwarder(AIOKafkaProducer(acks="all", **self._common, **kwargs))
+        if max_record_bytes is not None:
+            needed = max_record_bytes + _REQUEST_OVERHEAD
+            kwargs["max_request_size"] = max(kwargs.get("max_request_size", 0), needed)
+        return Forwarder(NullableProducer(acks="all", **self._common, **kwargs))
 
     def consumer_kwargs(self, group_id: str | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
         """The aiokafka consumer arguments: defaults < properties < ``overrides``."""
@@ -94,6 +109,7 @@ class KafkaClients:
             **kwargs,
             "group_id": group_id,
             "enable_auto_commit": False,
+            "isolation_level": "read_committed",
         }
 
     def group_consumer(

@@ -9,8 +9,12 @@
   offsets committed), wait until the workload's group has zero lag on the
   fallback topic, bounded by the drain timeout (None = wait, 0 = skip); the
   records still unconsumed then are produced back to the original (same
-  partition), not dropped. The fallback is deleted by :func:`delete_topic`
-  once the workload no longer reads it (after the env restore).
+  partition), not dropped. A fallback partition the group never committed
+  counts as the workload would read it: from its start if the workload's
+  ``auto.offset.reset`` is earliest (waited for), else (latest, the default,
+  or none) the workload would never read what is there, so it is not waited
+  for - it would be, forever - and moved back to the original at the end. The fallback is deleted by
+  :func:`delete_topic` once the workload no longer reads it (after the env restore).
 
 "Real end" matters: Tansu under-reports end offsets after batched produce,
 so lag is measured against :meth:`TopicReader.end_offsets`, which probes
@@ -18,17 +22,22 @@ past the listed end.
 
 Both return how many records they moved and report lag through an optional
 callback: the worker keeps its own counters (this module never imports it).
+The worker runs them under :func:`retrying`: a broker error during either is
+retried with backoff, never the end of the worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 
+from splitter.backoff import Backoff
+from splitter.errors import KafkaError
 from splitter.filters import MessageView
 from splitter.kafka.clients import KafkaClients
 from splitter.kafka.forwarding import Forwarder
@@ -38,6 +47,8 @@ from splitter.kafka.translating import forward_failure
 from splitter.routing import Router
 
 log = structlog.get_logger()
+
+T = TypeVar("T")
 
 
 async def _await_all(futures: list[asyncio.Future[Any]], where: str) -> None:
@@ -93,20 +104,56 @@ async def end_session(
     return len(futures)
 
 
+@dataclass(frozen=True)
+class FallbackLag:
+    """What the workload's group has not consumed of the fallback, per partition.
+
+    ``waiting``: (committed offset, or the start where the workload's
+    ``auto.offset.reset`` is earliest, real end) of the partitions the
+    workload will read - the drain waits for these. ``skipped``: (start, end)
+    of partitions the group never committed whose records its reset policy
+    (latest, none) would never read - not waited for (they would be waited
+    for forever), moved back to the original at the end, never dropped.
+    """
+
+    waiting: dict[int, tuple[int, int]]
+    skipped: dict[int, tuple[int, int]]
+
+    @property
+    def lag(self) -> int:
+        return sum(end - start for start, end in self.waiting.values())
+
+    def leftovers(self) -> dict[int, tuple[int, int]]:
+        return {**self.skipped, **self.waiting}
+
+
 async def fallback_lag(
-    clients: KafkaClients, *, fallback: str, group_id: str, partitions: int, idle_ms: int
-) -> dict[int, tuple[int, int]]:
-    """Per partition with lag: (the group's committed offset or 0, the real end)."""
+    clients: KafkaClients,
+    *,
+    fallback: str,
+    group_id: str,
+    partitions: int,
+    idle_ms: int,
+    reset: str = "latest",
+) -> FallbackLag:
+    """The group's lag on ``fallback``; ``reset``: the workload's ``auto.offset.reset``."""
     async with clients.admin() as admin:
         committed = await admin.committed(group_id, fallback, partitions)
+    tps = [(fallback, p) for p in range(partitions)]
     async with clients.reader() as reader:
-        ends = await reader.end_offsets([(fallback, p) for p in range(partitions)], idle_ms=idle_ms)
-    lagging: dict[int, tuple[int, int]] = {}
+        ends = await reader.end_offsets(tps, idle_ms=idle_ms)
+        firsts = await reader.listed_start_offsets(tps)
+    waiting: dict[int, tuple[int, int]] = {}
+    skipped: dict[int, tuple[int, int]] = {}
     for (_t, p), end in ends.items():
-        start = committed[p] or 0
-        if start < end:
-            lagging[p] = (start, end)
-    return lagging
+        start = committed[p]
+        first = firsts.get((fallback, p), 0)
+        if start is not None:
+            if start < end:
+                waiting[p] = (start, end)
+        elif first < end:
+            (waiting if reset == "earliest" else skipped)[p] = (first, end)
+    return FallbackLag(waiting, skipped)
 
 
 async def hand_back(
@@ -125,30 +172,33 @@ async def hand_back(
     ``settings.lag_poll_interval`` (``on_lag`` gets each measured lag).
     Returns how many records were moved back. Deleting the fallback is a
     separate step (:func:`delete_topic`): it must wait until the workload no
-    longer reads it (env restored), or a consumer would re-create it.
+    longer reads it (env restored), or a consumer would re-create it. The
+    caller bounds it on SIGTERM by cancelling it: what was moved back before
+    is moved again by the resumed hand-back (duplicates, never a loss).
     """
     async with clients.admin() as admin:
         if not await admin.exists(fallback):
             return 0
         partitions = await admin.partitions(fallback)
+    reset = clients.consumer_kwargs(group_id, {})["auto_offset_reset"]
     # A poll, not a retry: the same interval every time, bounded by the drain timeout.
     timeout = settings.drain_timeout
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        lagging = await fallback_lag(
+        lag = await fallback_lag(
             clients,
             fallback=fallback,
             group_id=group_id,
             partitions=partitions,
             idle_ms=settings.end_probe_ms,
+            reset=reset,
         )
-        lag = sum(end - start for start, end in lagging.values())
         if on_lag is not None:
-            on_lag(lag)
-        if not lagging:
+            on_lag(lag.lag)
+        if not lag.waiting:
             break
         if deadline is not None and time.monotonic() >= deadline:
-            log.warning("kafka drain timed out", fallback=fallback, lag=lag)
+            log.warning("kafka drain timed out", fallback=fallback, lag=lag.lag)
             break
         await asyncio.sleep(settings.lag_poll_interval)
     futures: list[asyncio.Future[Any]] = []
@@ -166,15 +216,35 @@ async def hand_back(
                 )
             )
 
-    if lagging:
+    leftovers = lag.leftovers()
+    if leftovers:
+        if lag.skipped:
+            log.info(
+                "kafka fallback partitions the workload never committed are moved back",
+                fallback=fallback,
+                partitions=sorted(lag.skipped),
+                reset=reset,
+            )
         async with clients.reader() as reader:
             await reader.read_to_end(
-                {(fallback, p): s for p, (s, _e) in lagging.items()},
+                {(fallback, p): s for p, (s, _e) in leftovers.items()},
                 move_back,
                 idle_ms=settings.end_probe_ms,
             )
         await _await_all(futures, f"returning {fallback!r} to {original!r}")
     return len(futures)
+
+
+async def retrying(work: Callable[[], Awaitable[T]], backoff: Backoff, what: str) -> T:
+    """Run ``work()`` until it succeeds: a ``KafkaError`` is logged and retried after the
+    backoff's next delay (a session end or hand-back read again from the committed
+    offsets moves some records twice, never none). Cancel it to give up."""
+    while True:
+        try:
+            return await work()
+        except KafkaError as e:
+            log.warning(f"kafka {what} failed; retrying", error=str(e))
+            await backoff.sleep()
 
 
 async def delete_topic(clients: KafkaClients, topic: str) -> None:

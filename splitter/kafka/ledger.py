@@ -1,22 +1,29 @@
 """Which offset of a source partition is safe to commit (pure bookkeeping).
 
 A :class:`PartitionLedger` holds, in offset order, the forwards of every
-record read from one partition and not yet committed. The committable offset
-is the offset *after* the longest prefix of records whose forwards all
-completed: a record acknowledged early never lets the commit jump over an
-earlier record still in flight. A failed forward stops the prefix and is
-reported, so nothing past it is ever committed.
+record read from one partition and not yet committed, with what the worker
+needs to send the record again (its ``item``). The committable offset is the
+offset *after* the longest prefix of records whose forwards all completed
+*successfully*: a record acknowledged early never lets the commit jump over
+an earlier record still in flight, and a failed forward is *sticky* - it
+stays at the head of the ledger, the committable offset stays at it, and
+nothing at or after it is committed until :meth:`PartitionLedger.retry_head`
+gave it new forwards that succeeded. A revocation or shutdown commit then
+commits up to the failed record, never past it: its next owner reads it
+again.
 
 Forwards are anything with ``done()`` (asyncio futures in the worker, simple
-stubs in unit tests); a record with no forward at all (matched nothing,
-impossible with a fallback but allowed) is done at once.
+stubs in unit tests); whether a done forward failed is the caller's
+``failed`` predicate (the ledger never looks inside). A record with no
+forward at all (matched nothing, impossible with a fallback but allowed) is
+done at once.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 
 class Pending(Protocol):
@@ -24,6 +31,7 @@ class Pending(Protocol):
 
 
 Forwards = Pending | Sequence[Pending]
+Failed = Callable[[Any], bool]
 
 
 def _all_done(forwards: Forwards) -> bool:
@@ -37,10 +45,10 @@ def _all_done(forwards: Forwards) -> bool:
 class PartitionLedger:
     """Records of one partition read but not yet committed, with their forwards."""
 
-    __slots__ = ("_entries", "base", "committable", "committed", "next_offset")
+    __slots__ = ("_entries", "base", "committable", "committed", "failed_at", "next_offset")
 
     def __init__(self, committed: int | None = None) -> None:
-        self._entries: deque[tuple[int, Forwards]] = deque()
+        self._entries: deque[tuple[int, Forwards, Any]] = deque()
         #: The offset last committed (the next record to read then), or None.
         self.committed = committed
         #: The offset it is safe to commit now (every record before it forwarded).
@@ -49,21 +57,30 @@ class PartitionLedger:
         self.next_offset = committed
         #: Where uncommitted reading started: the committed offset or the first record.
         self.base = committed
+        #: The offset of the record at the head whose forward failed, or None.
+        self.failed_at: int | None = None
 
-    def add(self, offset: int, forwards: Forwards) -> None:
+    def add(self, offset: int, forwards: Forwards, item: Any = None) -> None:
         """Record that ``offset`` was read and its forwards started (offsets ascend)."""
         if self.base is None:
             self.base = offset
-        self._entries.append((offset, forwards))
+        self._entries.append((offset, forwards, item))
         self.next_offset = offset + 1
 
-    def extend(self, offsets: Sequence[int], forwards: Sequence[Forwards]) -> None:
+    def extend(
+        self,
+        offsets: Sequence[int],
+        forwards: Sequence[Forwards],
+        items: Iterable[Any] | None = None,
+    ) -> None:
         """``add`` for a batch of ascending offsets (one call per fetched batch)."""
         if not offsets:
             return
         if self.base is None:
             self.base = offsets[0]
-        self._entries.extend(zip(offsets, forwards, strict=True))
+        if items is None:
+            items = [None] * len(offsets)
+        self._entries.extend(zip(offsets, forwards, items, strict=True))
         self.next_offset = offsets[-1] + 1
 
     def __len__(self) -> int:
@@ -75,24 +92,53 @@ class PartitionLedger:
             return 0
         return self.next_offset - (self.committed if self.committed is not None else self.base)
 
-    def advance(self) -> list[Forwards]:
-        """Drop the done prefix, move ``committable`` after it; return the forwards dropped.
+    def advance(self, failed: Failed | None = None) -> int:
+        """Drop the done, successful prefix and move ``committable`` after it.
 
-        The caller checks the returned forwards for failures *before* it
-        commits ``committable``.
+        Stops at the first done record whose forwards ``failed`` (sticky: it
+        stays, ``failed_at`` names it). Returns how many records were dropped.
         """
         entries = self._entries
-        done: list[Forwards] = []
+        dropped = 0
+        self.failed_at = None
         while entries:
-            forwards = entries[0][1]
+            offset, forwards, _item = entries[0]
             # Inline fast path for the common one-forward record (a hot loop).
             is_done = getattr(forwards, "done", None)
             if not (is_done() if is_done is not None else _all_done(forwards)):
                 break
-            done.append(entries.popleft()[1])
-        if done:
+            if failed is not None and failed(forwards):
+                self.failed_at = offset
+                break
+            entries.popleft()
+            dropped += 1
+        if dropped:
             self.committable = entries[0][0] if entries else self.next_offset
-        return done
+        return dropped
+
+    def head(self) -> tuple[int, Forwards, Any] | None:
+        """The oldest record not yet dropped: (offset, forwards, item), or None."""
+        return self._entries[0] if self._entries else None
+
+    def retry_head(self, forwards: Forwards) -> None:
+        """Replace the forwards of the head record (a failed one sent again)."""
+        self.replace(0, forwards)
+
+    def failed(self, failed: Failed) -> list[tuple[int, int, Any, Any]]:
+        """Every done record whose forwards ``failed``, in offset order: (position,
+        offset, forwards, item) - a stall fails a whole run of records, all sent again."""
+        return [
+            (position, offset, forwards, item)
+            for position, (offset, forwards, item) in enumerate(self._entries)
+            if _all_done(forwards) and failed(forwards)
+        ]
+
+    def replace(self, position: int, forwards: Forwards) -> None:
+        """Give the record at ``position`` (see :meth:`failed`) new forwards."""
+        offset, _old, item = self._entries[position]
+        self._entries[position] = (offset, forwards, item)
+        if position == 0:
+            self.failed_at = None
 
     def to_commit(self) -> int | None:
         """``committable`` if it moved past ``committed``, else None."""
@@ -109,4 +155,4 @@ class PartitionLedger:
 
     def pending(self) -> list[Forwards]:
         """Forwards not yet dropped (to wait on before a revocation commit)."""
-        return [forwards for _, forwards in self._entries]
+        return [forwards for _, forwards, _ in self._entries]

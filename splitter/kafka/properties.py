@@ -11,7 +11,8 @@ for consumers and for producers, and the TLS files (the adapter builds the
 * ``group.id`` is always pymirror's (the workload's group id is passed to the
   worker), so a value here is dropped;
 * guarantees are pymirror's too: ``enable.auto.commit`` may only be ``false``,
-  ``acks`` only ``all``/``-1``, ``transactional.id`` is refused;
+  ``acks`` only ``all``/``-1``, ``isolation.level`` only ``read_committed``
+  (every consumer reads committed records only), ``transactional.id`` is refused;
 * a few properties have no aiokafka equivalent but are harmless
   (``message.send.max.retries``: aiokafka retries until its request timeout);
   they are accepted and listed in ``KafkaClientOptions.ignored`` so the caller
@@ -91,7 +92,6 @@ _RESET = _choice(
 _COMPRESSION = _choice(
     {"none": None, "gzip": "gzip", "snappy": "snappy", "lz4": "lz4", "zstd": "zstd"}
 )
-_ISOLATION = _choice({"read_committed": "read_committed", "read_uncommitted": "read_uncommitted"})
 _ASSIGNOR = _choice({"range": "range", "roundrobin": "roundrobin", "cooperative-sticky": "sticky"})
 
 #: property -> (aiokafka argument, parser), valid for every client.
@@ -126,7 +126,6 @@ CONSUMER: dict[str, tuple[str, Parser]] = {
     "heartbeat.interval.ms": ("heartbeat_interval_ms", _int),
     "max.poll.interval.ms": ("max_poll_interval_ms", _int),
     "auto.offset.reset": ("auto_offset_reset", _RESET),
-    "isolation.level": ("isolation_level", _ISOLATION),
     "partition.assignment.strategy": ("partition_assignment_strategy", _ASSIGNOR),
     "check.crcs": ("check_crcs", _bool),
     "client.rack": ("client_rack", _text),
@@ -161,7 +160,14 @@ _SSL_FILES = {
 }
 
 #: Properties whose value pymirror decides.
-OWNED = {"group.id", "enable.auto.commit", "acks", "request.required.acks", "transactional.id"}
+OWNED = {
+    "group.id",
+    "enable.auto.commit",
+    "acks",
+    "request.required.acks",
+    "transactional.id",
+    "isolation.level",
+}
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,11 @@ def _check_owned(name: str, value: str) -> None:
     if name in ("acks", "request.required.acks") and lowered not in ("all", "-1"):
         raise KafkaPropertyError(
             f"property {name!r} must be all/-1 (or absent): pymirror forwards with acks=all"
+        )
+    if name == "isolation.level" and lowered != "read_committed":
+        raise KafkaPropertyError(
+            "property 'isolation.level' must be read_committed (or absent): pymirror never "
+            "forwards records of aborted transactions"
         )
     if name == "transactional.id":
         raise KafkaPropertyError(

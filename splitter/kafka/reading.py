@@ -56,6 +56,13 @@ class TopicReader:
             ends = await self._consumer.end_offsets(tps)
         return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
 
+    async def listed_start_offsets(self, partitions: Iterable[Partition]) -> dict[Partition, int]:
+        """The first offset still in each partition (after retention)."""
+        tps = [TopicPartition(t, p) for t, p in partitions]
+        async with translating("listing start offsets"):
+            starts = await self._consumer.beginning_offsets(tps)
+        return {(tp.topic, tp.partition): offset for tp, offset in starts.items()}
+
     async def read_to_end(
         self,
         starts: Mapping[Partition, int | None],

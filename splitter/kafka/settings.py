@@ -88,6 +88,30 @@ class KafkaSettings(BaseModel):
     retry_backoff_max: float = Field(
         5.0, ge=0, description="Seconds: the longest wait between two fetch retries."
     )
+    forward_retry_backoff: float = Field(
+        0.5,
+        ge=0,
+        description="Seconds before a record whose forward failed is sent again; doubles per "
+        "failure of the same record: a failed forward already waited a request timeout.",
+    )
+    forward_retry_backoff_max: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds: the longest wait between two attempts to forward one record "
+        "(a record that can never be forwarded is retried this often, and reported).",
+    )
+    topic_replication_factor: int | None = Field(
+        None,
+        ge=1,
+        description="Replicas per partition of a temporary topic; unset = the original's. "
+        "Always capped by the live broker count, so a copied min.insync.replicas can be met.",
+    )
+    partition_check_interval: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between two checks that the original did not grow past its "
+        "temporary topics (a check is one admin round trip; growth is rare).",
+    )
     end_probe_ms: int = Field(
         300,
         gt=0,

@@ -1,15 +1,31 @@
 """The split worker for one original Kafka topic.
 
 It consumes the original with the workload's own consumer group id (so the
-takeover and the hand-back resume at committed offsets), routes each record
-through the current :class:`~splitter.routing.Router` and forwards key,
-value, headers and timestamp unchanged to the same partition number of the
-destination topic (temporary topics have the original's partition count), so
-per-partition order holds. Forwards are pipelined (``acks=all`` futures, never
-one ``send_and_wait`` per record); a committer task commits, per partition,
-only the offset after the longest prefix of acknowledged records
-(:class:`~splitter.kafka.ledger.PartitionLedger`). On revocation the
-partition's forwards are awaited and committed before it is given up.
+takeover and the hand-back resume at committed offsets; a partition the group
+never committed starts where the workload's consumer would start it, its
+``auto.offset.reset``, latest by default) and reads committed records only
+(``read_committed``). It routes each record through the current
+:class:`~splitter.routing.Router` and forwards key (null included), value
+(null included), headers and timestamp unchanged to the same partition number
+of the destination topic, so per-partition order holds. Before routing to a
+destination it learns its partition count: a destination with fewer partitions
+gets source partition ``p`` on ``p % count`` (still one destination partition
+per source partition), and when the original grows the worker grows its
+temporary topics (:func:`~splitter.kafka.topics.grow_to_original`). The
+forwarder is sized for the original's ``max.message.bytes``.
+
+Forwards are pipelined (``acks=all`` futures, never one ``send_and_wait`` per
+record); a committer task commits, per partition, only the offset after the
+longest prefix of *successfully* acknowledged records
+(:class:`~splitter.kafka.ledger.PartitionLedger`). A failed forward is sticky:
+nothing at or after it is committed - not by the committer, a revocation or the
+shutdown - until it is forwarded; the committer sends it (and every later
+failed record of the partition, in order) again with backoff
+(``forward_retry_backoff``), counts it (``stats.forward_failures``, gauge
+``stats.failing``) and reports it (``stats.last_forward_error``, a warning per
+attempt). No record is ever a crash. On revocation the partition's forwards are
+awaited and committed up to any failure before it is given up.
+
 Fetching pauses while more than ``max_uncommitted`` records are read but not
 committed, which bounds the duplicates a crash can cause; from half that bound
 on, the committer commits early instead of at its next tick, so the bound is
@@ -29,12 +45,6 @@ What the worker splits is its :class:`KafkaWorkerIdentity`; how (intervals,
 bounds, retries) is :class:`~splitter.kafka.settings.KafkaSettings`, the one
 home of every Kafka default.
 
-The module is one class of ~400 lines on purpose: the fetch loop, the
-committer, revocation, rejoin and session end share the ledgers and two
-locks (batch, commit), one concurrency protocol best read in one place; the
-pieces without shared state live beside it (:mod:`~splitter.kafka.committing`,
-:mod:`~splitter.kafka.membership`, :mod:`~splitter.kafka.draining`).
-
 Session changes arrive through :meth:`KafkaSplitWorker.set_routes`. A session
 that disappears is *ended* (:mod:`splitter.kafka.draining`): its topic is read
 to the end, the leftovers routed again, the topic deleted. When the last
@@ -42,7 +52,23 @@ session ends the worker hands the topic back: it stops consuming (offsets
 committed), waits for the workload to drain the fallback, moves what is left
 back to the original, deletes the fallback (after :meth:`release_fallback`
 when ``await_release``; never with ``delete_fallback=False``), and
-:meth:`run` returns.
+:meth:`run` returns. Both are retried with backoff on broker errors.
+
+:meth:`stop` (SIGTERM) always wins: from it, :meth:`run` returns within
+``flush_timeout`` - a session end or a hand-back in progress is abandoned,
+the final commit and the group leave are cut at that deadline. A worker with
+a ``hand_back_file`` records the hand-back (and the session ends it still
+owes) the moment the last session ends; the next start with no sessions listed
+finds it, finishes those session ends and the hand-back, and never consumes
+the original again.
+
+The module is one class of ~700 lines on purpose: the fetch loop, the
+committer and its retries, revocation, rejoin, session end, hand-back and the
+stop deadline share the ledgers, two locks (batch, commit) and the stop event,
+one concurrency protocol best read in one place; the pieces without shared
+state live beside it (:mod:`~splitter.kafka.committing` with the retry
+schedule, :mod:`~splitter.kafka.membership` with the hand-back file,
+:mod:`~splitter.kafka.draining`, :mod:`~splitter.kafka.topics`).
 """
 
 from __future__ import annotations
@@ -60,16 +86,32 @@ import structlog
 
 from splitter.backoff import Backoff
 from splitter.errors import KafkaError, KafkaPropertyError, KafkaTopicError
-from splitter.filters import MessageView
+from splitter.filters import FilterSpec, MessageView, compile_filter
 from splitter.kafka.clients import KafkaClients
-from splitter.kafka.committing import committable_offsets, forwards_in_flight, mark_committed
+from splitter.kafka.committing import (
+    Failure,
+    Retries,
+    committable_offsets,
+    failed,
+    forwards_in_flight,
+    mark_committed,
+)
 from splitter.kafka.consuming import GroupConsumer
-from splitter.kafka.draining import delete_topic, end_session, hand_back
+from splitter.kafka.draining import delete_topic, end_session, hand_back, retrying
 from splitter.kafka.ledger import PartitionLedger
-from splitter.kafka.membership import record_member, recorded_member, remove_member
+from splitter.kafka.membership import (
+    HandBack,
+    clear_hand_back,
+    record_hand_back,
+    record_member,
+    recorded_hand_back,
+    recorded_member,
+    remove_member,
+)
 from splitter.kafka.records import Partition
 from splitter.kafka.settings import KafkaSettings
-from splitter.routing import SessionRoute
+from splitter.kafka.topics import grow_to_original
+from splitter.routing import Router, SessionRoute
 from splitter.switching import SessionSwitch
 
 log = structlog.get_logger()
@@ -90,6 +132,9 @@ class KafkaWorkerIdentity:
     #: Delete the fallback after the drain; False leaves that to the caller
     #: (the operator deletes it once the workload's env is restored).
     delete_fallback: bool = True
+    #: Where the worker records a hand-back under way, so that the next start
+    #: resumes it (:mod:`splitter.kafka.membership`); None: not resumable.
+    hand_back_file: Path | None = None
 
 
 @dataclass
@@ -104,6 +149,15 @@ class KafkaWorkerStats:
     rerouted: int = 0
     returned: int = 0
     lag: int = 0
+    #: Forwards that failed (each attempt counted); the record is sent again.
+    forward_failures: int = 0
+    #: The last forward failure, for status.
+    last_forward_error: str = ""
+
+    def __post_init__(self) -> None:
+        #: Partitions whose commit waits for a failed record now. Not a field: the
+        #: metrics exporter makes every int field a counter, and this one goes down.
+        self.failing = 0
 
 
 class KafkaSplitWorker(SessionSwitch):
@@ -131,55 +185,184 @@ class KafkaSplitWorker(SessionSwitch):
         self._commit_soon = asyncio.Event()
         self._rejoins = 0
         self._progress = asyncio.Event()
+        #: Partition -> the next attempt at its failed head record.
+        self._retries = Retries(self._retry_backoff)
+        #: Session topics that ended and whose end has not finished.
+        self._unfinished: dict[str, SessionRoute] = {}
+        #: The router whose destinations' partition counts the forwarder knows.
+        self._counted: Router | None = None
+        self._check_partitions = asyncio.Event()
+        self._stop_deadline: float | None = None
         #: Set once the fallback is drained (leftovers moved back to the original).
         self.drained = asyncio.Event()
         self._log = log.bind(topic=identity.topic, group=identity.group_id)
 
+    def set_routes(self, routes: Sequence[SessionRoute]) -> None:
+        """As :meth:`SessionSwitch.set_routes`; a hand-back it starts is recorded at once."""
+        previous = self._router.sessions
+        super().set_routes(routes)  # raises and changes nothing if the routes are unusable
+        live = {r.destination for r in routes}
+        for route in previous:
+            if route.destination not in live:
+                self._unfinished[route.destination] = route
+        self._check_partitions.set()
+        if self._hand_back.is_set():
+            self._record_hand_back()
+
+    def _record_hand_back(self) -> None:
+        path = self.identity.hand_back_file
+        if path is not None:
+            state = HandBack(self.identity.fallback_topic, tuple(self._unfinished))
+            record_hand_back(path, state)
+
     # --- running -----------------------------------------------------------
 
     async def run(self) -> None:
-        """Run until :meth:`stop` or until the last session ended and the topic was handed back."""
-        ident = self.identity
-        await self._remove_predecessor()
-        async with self.clients.forwarder() as forwarder:
+        """Run until :meth:`stop` or until the last session ended and the topic was handed back.
+
+        After :meth:`stop` it returns within the flush bound (``flush_timeout``
+        plus a commit), whatever it was doing: a session end or a hand-back in
+        progress is abandoned, and a recorded hand-back resumes on the next start.
+        """
+        self._resume_recorded()
+        max_bytes = await self._max_record_bytes()
+        forwarder = self.clients.forwarder(max_record_bytes=max_bytes)
+        async with contextlib.AsyncExitStack() as stack:
+            await forwarder.__aenter__()
+            stack.push_async_callback(self._bounded, forwarder.__aexit__(None, None, None), "close")
             self._forwarder = forwarder
-            await self._join()
-            self._log.info("kafka worker consuming")
-            try:
-                async with asyncio.TaskGroup() as tg:
-                    committer = tg.create_task(self._commit_loop(), name="kafka-commit")
-                    ender = tg.create_task(self._end_sessions(), name="kafka-session-end")
-                    await self._consume()
-                    await self._flush_and_commit()
-                    committer.cancel()
-                    # Sessions already ended are finished before leaving.
-                    await self._ended.join()
-                    ender.cancel()
-            finally:
-                await self._consumer.stop()  # the current one: a rejoin replaces it
-            self._log.info("kafka worker stopped consuming", stats=self._summary())
+            if self._hand_back.is_set():
+                self._log.info("kafka hand-back resumed", ended=sorted(self._unfinished))
+                for route in list(self._unfinished.values()):
+                    if not await self._unless_stopped(self._end_one(route)):
+                        return
+            else:
+                await self._split()
             if self._hand_back.is_set() and not self._stop.is_set():
-                moved = await hand_back(
-                    self.clients,
-                    forwarder,
-                    original=ident.topic,
-                    fallback=ident.fallback_topic,
-                    group_id=ident.group_id,
-                    settings=self.settings,
-                    on_lag=self._set_lag,
-                )
-                self.stats.returned += moved
-                self.drained.set()
-                self._log.info("kafka fallback drained", returned=moved)
-                if ident.await_release:
-                    await self._released.wait()
-                if ident.delete_fallback:
-                    await delete_topic(self.clients, ident.fallback_topic)
-                self._log.info(
-                    "kafka topic handed back",
-                    fallback=ident.fallback_topic,
-                    fallback_deleted=ident.delete_fallback,
-                )
+                await self._unless_stopped(self._finish_hand_back())
+
+    async def _split(self) -> None:
+        """Consume the original and forward, until stopped or the last session ended."""
+        await self._remove_predecessor()
+        await self._join()
+        self._log.info("kafka worker consuming")
+        try:
+            async with asyncio.TaskGroup() as tg:
+                committer = tg.create_task(self._commit_loop(), name="kafka-commit")
+                ender = tg.create_task(self._end_sessions(), name="kafka-session-end")
+                watcher = tg.create_task(self._watch_partitions(), name="kafka-partitions")
+                await self._consume()
+                await self._flush_and_commit()
+                committer.cancel()
+                watcher.cancel()
+                # Sessions already ended are finished before leaving (not after stop:
+                # the SIGTERM bound holds; the hand-back file remembers them).
+                await self._unless_stopped(self._ended.join())
+                ender.cancel()
+        finally:
+            # The current consumer (a rejoin replaces it); leaving is bounded after stop.
+            await self._bounded(self._consumer.stop(), "leave")
+        self._log.info("kafka worker stopped consuming", stats=self._summary())
+
+    def stop(self) -> None:
+        """As :meth:`SessionSwitch.stop`; from now on ``run`` has ``flush_timeout`` left."""
+        if self._stop_deadline is None:
+            self._stop_deadline = asyncio.get_running_loop().time() + self.settings.flush_timeout
+        super().stop()
+
+    async def _bounded(self, work: Any, what: str) -> None:
+        """Await ``work``; after :meth:`stop`, only until the stop deadline (then give up:
+        what was not committed is read again by the partition's next owner)."""
+        deadline = self._stop_deadline
+        if deadline is None:
+            await work
+            return
+        try:
+            async with asyncio.timeout_at(deadline):
+                await work
+        except TimeoutError:
+            self._log.warning("kafka shutdown step abandoned at the stop deadline", step=what)
+
+    async def _finish_hand_back(self) -> None:
+        ident = self.identity
+        self._record_hand_back()  # a start with no sessions listed resumes from here
+        moved = await retrying(
+            lambda: hand_back(
+                self.clients,
+                self._forwarder,
+                original=ident.topic,
+                fallback=ident.fallback_topic,
+                group_id=ident.group_id,
+                settings=self.settings,
+                on_lag=self._set_lag,
+            ),
+            self._retry_backoff(),
+            "hand-back",
+        )
+        self.stats.returned += moved
+        self.drained.set()
+        self._log.info("kafka fallback drained", returned=moved)
+        if ident.await_release:
+            await self._released.wait()
+        if ident.delete_fallback:
+            await delete_topic(self.clients, ident.fallback_topic)
+        if ident.hand_back_file is not None:
+            clear_hand_back(ident.hand_back_file)
+        self._log.info(
+            "kafka topic handed back",
+            fallback=ident.fallback_topic,
+            fallback_deleted=ident.delete_fallback,
+        )
+
+    def _resume_recorded(self) -> None:
+        """A hand-back recorded by an earlier run: its session ends, then itself, resume."""
+        path = self.identity.hand_back_file
+        state = None if path is None else recorded_hand_back(path)
+        if state is None or state.fallback != self.identity.fallback_topic:
+            return
+        listed = {r.destination for r in self._router.sessions}
+        no_filter = compile_filter(FilterSpec())
+        for topic in state.ended_topics:
+            if topic not in listed:
+                self._unfinished[topic] = SessionRoute(topic, 0, no_filter, topic)
+        if self._router.sessions:
+            # Sessions came back before the restart: no hand-back; end the others.
+            for route in self._unfinished.values():
+                self._ended.put_nowait(route)
+            assert path is not None
+            clear_hand_back(path)
+            return
+        self._hand_back.set()
+
+    async def _unless_stopped(self, work: Any) -> bool:
+        """Await ``work`` unless :meth:`stop` comes first (then cancel it); True if done."""
+        task = asyncio.ensure_future(work)
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if task.done():
+            task.result()
+            return True
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self._log.warning("kafka worker stopped mid-way; the next start resumes")
+        return False
+
+    async def _max_record_bytes(self) -> int | None:
+        """The original's max.message.bytes (the temporary topics copy it), if set on it."""
+        async with self.clients.admin() as admin:
+            configs = await admin.topic_configs(self.identity.topic)
+        value = configs.get("max.message.bytes")
+        return int(value) if value is not None and value.isdigit() else None
+
+    def _retry_backoff(self) -> Backoff:
+        settings = self.settings
+        return Backoff(
+            first=settings.forward_retry_backoff, ceiling=settings.forward_retry_backoff_max
+        )
 
     def _set_lag(self, lag: int) -> None:
         self.stats.lag = lag
@@ -302,6 +485,8 @@ class KafkaSplitWorker(SessionSwitch):
             async with self._batch_lock:
                 # Revocation takes the batch lock too: no ledger goes away mid-batch.
                 router = self._router
+                if router is not self._counted:
+                    await self._learn_partitions(router)
                 for (_topic, partition), records in batch.items():
                     ledger = self._ledgers.get(partition)
                     if ledger is None:
@@ -312,7 +497,9 @@ class KafkaSplitWorker(SessionSwitch):
                         for r in records
                     ]
                     forwards = await forwarder.send_routed(partition, records, routes)
-                    ledger.extend([r.offset for r in records], forwards)
+                    ledger.extend(
+                        [r.offset for r in records], forwards, zip(records, routes, strict=True)
+                    )
                     counts.update([t.session_id for targets in routes for t in targets])
                 if None in counts:
                     counts["fallback"] = counts.pop(None)
@@ -331,7 +518,8 @@ class KafkaSplitWorker(SessionSwitch):
             await self._commit_locked(partitions)
 
     async def _commit_locked(self, partitions: Sequence[int]) -> None:
-        offsets = committable_offsets(self._ledgers, self.identity.topic, partitions)
+        offsets, failures = committable_offsets(self._ledgers, self.identity.topic, partitions)
+        self._note_failures(partitions, failures)
         if not offsets:
             return
         try:
@@ -346,7 +534,8 @@ class KafkaSplitWorker(SessionSwitch):
         self._progress.set()
 
     async def _commit_loop(self) -> None:
-        """Commit every ``commit_interval``, or sooner when half the bound is uncommitted."""
+        """Commit every ``commit_interval``, or sooner when half the bound is uncommitted;
+        send failed records again when their backoff has passed."""
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.commit_interval):
@@ -355,6 +544,64 @@ class KafkaSplitWorker(SessionSwitch):
                 await self._wait_forwards(list(self._ledgers), oldest=True)
             self._commit_soon.clear()
             await self._commit(list(self._ledgers))
+            if self._retries:
+                await self._retry_failed()
+
+    def _note_failures(self, partitions: Sequence[int], failures: Sequence[Failure]) -> None:
+        """Count and report each failed attempt (its record is sent again later)."""
+        for failure, retry, delay in self._retries.note(
+            self._ledgers, partitions, failures, time.monotonic()
+        ):
+            self.stats.forward_failures += 1
+            self.stats.last_forward_error = str(failure.error)
+            self._log.warning(
+                "kafka forward failed; the record is sent again and nothing after it "
+                "is committed until it is forwarded",
+                partition=failure.partition,
+                offset=failure.offset,
+                attempt=retry.backoff.attempts,
+                retry_in=round(delay, 3),
+                error=str(failure.error),
+            )
+        self.stats.failing = len(self._retries)
+
+    async def _retry_failed(self) -> None:
+        """Send the failed records whose backoff passed again, in offset order."""
+        async with self._batch_lock:
+            for partition in self._retries.due(self._ledgers, time.monotonic()):
+                ledger = self._ledgers[partition]
+                for position, _offset, old, (record, targets) in ledger.failed(failed):
+                    forwards = await self._forwarder.resend(partition, record, targets, old)
+                    ledger.replace(position, forwards)
+                self._retries.sent(partition)
+        self.stats.failing = len(self._retries)
+
+    async def _learn_partitions(self, router: Router) -> None:
+        """Learn the partition counts of the router's destinations before routing to them."""
+        topics = {self.identity.fallback_topic, *(r.destination for r in router.sessions)}
+        try:
+            await self._forwarder.learn_partitions(topics)
+        except KafkaError as e:  # a destination missing: its forwards fail and are retried
+            self._log.warning("kafka destination partitions unknown", error=str(e))
+        self._counted = router
+
+    async def _watch_partitions(self) -> None:
+        """Follow the original's partition count: grow its temporary topics, re-learn."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.partition_check_interval):
+                    await self._check_partitions.wait()
+            self._check_partitions.clear()
+            router = self._router
+            topics = [self.identity.fallback_topic, *(r.destination for r in router.sessions)]
+            try:
+                async with self.clients.admin() as admin:
+                    await grow_to_original(
+                        admin, self.identity.topic, topics, self.settings.name_format
+                    )
+                await self._forwarder.learn_partitions(topics, refresh=True)
+            except KafkaError as e:
+                self._log.warning("kafka partition check failed", error=str(e))
 
     async def _wait_forwards(self, partitions: Sequence[int], *, oldest: bool = False) -> None:
         """Wait (bounded) for the forwards in flight, or only each partition's oldest."""
@@ -363,6 +610,9 @@ class KafkaSplitWorker(SessionSwitch):
             await asyncio.wait(pending, timeout=self.settings.flush_timeout)
 
     async def _flush_and_commit(self) -> None:
+        await self._bounded(self._flush_and_commit_now(), "commit")
+
+    async def _flush_and_commit_now(self) -> None:
         partitions = list(self._ledgers)
         await self._wait_forwards(partitions)
         await self._commit(partitions)
@@ -387,6 +637,7 @@ class KafkaSplitWorker(SessionSwitch):
         mine = sorted(p for t, p in partitions if t == self.identity.topic)
         for partition in mine:
             self._ledgers.setdefault(partition, PartitionLedger())
+        self._check_partitions.set()  # new partitions of the original: grow what routes them
         self._record_member()
         self._log.info("kafka partitions assigned", partitions=mine)
 
@@ -406,14 +657,19 @@ class KafkaSplitWorker(SessionSwitch):
         async with self._batch_lock:
             partitions = list(self._ledgers)
         await self._wait_forwards(partitions)
-        moved = await end_session(
-            self.clients,
-            self._forwarder,
-            topic=route.destination,
-            group_id=self.identity.group_id,
-            router=lambda: self._router,
-            settings=self.settings,
+        moved = await retrying(
+            lambda: end_session(
+                self.clients,
+                self._forwarder,
+                topic=route.destination,
+                group_id=self.identity.group_id,
+                router=lambda: self._router,
+                settings=self.settings,
+            ),
+            self._retry_backoff(),
+            "session end",
         )
+        self._unfinished.pop(route.destination, None)
         self.stats.rerouted += moved
         self._log.info(
             "kafka session ended",

@@ -78,7 +78,8 @@ async def test_records_are_routed_by_headers_with_key_partition_order_and_timest
     """The first matching session (start order) steals, mirrors get a copy, the rest: fallback."""
     original, fallback = unique_name, f"{unique_name}-fb"
     alice, bob, blue = f"{unique_name}-alice", f"{unique_name}-bob", f"{unique_name}-blue"
-    await create_topics(kafka_broker, PARTITIONS, original, fallback, alice, bob, blue)
+    late = f"{unique_name}-late"
+    await create_topics(kafka_broker, PARTITIONS, original, fallback, alice, bob, blue, late)
     sent = make_records(300, PARTITIONS, ["alice", "bob", "carol", "alice-2"])
     await produce(kafka_broker, original, sent)
 
@@ -90,7 +91,7 @@ async def test_records_are_routed_by_headers_with_key_partition_order_and_timest
         route("blue", 1, blue, "mirror", user="^(alice|carol)$"),
         route("alice", 2, alice, user="^alice"),
         route("bob", 3, bob, user="^bob$"),
-        route("alice-late", 4, bob, user="^alice$"),  # later than alice: never wins
+        route("alice-late", 4, late, user="^alice$"),  # later than alice: never wins
     )
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(worker.run())
@@ -99,6 +100,7 @@ async def test_records_are_routed_by_headers_with_key_partition_order_and_timest
             bob: [r for r in sent if r.headers[1][1] == b"bob"],
             blue: [r for r in sent if r.headers[1][1] in (b"alice", b"carol")],
             fallback: [r for r in sent if r.headers[1][1] == b"carol"],
+            late: [],
         }
         got = {
             t: await read_all(kafka_broker, t, PARTITIONS, expect=len(w)) for t, w in want.items()

@@ -12,6 +12,7 @@ topic list is unchanged afterwards.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -63,3 +64,38 @@ async def test_a_missing_original_is_an_error_and_nothing_is_created(
         with pytest.raises(KafkaTopicError, match=f"topic '{unique_name}' does not exist"):
             await create_temporary_topic(kafka, unique_name, FORMAT, fallback=True)
     assert set(await list_topics(kafka_broker)) == before
+
+
+async def test_temporary_topics_copy_the_replication_factor_capped_by_the_live_brokers(
+    kafka_broker: KafkaBroker, unique_name: str
+) -> None:
+    """Was: every temporary topic got replication factor 1 next to a copied
+    min.insync.replicas. The spec now carries the original's replication factor and a
+    temporary topic gets it, capped by the live brokers (one here), or the configured
+    one, capped the same way."""
+    original = f"{unique_name}.orders"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(original, 2, 1, topic_configs={"min.insync.replicas": "1"})]
+        )
+    finally:
+        await admin.close()
+    async with clients_for(kafka_broker).admin() as kafka:
+        spec = await kafka.spec_of(original)
+        assert spec.replication == 1
+        assert spec.configs.get("min.insync.replicas") == "1"
+        assert await kafka.live_brokers() == 1
+        wants_three = replace(spec, replication=3)  # an original on three brokers
+        fallback = await create_temporary_topic(
+            kafka, original, FORMAT, fallback=True, spec=wants_three
+        )
+        assert fallback.spec.replication == 1  # one live broker
+        configured = await create_temporary_topic(
+            kafka, original, FORMAT, fallback=False, spec=wants_three, replication=2
+        )
+        assert configured.spec.replication == 1
+        for topic in (fallback.name, configured.name):
+            assert (await kafka.spec_of(topic)).replication == 1
+            await kafka.delete_topic(topic)

@@ -23,10 +23,10 @@ def test_commit_never_jumps_over_an_unacknowledged_earlier_record() -> None:
     for offset, forward in zip(range(10, 14), forwards, strict=True):
         ledger.add(offset, forward)
     forwards[1].finished = forwards[2].finished = True
-    assert ledger.advance() == []
+    assert ledger.advance() == 0
     assert ledger.to_commit() is None
     forwards[0].finished = True
-    assert len(ledger.advance()) == 3
+    assert ledger.advance() == 3
     assert ledger.to_commit() == 13
     forwards[3].finished = True
     ledger.advance()
@@ -41,9 +41,9 @@ def test_a_record_with_several_forwards_waits_for_all_of_them() -> None:
     mirror, steal = Forward(), Forward()
     ledger.add(5, [mirror, steal])
     mirror.finished = True
-    assert ledger.advance() == []
+    assert ledger.advance() == 0
     steal.finished = True
-    assert ledger.advance() == [[mirror, steal]]
+    assert ledger.advance() == 1
     assert ledger.to_commit() == 6
 
 
@@ -59,3 +59,29 @@ def test_uncommitted_counts_records_read_since_the_last_commit() -> None:
     ledger.mark_committed(110)
     assert ledger.uncommitted() == 0
     assert ledger.pending() == []
+
+
+def test_a_failed_forward_stays_at_the_head_until_retried_and_holds_the_commit_at_it() -> None:
+    ledger = PartitionLedger()
+    forwards = [Forward() for _ in range(3)]
+    ledger.extend([20, 21, 22], forwards, ["a", "b", "c"])
+    for forward in forwards:
+        forward.finished = True
+    failing = {id(forwards[1])}
+
+    def failed(f: object) -> bool:
+        return id(f) in failing
+
+    assert ledger.advance(failed) == 1
+    assert ledger.failed_at == 21
+    assert ledger.head() == (21, forwards[1], "b")
+    assert ledger.to_commit() == 21
+    assert ledger.advance(failed) == 0  # sticky: a second look does not drop it
+    assert ledger.to_commit() == 21
+    again = Forward()
+    ledger.retry_head(again)
+    assert ledger.failed_at is None
+    assert ledger.advance(failed) == 0  # the retry is in flight
+    again.finished = True
+    assert ledger.advance(failed) == 2
+    assert ledger.to_commit() == 23

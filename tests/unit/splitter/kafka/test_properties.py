@@ -97,6 +97,10 @@ def test_group_id_is_always_ours_and_dropped() -> None:
         ({"bootstrap.servers": "b:1", "acks": "1"}, r"'acks' must be all"),
         ({"bootstrap.servers": "b:1", "transactional.id": "t"}, r"'transactional\.id'"),
         (
+            {"bootstrap.servers": "b:1", "isolation.level": "read_uncommitted"},
+            r"'isolation\.level' must be read_committed",
+        ),
+        (
             {"bootstrap.servers": "b:1", "security.protocol": "SASL_PLAINTEXT"},
             r"needs 'sasl\.username' and 'sasl\.password'",
         ),

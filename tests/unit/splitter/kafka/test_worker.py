@@ -22,5 +22,6 @@ def test_the_identity_holds_what_is_split_and_no_tunable() -> None:
         "member_file",
         "await_release",
         "delete_fallback",
+        "hand_back_file",
     }
     assert not names & set(KafkaSettings.model_fields)  # every default lives in the settings
