@@ -125,6 +125,13 @@ def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="this replica's own file (a pod emptyDir) recording its group member id",
     )
+    parser.add_argument(
+        "--hand-back-file",
+        type=Path,
+        default=None,
+        help="where the worker records a hand-back under way so that a restart resumes it "
+        "(default: the sessions file's name + '.hand-back')",
+    )
 
 
 def parse_properties(items: Sequence[str]) -> dict[str, str]:
@@ -149,6 +156,8 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
             fallback_topic=args.fallback_topic,
             member_file=args.member_file,
             delete_fallback=not args.keep_fallback,
+            hand_back_file=args.hand_back_file
+            or args.sessions_file.with_name(args.sessions_file.name + ".hand-back"),
         ),
         properties=parse_properties(args.property),
         sessions_file=args.sessions_file,

@@ -282,3 +282,68 @@ def everything_before(sent: list[Sent], committed: dict[int, int]) -> list[Sent]
             out.append(r)
         position[r.partition] = position.get(r.partition, 0) + 1
     return out
+
+
+async def test_sigterm_during_the_hand_back_wait_exits_and_the_next_start_resumes_it(
+    kafka_broker: KafkaBroker, unique_name: str, tmp_path: Path
+) -> None:
+    """Narrated:
+
+    1. ``pymirror worker kafka`` splits with one session (alice), no drain
+       timeout; 20 records arrive: alice's 10 reach her topic, bob's 10 the
+       fallback.
+    2. The sessions file becomes ``[]``: alice's leftovers go to the fallback
+       and the hand-back starts waiting for the workload to drain the fallback
+       (nobody consumes it, so it would wait forever). The hand-back is
+       recorded in the hand-back file (the default: beside the sessions file).
+    3. SIGTERM: the process exits 0 within its bound, the hand-back unfinished.
+    4. The same command starts again with ``--drain-timeout 0``: with the
+       hand-back recorded it does not consume the original; it finishes the
+       hand-back (the 20 fallback records go back to the original), deletes
+       the fallback and alice's topic, and exits 0.
+    """
+    original, fallback, alice = unique_name, f"{unique_name}-fb", f"{unique_name}-alice"
+    group = f"{unique_name}-g"
+    await create_topics(kafka_broker, PARTITIONS, original, fallback, alice)
+    sessions = tmp_path / "sessions.json"
+    sessions.write_text(
+        sessions_json(
+            {"id": "alice", "sequence": 1, "topic": alice, "message_filter": {"user": "^alice$"}}
+        )
+    )
+    hand_back = tmp_path / "sessions.json.hand-back"
+    argv = worker_argv(kafka_broker, original, group, fallback, sessions)
+    env = {**os.environ, "PYMIRROR_KAFKA__COMMIT_INTERVAL": "0.1"}
+    proc = await asyncio.create_subprocess_exec(
+        *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    try:
+        sent = make_records(20, PARTITIONS, ["alice", "bob"])
+        await produce(kafka_broker, original, sent)
+        await read_all(kafka_broker, alice, PARTITIONS, expect=10)
+        await read_all(kafka_broker, fallback, PARTITIONS, expect=10)
+        sessions.write_text("[]")
+        await wait_until(hand_back.exists, within=60, what=lambda: "no hand-back file")
+        await read_all(kafka_broker, fallback, PARTITIONS, expect=20)  # alice's leftovers
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(60):
+            out, _ = await proc.communicate()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert proc.returncode == 0, out.decode()[-3000:]
+    assert hand_back.exists()  # unfinished: still recorded
+    assert fallback in await list_topics(kafka_broker)
+
+    code, out2 = await run_worker([*argv, "--drain-timeout", "0"], within=90)
+    assert code == 0, out2[-3000:]
+    assert not hand_back.exists()
+    topics = await list_topics(kafka_broker)
+    assert fallback not in topics
+    assert alice not in topics
+    committed = await group_offsets(kafka_broker, group, original)
+    assert sum(committed.values()) == 20
+    everything = await read_all(kafka_broker, original, PARTITIONS, expect=40)
+    returned = [g for g in everything if g.offset >= committed[g.partition]]
+    assert Counter(g.id for g in returned) == Counter(r.id for r in sent)
