@@ -15,8 +15,13 @@ The matching rules (docs/how-it-works.md, "Routing rules"), all here and nowhere
   JSON (or nested too deep to parse) or a program that fails means no match.
   With both kinds of filter, both must match.
 - Regexes use the ``regex`` module (lookaround, backreferences, possessive
-  quantifiers). Each search has a time budget; a search that runs over it
+  quantifiers) and are compiled case-insensitively, as mirrord's operator
+  does (``^a$`` matches ``A``); a leading ``(?-i)`` makes a pattern
+  case-sensitive. Each search has a time budget; a search that runs over it
   counts as no match and is logged once per filter.
+- A jq program runs in a helper process with an empty environment and a
+  CPU-time budget (:mod:`splitter.jq_programs`); running over it counts as no
+  match and is logged once per filter.
 
 Everything a message offers is captured once in a :class:`MessageView`, so a
 message matched against many sessions decodes its attributes and parses its
@@ -36,6 +41,7 @@ import regex
 import structlog
 
 from splitter.errors import FilterError
+from splitter.jq_programs import DEFAULT_JQ_BUDGET, JqHelperError, check_program, shared_evaluator
 
 log = structlog.get_logger()
 
@@ -142,19 +148,31 @@ def exact_literals(pattern: str) -> frozenset[str] | None:
     return frozenset(alts)
 
 
+#: A leading inline flag that turns case-insensitivity off for the whole pattern.
+CASE_SENSITIVE = "(?-i)"
+
+
 @dataclass(frozen=True)
 class Pair:
     """One ``name -> regex`` pair, compiled; ``literals`` is set for exact patterns
-    (``^a$``, ``^(a|b)$``), ``prefix`` for prefix patterns (``^my-session-``)."""
+    (``^a$``, ``^(a|b)$``), ``prefix`` for prefix patterns (``^my-session-``).
+
+    ``folded``: the pattern is case-insensitive and ``literals``/``prefix`` are
+    lower-cased ASCII; they then decide only ASCII values (compared lower-cased),
+    any other value is searched with the regex (Unicode case rules: ``\u212a`` is a
+    ``k``)."""
 
     name: str
     pattern: regex.Pattern[str]
     literals: frozenset[str] | None
     prefix: str | None = None
+    folded: bool = False
 
     def matches(self, values: Sequence[str], budget: float) -> bool:
         # Plain loops, not ``any(<generator>)`` (SIM110): this runs for every candidate of
         # every message, and the generator doubles the cost of a routed message.
+        if self.folded:
+            return self._matches_folded(values, budget)
         literals = self.literals
         if literals is not None:
             for v in values:  # noqa: SIM110 - see above
@@ -174,6 +192,21 @@ class Pair:
                 return True
         return False
 
+    def _matches_folded(self, values: Sequence[str], budget: float) -> bool:
+        literals, prefix, search = self.literals, self.prefix, self.pattern.search
+        for v in values:
+            if not v.isascii():
+                if search(v, timeout=budget) is not None:
+                    return True
+                continue
+            v = v.lower()
+            if literals is not None:
+                if v in literals or (v[-1:] == "\n" and v[:-1] in literals):
+                    return True
+            elif prefix is not None and v.startswith(prefix):
+                return True
+        return False
+
 
 class CompiledFilter:
     """A :class:`FilterSpec` ready to match; build it with :func:`compile_filter`."""
@@ -185,13 +218,17 @@ class CompiledFilter:
         program: Any,
         budget: float,
         where: str,
+        jq_budget: float = DEFAULT_JQ_BUDGET,
     ) -> None:
         self.spec = spec
         self.pairs = pairs
+        #: The jq program's text (run in the helper process), or None.
         self.program = program
         self.budget = budget
+        self.jq_budget = jq_budget
         self.where = where
         self._warned = False
+        self._jq_warned = False
 
     @property
     def mode(self) -> Mode:
@@ -221,24 +258,59 @@ class CompiledFilter:
         return self.program is None or self._jq_matches(view)
 
     def _jq_matches(self, view: MessageView) -> bool:
-        body = view.json_body()
-        if body is _NOT_JSON:
+        # Parsed here (once per message) so a body that is not JSON never reaches the helper.
+        if view.json_body() is _NOT_JSON or view.body is None:
             return False
         try:
-            # Only the first result decides: never run (or collect) the rest of the stream.
-            first = next(iter(self.program.input_value(body)), None)
-        except ValueError:
-            return False
-        return first is not False and first is not None
+            # Only the first result decides: the helper never runs the rest of the stream.
+            return bool(shared_evaluator().evaluate(self.program, view.body, self.jq_budget))
+        except TimeoutError:
+            self._jq_warn("a jq program ran over its time budget; counted as no match")
+        except JqHelperError as e:
+            self._jq_warn(f"a jq program could not run ({e}); counted as no match")
+        return False
 
     def _warn(self, what: str) -> None:
         if not self._warned:
             self._warned = True
             log.warning(what, filter=self.where, budget_s=self.budget)
 
+    def _jq_warn(self, what: str) -> None:
+        if not self._jq_warned:
+            self._jq_warned = True
+            log.warning(what, filter=self.where, budget_s=self.jq_budget)
+
+
+def _shortcuts(
+    source: str, pattern: regex.Pattern[str]
+) -> tuple[frozenset[str] | None, str | None, bool]:
+    """``(literals, prefix, folded)`` for :class:`Pair`: set lookups that decide like the
+    regex. A case-insensitive pattern gets lower-cased ASCII ones only."""
+    if pattern.flags & regex.IGNORECASE:
+        literals, prefix = exact_literals(source), literal_prefix(source)
+        if literals is not None and not all(a.isascii() for a in literals):
+            literals = None
+        if prefix is not None and not prefix.isascii():
+            prefix = None
+        if literals is None and prefix is None:
+            return None, None, False
+        return (
+            frozenset(a.lower() for a in literals) if literals is not None else None,
+            prefix.lower() if prefix is not None else None,
+            True,
+        )
+    if source.startswith(CASE_SENSITIVE):
+        rest = source[len(CASE_SENSITIVE) :]
+        return exact_literals(rest), literal_prefix(rest), False
+    return None, None, False
+
 
 def compile_filter(
-    spec: FilterSpec, *, where: str = "message_filter", budget: float = DEFAULT_MATCH_BUDGET
+    spec: FilterSpec,
+    *,
+    where: str = "message_filter",
+    budget: float = DEFAULT_MATCH_BUDGET,
+    jq_budget: float = DEFAULT_JQ_BUDGET,
 ) -> CompiledFilter:
     """Compile every regex and the jq program, or raise ``FilterError`` naming the bad one."""
     if spec.mode not in MODES:
@@ -273,19 +345,25 @@ def compile_filter(
             )
         seen.add(key)
         try:
-            pattern = regex.compile(source)
+            pattern = regex.compile(source, regex.IGNORECASE)
         except regex.error as e:
             raise FilterError(
                 f"{where}.{name}: {source!r} is not a valid regex ({e}); fix the pattern"
             ) from e
-        pairs.append(Pair(key, pattern, exact_literals(source), literal_prefix(source)))
+        literals, prefix, folded = _shortcuts(source, pattern)
+        pairs.append(Pair(key, pattern, literals, prefix, folded))
     program = None
     if spec.jq_filter is not None:
+        refused = check_program(spec.jq_filter)
+        if refused is not None:
+            raise FilterError(f"{where}: jq_filter {spec.jq_filter!r}: {refused}; remove it")
         try:
-            program = jq.compile(spec.jq_filter)
+            # Compiled here only to report a syntax error now; it runs in the helper process.
+            jq.compile(spec.jq_filter)
         except ValueError as e:
             first = str(e).strip().splitlines()[0]
             raise FilterError(
                 f"{where}: jq_filter {spec.jq_filter!r} does not compile ({first}); fix the program"
             ) from e
-    return CompiledFilter(spec, tuple(pairs), program, budget, where)
+        program = spec.jq_filter
+    return CompiledFilter(spec, tuple(pairs), program, budget, where, jq_budget)

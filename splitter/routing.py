@@ -22,6 +22,12 @@ prefix such as ``^my-session-``, only if the value starts with it (one dict
 lookup per distinct prefix length). Only candidates run their
 full filter. Sessions with a ``jq_filter`` and no name pairs are always
 candidates.
+
+Regexes are case-insensitive unless they start with ``(?-i)``: a
+case-insensitive pair is indexed by its lower-cased (ASCII) literals or prefix
+and looked up by the lower-cased value; a value that is not ASCII (Unicode
+case rules: ``\u212a`` is a ``k``) makes every session of that index a
+candidate, and the regex decides. A ``(?-i)`` pair is indexed as written.
 """
 
 from __future__ import annotations
@@ -84,6 +90,11 @@ class Router:
         self._by_value: dict[str, dict[str, list[int]]] = {}
         #: name -> prefix length -> prefix -> sessions (few distinct lengths in practice)
         self._by_prefix: dict[str, dict[int, dict[str, list[int]]]] = {}
+        #: The same two for case-insensitive pairs, keyed lower-cased.
+        self._by_value_folded: dict[str, dict[str, list[int]]] = {}
+        self._by_prefix_folded: dict[str, dict[int, dict[str, list[int]]]] = {}
+        #: name -> every session of the folded indexes: the candidates of a non-ASCII value.
+        self._folded_all: dict[str, list[int]] = {}
         self._targets = [Delivery(r.destination, r.session_id) for r in ordered]
         for i, route in enumerate(ordered):
             flt = route.filter
@@ -93,13 +104,18 @@ class Router:
                 self._always.append(i)
                 continue
             key = _key_pair(flt.pairs)
-            if key.literals is None and key.prefix is not None:
-                by_length = self._by_prefix.setdefault(key.name, {})
-                by_length.setdefault(len(key.prefix), {}).setdefault(key.prefix, []).append(i)
-            elif key.literals is None:
+            if key.literals is None and key.prefix is None:
                 self._by_name.setdefault(key.name, []).append(i)
-            else:
-                by_value = self._by_value.setdefault(key.name, {})
+                continue
+            if key.folded:
+                self._folded_all.setdefault(key.name, []).append(i)
+            if key.literals is None and key.prefix is not None:
+                prefix_index = self._by_prefix_folded if key.folded else self._by_prefix
+                by_length = prefix_index.setdefault(key.name, {})
+                by_length.setdefault(len(key.prefix), {}).setdefault(key.prefix, []).append(i)
+            elif key.literals is not None:
+                value_index = self._by_value_folded if key.folded else self._by_value
+                by_value = value_index.setdefault(key.name, {})
                 for literal in key.literals:
                     by_value.setdefault(literal, []).append(i)
 
@@ -128,8 +144,34 @@ class Router:
                         hit = literal_index.get(value[:-1])
                         if hit:
                             found += hit
+            if name in self._folded_all:
+                found += self._folded_candidates(name, values)
         if len(found) > 1:
             found = sorted(set(found))
+        return found
+
+    def _folded_candidates(self, name: str, values: Sequence[str]) -> list[int]:
+        """Candidates among the case-insensitive pairs keyed by ``name``."""
+        found: list[int] = []
+        prefix_index = self._by_prefix_folded.get(name)
+        literal_index = self._by_value_folded.get(name)
+        for value in values:
+            if not value.isascii():
+                return self._folded_all[name]  # the regexes decide
+            value = value.lower()
+            if prefix_index:
+                for length, prefixes in prefix_index.items():
+                    hit = prefixes.get(value[:length])
+                    if hit:
+                        found += hit
+            if literal_index:
+                hit = literal_index.get(value)
+                if hit:
+                    found += hit
+                if value[-1:] == "\n":
+                    hit = literal_index.get(value[:-1])
+                    if hit:
+                        found += hit
         return found
 
     def route(self, view: MessageView) -> list[Delivery]:

@@ -6,8 +6,16 @@
 Shutdown order (as uvicorn's and arq's): the first SIGTERM/SIGINT only calls
 ``worker.stop()``; the worker stops intake, finishes or releases what it holds
 and its ``run`` returns within its own bound. A second signal cancels the run at
-once (:class:`ForcedExit`), for an operator who will not wait. Route changes from
-the source are applied one at a time, in the order the source produced them.
+once (:class:`ForcedExit`), for an operator who will not wait.
+
+Route changes from the source are prepared and applied one at a time, in the
+order the source produced them: the source awaits each before it looks for the
+next, so a slow ``prepare`` (resolving SQS queue URLs) can never let an older
+change land after a newer one. A change that ``prepare`` or ``set_routes``
+refuses (a session queue that does not exist yet, a destination that is the
+original or the fallback, two sessions sharing a sequence) leaves the current
+sessions in place and is reported to the source, which offers it again on its
+next poll; the refusal is logged once until the reason changes.
 """
 
 from __future__ import annotations
@@ -88,21 +96,25 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    changes: asyncio.Queue[list[SessionRoute]] = asyncio.Queue()
     done = asyncio.Event()
+    refused: str | None = None  # the last refusal logged
 
-    async def apply_changes() -> None:
-        while True:
-            routes = await changes.get()
-            try:
-                worker.set_routes(await prepare(routes))
-            except Exception as e:  # e.g. a session queue that does not exist: keep the old
-                log.warning("sessions not applied; keeping the current ones", error=str(e))
+    async def apply(routes: list[SessionRoute]) -> bool:
+        nonlocal refused
+        try:
+            worker.set_routes(await prepare(routes))
+        except Exception as e:  # e.g. a session queue that does not exist: keep the old
+            reason = f"{type(e).__name__}: {e}"
+            if reason != refused:
+                refused = reason
+                log.warning("sessions not applied; keeping the current ones", error=reason)
+            return False
+        refused = None
+        return True
 
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(source.watch(changes.put_nowait, done), name="sessions")
-            applier = tg.create_task(apply_changes(), name="apply-sessions")
+            watcher = tg.create_task(source.watch(apply, done), name="sessions")
             if metrics is not None:
                 from pymirror.worker.metrics import StatsExporter, serve_metrics
 
@@ -116,7 +128,7 @@ async def run_worker(
                 await worker.run()
             finally:
                 done.set()
-                applier.cancel()
+                watcher.cancel()  # a change being prepared is not waited for
     except asyncio.CancelledError:
         if signals > 1:
             raise ForcedExit(

@@ -17,6 +17,7 @@ from splitter.filters import (
     exact_literals,
     literal_prefix,
 )
+from splitter.jq_programs import shared_evaluator
 
 pytestmark = pytest.mark.unit
 
@@ -97,9 +98,38 @@ def test_attribute_and_header_names_are_compared_case_insensitively(
     assert matches({filter_name: "^me$"}, MessageView.from_kafka([(message_name, b"me")], None))
 
 
-def test_regex_values_are_compared_case_sensitively() -> None:
-    assert not matches({"author": "^me$"}, text_view({"author": "ME"}))
-    assert matches({"author": "(?i)^me$"}, text_view({"author": "ME"}))
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("^a$", "A", True),  # mirrord's operator end-to-end test: ^a$ matches A
+        ("^me$", "ME", True),
+        ("^ME$", "me", True),
+        ("^(alice|bob)$", "Bob", True),
+        ("^my-session-", "MY-SESSION-1", True),
+        ("ali", "xALIx", True),
+        ("^(?!kube-probe)", "KUBE-PROBE/1.29", False),
+        ("^k$", "\u212a", True),  # KELVIN SIGN is a k, case-insensitively
+        ("^\u00e9t\u00e9$", "\u00c9T\u00c9", True),
+        ("(?-i)^me$", "ME", False),
+        ("(?-i)^me$", "me", True),
+        ("(?-i)^(alice|bob)$", "Bob", False),
+        ("(?-i)^my-", "MY-1", False),
+        ("(?-i)^my-", "my-1", True),
+        ("(?-i)ali", "xALIx", False),
+        ("(?i)^me$", "ME", True),
+    ],
+)
+def test_regex_values_are_compared_case_insensitively_unless_the_pattern_says_otherwise(
+    pattern: str, value: str, expected: bool
+) -> None:
+    assert matches({"author": pattern}, text_view({"author": value})) is expected
+    kafka_view = MessageView.from_kafka([("author", value.encode())], None)
+    assert matches({"author": pattern}, kafka_view) is expected
+
+
+def test_names_stay_case_insensitive_when_the_value_regex_is_case_sensitive() -> None:
+    assert matches({"AUTHOR": "(?-i)^me$"}, text_view({"Author": "me"}))
+    assert not matches({"AUTHOR": "(?-i)^me$"}, text_view({"Author": "Me"}))
 
 
 @pytest.mark.parametrize(
@@ -313,6 +343,51 @@ def test_the_body_is_parsed_once_per_message_whatever_the_number_of_jq_filters()
     assert view.json_body() is first
 
 
+def test_a_jq_program_cannot_read_the_workers_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+    view = text_view({}, body='{"n": 1}')
+    assert not matches({}, view, jq_filter='$ENV.AWS_SECRET_ACCESS_KEY == "s3cr3t"')
+    assert not matches({}, view, jq_filter='env.AWS_SECRET_ACCESS_KEY == "s3cr3t"')
+    # The program did run (an error would also mean no match): it sees an empty environment.
+    assert matches({}, view, jq_filter="($ENV | length) == 0 and (env | length) == 0")
+
+
+def test_a_jq_program_that_imports_a_module_is_refused_when_compiled() -> None:
+    for program in ('import "secrets" as $s; .', '# note\n include "x"; .', "module {}; ."):
+        with pytest.raises(FilterError, match="jq modules"):
+            compile_filter(FilterSpec(jq_filter=program))
+    assert matches({}, text_view({}, body='{"import": true}'), jq_filter=".import")
+
+
+def test_a_jq_program_over_its_budget_counts_as_no_match_and_is_logged_once_per_filter() -> None:
+    evaluator = shared_evaluator()
+    endless = "last(range(1e12))"
+    s1 = compile_filter(FilterSpec(jq_filter=endless), where="session 's1'", jq_budget=0.05)
+    s2 = compile_filter(FilterSpec(jq_filter=endless), where="session 's2'", jq_budget=0.05)
+    quick = compile_filter(FilterSpec(jq_filter=".n == 1"), where="session 'q'")
+    starts = evaluator.starts
+    with capture_logs() as logs:
+        for _ in range(2):
+            assert not s1.matches(text_view({}, body='{"n": 1}'))
+            assert not s2.matches(text_view({}, body='{"n": 1}'))
+            # The killed helper is replaced: the next program runs as usual.
+            assert quick.matches(text_view({}, body='{"n": 1}'))
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [w["filter"] for w in warnings] == ["session 's1'", "session 's2'"]
+    assert all("budget" in w["event"] for w in warnings)
+    assert evaluator.starts >= starts + 4  # each timeout killed the helper
+
+
+def test_one_body_sent_to_the_jq_helper_serves_every_program_of_that_message() -> None:
+    first = text_view({}, body='{"n": 3}')
+    second = text_view({}, body='{"n": 5}')
+    assert matches({}, first, jq_filter=".n == 3")
+    assert matches({}, first, jq_filter=".n < 4")
+    assert matches({}, second, jq_filter=".n == 5")  # a new body is sent, not the cached one
+    assert not matches({}, second, jq_filter=".n == 3")
+    assert matches({}, MessageView.from_kafka([], b'{"n": 3}'), jq_filter=".n == 3")
+
+
 # --- fancy regexes and the time budget ----------------------------------------------------------
 
 
@@ -410,12 +485,22 @@ def test_exact_literals_are_recognized_only_for_plain_anchored_alternatives(
     assert (None if found is None else set(found)) == literals
 
 
-@pytest.mark.parametrize("pattern", ["^x$", "^(x|y)$", "^$", "^(|x)$"])
-@pytest.mark.parametrize("value", ["x", "x\n", "x\n\n", "\nx", "xx", "", "\n", "y", "X"])
-def test_exact_literal_shortcut_agrees_with_the_regex(pattern: str, value: str) -> None:
+SHORTCUT_VALUES = ["\u212a", "\u017f", "\u212a\n", "K", "S", "s\n", "\u00e9", "\u00c9"]
+
+
+@pytest.mark.parametrize("pattern", ["^x$", "^(x|y)$", "^$", "^(|x)$", "^(k|s)$", "^\u00e9$"])
+@pytest.mark.parametrize(
+    "value", ["x", "x\n", "x\n\n", "\nx", "xx", "", "\n", "y", "X", "X\n", *SHORTCUT_VALUES]
+)
+@pytest.mark.parametrize("sensitive", [False, True])
+def test_exact_literal_shortcut_agrees_with_the_regex(
+    pattern: str, value: str, sensitive: bool
+) -> None:
     assert exact_literals(pattern) is not None
-    expected = regex.search(pattern, value) is not None
-    assert matches({"a": pattern}, text_view({"a": value})) is expected
+    flags = 0 if sensitive else regex.IGNORECASE
+    expected = regex.search(pattern, value, flags) is not None
+    written = "(?-i)" + pattern if sensitive else pattern
+    assert matches({"a": written}, text_view({"a": value})) is expected
 
 
 @pytest.mark.parametrize(
@@ -437,12 +522,32 @@ def test_literal_prefixes_are_recognized_only_without_metacharacters(
     assert literal_prefix(pattern) == prefix
 
 
-@pytest.mark.parametrize("pattern", ["^my-", "^x"])
-@pytest.mark.parametrize("value", ["my-1", "my-", "xmy-", "\nmy-", "x", "", "MY-1", "y\nx"])
-def test_literal_prefix_shortcut_agrees_with_the_regex(pattern: str, value: str) -> None:
+@pytest.mark.parametrize("pattern", ["^my-", "^x", "^ks", "^\u00e9"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "my-1",
+        "my-",
+        "xmy-",
+        "\nmy-",
+        "x",
+        "",
+        "MY-1",
+        "y\nx",
+        "KS",
+        "\u212a\u017f",
+        *SHORTCUT_VALUES,
+    ],
+)
+@pytest.mark.parametrize("sensitive", [False, True])
+def test_literal_prefix_shortcut_agrees_with_the_regex(
+    pattern: str, value: str, sensitive: bool
+) -> None:
     assert literal_prefix(pattern) is not None
-    expected = regex.search(pattern, value) is not None
-    assert matches({"a": pattern}, text_view({"a": value})) is expected
+    flags = 0 if sensitive else regex.IGNORECASE
+    expected = regex.search(pattern, value, flags) is not None
+    written = "(?-i)" + pattern if sensitive else pattern
+    assert matches({"a": written}, text_view({"a": value})) is expected
 
 
 # --- bad input ------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """Routing (splitter/routing.py): session order, mirror copies, fallback, and the index.
 
-The index is checked against a brute-force reference written here from DESIGN §4
-alone: walk every session in sequence order and run each regex with
-``regex.search`` on every decoded header value.
+The index is checked against a brute-force reference written here from the routing
+rules (docs/how-it-works.md) alone: walk every session in sequence order and run each regex with
+``regex.search`` (case-insensitive, as the rules say) on every decoded header value.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from structlog.testing import capture_logs
 
 from splitter.errors import FilterError
 from splitter.filters import FilterSpec, MessageView, compile_filter
-from splitter.routing import Router, SessionRoute, Delivery
+from splitter.routing import Delivery, Router, SessionRoute
 
 pytestmark = pytest.mark.unit
 
@@ -203,6 +203,49 @@ def test_a_literal_filter_matches_a_value_with_a_trailing_newline_like_the_regex
     assert router.route(kafka(user="alice\n\n")) == to(None)
 
 
+def test_literal_and_prefix_sessions_are_found_whatever_the_case_of_the_value() -> None:
+    router = Router(
+        [
+            session("exact", 1, {"user": "^Alice$"}),
+            session("either", 2, {"user": "^(bob|CAROL)$"}),
+            session("prefix", 3, {"trace": "^My-Session-"}),
+        ],
+        FALLBACK,
+    )
+    assert router.route(kafka(user="aLiCe")) == to("exact")
+    assert router.route(kafka(user="carol")) == to("either")
+    assert router.route(kafka(user="BOB\n")) == to("either")
+    assert router.route(kafka(trace="MY-SESSION-42")) == to("prefix")
+    assert router.route(kafka(user="alicia", trace="my-sess")) == to(None)
+
+
+def test_a_non_ascii_value_that_folds_to_a_literal_still_reaches_its_session() -> None:
+    # KELVIN SIGN and LONG S fold to "k" and "s": str.lower() keeps them, the regex does not.
+    router = Router(
+        [session("kay", 1, {"user": "^k$"}), session("sk", 2, {"trace": "^sk"})], FALLBACK
+    )
+    assert router.route(kafka(user="\u212a")) == to("kay")
+    assert router.route(kafka(trace="\u017f\u212a-1")) == to("sk")
+    assert router.route(kafka(user="\u00e9")) == to(None)
+
+
+def test_a_case_sensitive_pattern_is_indexed_as_written() -> None:
+    router = Router(
+        [
+            session("upper", 1, {"user": "(?-i)^ALICE$"}),
+            session("lower", 2, {"user": "(?-i)^(alice|bob)$"}),
+            session("prefix", 3, {"trace": "(?-i)^My-"}),
+        ],
+        FALLBACK,
+    )
+    assert router.route(kafka(user="ALICE")) == to("upper")
+    assert router.route(kafka(user="alice")) == to("lower")
+    assert router.route(kafka(user="Alice")) == to(None)
+    assert router.route(kafka(user="BOB")) == to(None)
+    assert router.route(kafka(trace="My-1")) == to("prefix")
+    assert router.route(kafka(trace="my-1")) == to(None)
+
+
 def test_a_repeated_header_with_the_same_value_routes_one_copy() -> None:
     router = Router([session("m", 1, {"tag": "^a$"}, mode="mirror")], FALLBACK)
     view = MessageView.from_kafka([("tag", b"a"), ("TAG", b"a"), ("tag", b"a\n")], None)
@@ -261,8 +304,31 @@ VALUES = [
     "a\r\n",
     "x\u2028",
     "alice\x85",
+    "Alice",
+    "BOB",
+    "My-Session-1",
+    "\u212a",  # KELVIN SIGN: case-insensitively a "k"
+    "\u017f",  # LATIN SMALL LETTER LONG S: case-insensitively an "s"
+    "\u212aube-probe",
+    "\u017f\u212a",
+    "\u00c9t\u00e9",
+    "\u00e9t\u00e9",
 ]
-LITERALS = ["alice", "bob", "a", "b", "x", "", "ab-ab", "my-session-1"]
+LITERALS = [
+    "alice",
+    "bob",
+    "a",
+    "b",
+    "x",
+    "",
+    "ab-ab",
+    "my-session-1",
+    "ALICE",
+    "Bob",
+    "k",
+    "s",
+    "sk",
+]
 FANCY = [
     "^(?!kube-probe)",
     "(?<=user-)alice",
@@ -282,6 +348,15 @@ FANCY = [
     "^(alice|bob)",
     "^(a|b)c$",
     r"^x\Z",
+    "^K",
+    "^kube-",
+    "^My-",
+    "(?-i)^My-",
+    "(?-i)^alice$",
+    "(?-i)^(ALICE|bob)$",
+    "(?-i)alice",
+    "^\u00e9t\u00e9$",
+    "^\u00c9",
 ]
 JQ = [".vip", ".n > 2", ".missing", '.user | test("a")', "empty", ".[0]", "true", "null"]
 BODIES: list[bytes | None] = [
@@ -298,11 +373,13 @@ BODIES: list[bytes | None] = [
 
 def random_pattern(rng: random.Random) -> str:
     kind = rng.random()
+    sensitive = "(?-i)" if rng.random() < 0.25 else ""
     if kind < 0.35:
-        return f"^{rng.choice(LITERALS)}$"
+        return f"{sensitive}^{rng.choice(LITERALS)}$"
     if kind < 0.6:
         alts = rng.sample(LITERALS, rng.randint(1, 4))
-        return f"^({'|'.join(alts)})$" if rng.random() < 0.5 else f"^(?:{'|'.join(alts)})$"
+        exact = f"^({'|'.join(alts)})$" if rng.random() < 0.5 else f"^(?:{'|'.join(alts)})$"
+        return sensitive + exact
     return rng.choice(FANCY)
 
 
@@ -347,7 +424,7 @@ def jq_program(program: str) -> Any:
 def reference_route(
     routes: Sequence[SessionRoute], headers: list[tuple[str, bytes | None]], body: bytes | None
 ) -> list[Delivery]:
-    """DESIGN §4 read literally, with no index and no shortcut."""
+    """The routing rules read literally, with no index and no shortcut."""
     values: dict[str, list[str]] = {}
     for name, raw in headers:
         try:
@@ -376,7 +453,7 @@ def reference_route(
         if not spec.message_filter and spec.jq_filter is None:
             continue
         ok = all(
-            any(regex.search(pattern, v) for v in values.get(name.lower(), []))
+            any(regex.search(pattern, v, regex.IGNORECASE) for v in values.get(name.lower(), []))
             for name, pattern in spec.message_filter.items()
         )
         if ok and spec.jq_filter is not None:

@@ -8,14 +8,18 @@ records what the runtime tells it) shows the runtime's own rules.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from structlog.testing import capture_logs
 
 from pymirror.worker.runtime import ForcedExit, run_worker
+from pymirror.worker.sources import Apply
+from splitter.errors import FilterError
 from splitter.filters import FilterSpec, compile_filter
 from splitter.routing import SessionRoute
 
@@ -63,9 +67,15 @@ class ListSource:
     def load(self) -> list[SessionRoute]:
         return []
 
-    async def watch(self, apply: Callable[[list[SessionRoute]], None], done: asyncio.Event) -> None:
+    accepted: list[bool] = field(default_factory=list)
+    offered: asyncio.Event = field(default_factory=asyncio.Event)  # every change was offered
+
+    async def watch(self, apply: Apply, done: asyncio.Event) -> None:
         for change in self.changes:
-            apply(change)
+            result = apply(change)
+            assert inspect.isawaitable(result)  # the runtime's apply is awaited, one at a time
+            self.accepted.append(bool(await result))
+        self.offered.set()
         await done.wait()
 
 
@@ -85,7 +95,8 @@ async def test_route_changes_are_prepared_and_applied_in_order_and_a_failed_one_
             SessionRoute(r.session_id, r.sequence, r.filter, "url-" + r.destination) for r in routes
         ]
 
-    task = asyncio.create_task(run_worker(worker, ListSource(changes), prepare=prepare))
+    source = ListSource(changes)
+    task = asyncio.create_task(run_worker(worker, source, prepare=prepare))
     while len(worker.applied) < 2:
         await worker.changed.wait()
         worker.changed.clear()
@@ -93,6 +104,27 @@ async def test_route_changes_are_prepared_and_applied_in_order_and_a_failed_one_
     await task
     assert calls == ["qa", "bad", "qc"]
     assert worker.applied == [["url-qa"], ["url-qc"]]  # in order, the failed change skipped
+    assert source.accepted == [True, False, True]  # the source learns of the refusal: it retries
+
+
+async def test_a_change_the_worker_refuses_is_reported_to_the_source_and_logged_once() -> None:
+    worker = RecordingWorker()
+    bad = [route("a", 1, "q")]
+
+    def refuse(routes: Sequence[SessionRoute]) -> None:
+        raise FilterError("session 'a': its destination 'q' is the original")
+
+    worker.set_routes = refuse  # type: ignore[method-assign]
+    source = ListSource([bad, bad, bad])
+    with capture_logs() as logs:
+        task = asyncio.create_task(run_worker(worker, source))
+        await source.offered.wait()
+        worker.stop()
+        await task
+    assert source.accepted == [False, False, False]
+    warned = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warned) == 1
+    assert "is the original" in warned[0]["error"]
 
 
 async def test_first_signal_stops_gracefully_and_the_run_returns() -> None:
