@@ -69,8 +69,12 @@ async def end_session(
     group_id: str,
     router: Callable[[], Router],
     settings: KafkaSettings,
+    wanted: Callable[[], bool] = lambda: True,
 ) -> int:
-    """Route a session topic's unconsumed records again, then delete it; return how many."""
+    """Route a session topic's unconsumed records again, then delete it; return how many.
+
+    ``wanted`` is asked again before the delete: a session listed again meanwhile (same
+    topic) keeps its topic (records already routed again stay where they went)."""
     async with clients.admin() as admin:
         if not await admin.exists(topic):
             log.info("kafka session topic already gone", session_topic=topic)
@@ -100,6 +104,9 @@ async def end_session(
             starts = {(topic, p): committed[p] for p in range(partitions)}
             await reader.read_to_end(starts, reroute, idle_ms=settings.end_probe_ms)
         await _await_all(futures, f"re-routing {topic!r}")
+        if not wanted():
+            log.info("kafka session listed again; its topic is kept", session_topic=topic)
+            return len(futures)
         await admin.delete_topic(topic)
     return len(futures)
 

@@ -173,7 +173,7 @@ class KafkaSplitWorker(SessionSwitch):
         consumer_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         """``consumer_overrides``: extra aiokafka consumer arguments (tests: group timeouts)."""
-        super().__init__(routes, identity.fallback_topic)
+        super().__init__(routes, identity.fallback_topic, original=identity.topic)
         self.clients = clients
         self.identity = identity
         self.settings = settings
@@ -652,6 +652,10 @@ class KafkaSplitWorker(SessionSwitch):
                 self._ended.task_done()
 
     async def _end_one(self, route: SessionRoute) -> None:
+        if not self.end_wanted(route):
+            self._unfinished.pop(route.destination, None)
+            self._log.info("kafka session listed again; topic kept", session=route.session_id)
+            return
         started = time.monotonic()
         # Every record routed by the old router is in a ledger once the batch ends.
         async with self._batch_lock:
@@ -665,6 +669,7 @@ class KafkaSplitWorker(SessionSwitch):
                 group_id=self.identity.group_id,
                 router=lambda: self._router,
                 settings=self.settings,
+                wanted=lambda: self.end_wanted(route),
             ),
             self._retry_backoff(),
             "session end",

@@ -64,9 +64,16 @@ def test_sessions_file_becomes_routes_with_compiled_filters(tmp_path: Path) -> N
     assert not eve.filter.empty
 
 
-def test_an_empty_sessions_file_means_no_sessions(tmp_path: Path) -> None:
+def test_an_empty_sessions_file_at_start_up_is_a_usage_error(tmp_path: Path) -> None:
     path = tmp_path / "sessions.json"
     path.write_text("")
+    with pytest.raises(UsageError, match=r"write \[\] for no sessions"):
+        load_routes(path)
+
+
+def test_an_empty_list_means_no_sessions(tmp_path: Path) -> None:
+    path = tmp_path / "sessions.json"
+    path.write_text("[]")
     assert load_routes(path) == []
 
 
