@@ -134,3 +134,4 @@ def http_peers() -> Iterator[HttpPeers]:
         finally:
             server.kill()
             server.wait(10)
+            server.stdout.close()

@@ -174,6 +174,9 @@ async def test_pcap_stream_from_tcpdump_is_mirrored(
     finally:
         tcpdump.kill()
         tcpdump.wait(10)
+        for pipe in (tcpdump.stdout, tcpdump.stderr):
+            if pipe is not None:
+                pipe.close()
     sent = sent_streams(results)
     await rec.wait_for(10, 10)
     assert sorted(rec.flows) == sent
