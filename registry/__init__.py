@@ -6,7 +6,10 @@
 * ``registry.kafka_client_configs`` - resolving a client config chain (pure core + async loader);
 * ``registry.workloads`` - workload kinds (API group per kind configurable) and pod templates;
 * ``registry.config_sources`` - ConfigMaps and Secrets behind one interface;
-* ``registry.env_reading`` - queue names, topics and group ids from pod templates;
+* ``registry.env_refs`` - what to look for in a pod template and what was found (pure data);
+* ``registry.container_envs`` - a container's effective environment (env, envFrom, ConfigMaps; pure);
+* ``registry.env_reading`` - queue names, topics and group ids from pod templates (pure core);
+* ``registry.workload_queues`` - the same, read from a registry object's workload (async);
 * ``registry.objects`` - the async API: ``Kube`` (one cluster, a bounded thread
   pool) and ``Objects`` (get, list, watch, create, apply, patches, delete,
   optimistic ``update``, finalizers) of one resource in one namespace;

@@ -11,6 +11,11 @@ ends (aborted on RST) and the flow is forgotten. ``abandon`` (Ctrl-C) stops at
 once: unsent bytes are dropped and counted, nothing waits for the target. The
 connection that proved ``--to`` reachable can be handed in (``connection=``):
 it carries the first flow, so the target sees no extra, empty connection.
+
+It stays one module above ~400 lines because ``_Sink`` and ``Replayer`` are one
+mechanism: each sink's protocol callbacks update the replayer's stats under its
+limits while the replayer's task drives that sink's connect, flush, deadline and
+close, so a split would only turn their private protocol into a public one.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def _dir(args: argparse.Namespace) -> Path:
-    from pymirror.sandbox.control import default_state_dir
+    from pymirror.sandbox.state import default_state_dir
 
     return Path(args.state_dir) if args.state_dir else default_state_dir()
 
@@ -123,7 +123,7 @@ def run_down(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_status(args: argparse.Namespace, settings: Settings) -> int:
-    from pymirror.sandbox.control import status
+    from pymirror.sandbox.status import status
 
     state, rows = status(_dir(args))
     if args.json:
@@ -140,8 +140,8 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_env(args: argparse.Namespace, settings: Settings) -> int:
-    from pymirror.sandbox.control import State, env_lines
     from pymirror.sandbox.errors import SandboxError
+    from pymirror.sandbox.state import State, env_lines
 
     state = State.load(_dir(args))
     if state is None:

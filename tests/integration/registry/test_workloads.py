@@ -1,4 +1,4 @@
-"""registry.workloads and registry.env_reading on the real test API server.
+"""registry.workloads and registry.workload_queues on the real test API server.
 
 Workloads are the stand-in Deployment/StatefulSet CRDs and the cut-down Argo
 Rollout CRD (tests/kube/README.md); ConfigMaps the stand-in ConfigMap CRD. The
@@ -18,15 +18,8 @@ from typing import Any
 import pytest
 
 from registry.config_sources import ConfigKinds
-from registry.env_reading import (
-    CONFIG_MAP_KEY_REF,
-    ENV_FROM_CONFIG_MAP,
-    VALUE,
-    EnvReadingError,
-    read_kafka_topics,
-    read_registry_queues,
-)
-from registry.errors import NotFoundError
+from registry.env_refs import CONFIG_MAP_KEY_REF, ENV_FROM_CONFIG_MAP, VALUE
+from registry.errors import EnvReadingError, NotFoundError
 from registry.models import (
     API_VERSION,
     MirrordKafkaTopicsConsumer,
@@ -35,6 +28,7 @@ from registry.models import (
 )
 from registry.objects import Kube
 from registry.resources import Resource
+from registry.workload_queues import read_kafka_topics, read_registry_queues
 from registry.workloads import (
     WorkloadError,
     WorkloadKinds,

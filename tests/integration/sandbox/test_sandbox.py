@@ -27,8 +27,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from pymirror.sandbox import assets
-from pymirror.sandbox.control import port_open
 from pymirror.sandbox.groups import GroupId
+from pymirror.sandbox.probes import port_open
 from tests.integration.sandbox.conftest import eventually
 from tests.servers.process import REPO
 

@@ -1,4 +1,5 @@
-"""registry.env_reading's pure core: queue names, topics and group ids from pod templates."""
+"""registry.env_reading's pure core (with registry.container_envs and registry.env_refs):
+queue names, topics and group ids from pod templates."""
 
 from __future__ import annotations
 
@@ -8,24 +9,20 @@ from typing import Any
 
 import pytest
 
-from registry.env_reading import (
+from registry.container_envs import ContainerEnv, config_map_names, container_env
+from registry.env_reading import find_queue, find_topic
+from registry.env_refs import (
     CONFIG_MAP_KEY_REF,
     ENV_FROM_CONFIG_MAP,
     FALLBACK_NAME,
     VALUE,
-    ContainerEnv,
-    EnvReadingError,
     EnvVarRef,
     NameSource,
     QueueName,
     TopicSources,
     ValueOrigin,
-    config_map_names,
-    container_env,
-    find_queue,
-    find_topic,
 )
-from registry.errors import WorkloadError
+from registry.errors import EnvReadingError, WorkloadError
 from registry.workloads import container_of
 
 pytestmark = pytest.mark.unit

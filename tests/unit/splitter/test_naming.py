@@ -1,4 +1,4 @@
-"""Temporary queue/topic names (splitter/naming.py): every rule on name formats (docs/how-it-works.md)."""
+"""Temporary queue/topic names (splitter/naming.py): every rule on name formats."""
 
 from __future__ import annotations
 
