@@ -7,7 +7,7 @@
 * ``registry.workloads`` - workload kinds (API group per kind configurable) and pod templates;
 * ``registry.config_sources`` - ConfigMaps and Secrets behind one interface;
 * ``registry.env_refs`` - what to look for in a pod template and what was found (pure data);
-* ``registry.container_envs`` - a container's effective environment (env, envFrom, ConfigMaps; pure);
+* ``registry.container_envs`` - a container's effective environment (env, envFrom; pure);
 * ``registry.env_reading`` - queue names, topics and group ids from pod templates (pure core);
 * ``registry.workload_queues`` - the same, read from a registry object's workload (async);
 * ``registry.objects`` - the async API: ``Kube`` (one cluster, a bounded thread
