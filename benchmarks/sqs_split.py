@@ -50,8 +50,10 @@ import structlog
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from splitter.filters import FilterSpec, MessageView, compile_filter
+from splitter.naming import DEFAULT_SQS_QUEUE_FORMAT, NameFormat
 from splitter.routing import Router, SessionRoute
 from splitter.sqs.client import SqsClient, SqsEndpoint, connect
+from splitter.sqs.queues import create_temporary_queue
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.stats import SqsWorkerStats
@@ -148,10 +150,19 @@ class Setup:
 
 
 async def create(client: SqsClient, sessions: int) -> Setup:
+    """The original, and the fallback and session queues made by pymirror from it (the
+    worker refuses, at start, any queue it did not make: it drains and deletes them)."""
     tag = f"b{os.getpid()}-{next(_names)}"
-    names = [f"{tag}-orig", f"{tag}-fallback", *(f"{tag}-s{k}" for k in range(sessions))]
-    urls = await asyncio.gather(*(client.create_queue(n, {}, {}) for n in names))
-    return Setup(urls[0], urls[1], list(urls[2:]))
+    original = await client.create_queue(f"{tag}-orig", {}, {})
+    fmt = NameFormat(DEFAULT_SQS_QUEUE_FORMAT, "sqs")
+    made = await asyncio.gather(
+        create_temporary_queue(client, original, fmt, fallback=True, session=None),
+        *(
+            create_temporary_queue(client, original, fmt, fallback=False, session=f"s{k}")
+            for k in range(sessions)
+        ),
+    )
+    return Setup(original, made[0].url, [m.url for m in made[1:]])
 
 
 async def destroy(client: SqsClient, setup: Setup) -> None:

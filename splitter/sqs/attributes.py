@@ -54,19 +54,27 @@ def temporary_arn(original_arn: str, temp_name: str) -> str:
 def rewrite_policy(policy: str, original_name: str, original_arn: str, temp_name: str) -> str:
     """``policy`` with the original's ARN and name, each as a whole token, made the temp's.
 
-    One left-to-right pass, the ARN tried before the bare name, so replaced
-    text is never scanned again. A token ends where a queue name cannot go
-    on: ``orders`` is not touched inside ``orders-dlq``, ``my-orders`` or
-    ``orders.fifo``. A bare name after ``:`` ends some other ARN (an SNS
-    topic, a queue of another account or region) and is left alone; in a
-    URL, a ``Sid`` or an ``Id`` it is replaced.
+    One left-to-right pass, ARNs tried before the bare name, so replaced text is
+    never scanned again. An ARN counts as the original's when its region and
+    account are the original's or the wildcard ``*``
+    (``arn:aws:sqs:*:123456789012:orders``); only its name part changes, a
+    wildcard stays. A token ends where a queue name cannot go on: ``orders`` is
+    not touched inside ``orders-dlq``, ``my-orders`` or ``orders.fifo``. A bare
+    name after ``:`` ends some other ARN (an SNS topic, a queue of another
+    account or region) and is left alone; in a URL, a ``Sid`` or an ``Id`` it is
+    replaced.
     """
-    temp_arn = temporary_arn(original_arn, temp_name)
+    temporary_arn(original_arn, temp_name)  # checks original_arn
+    partition, region, account = original_arn.split(":")[1], *original_arn.split(":")[3:5]
+    arn_head = (
+        rf"arn:{re.escape(partition)}:sqs:(?:{re.escape(region)}|\*):(?:{re.escape(account)}|\*):"
+    )
     pattern = re.compile(
-        rf"(?<![{NAME_CHARS}])(?P<arn>{re.escape(original_arn)})(?![{NAME_CHARS}]|\.fifo)"
+        rf"(?<![{NAME_CHARS}])(?P<arn>{arn_head}){re.escape(original_name)}"
+        rf"(?![{NAME_CHARS}]|\.fifo)"
         rf"|(?<![{NAME_CHARS}:]){re.escape(original_name)}(?![{NAME_CHARS}]|\.fifo)"
     )
-    return pattern.sub(lambda m: temp_arn if m.group("arn") else temp_name, policy)
+    return pattern.sub(lambda m: (m.group("arn") or "") + temp_name, policy)
 
 
 def temporary_attributes(
@@ -80,7 +88,8 @@ def temporary_attributes(
 
     Writable attributes are copied, read-only and unknown ones dropped; FIFO
     attributes only on a FIFO temporary (named ``*.fifo``), where
-    ``FifoQueue`` is set explicitly; ``SqsManagedSseEnabled`` only without a
+    ``FifoQueue`` is set explicitly and ``DelaySeconds`` is 0 (a standard temporary
+    keeps it: its forwards set a per-message delay of 0); ``SqsManagedSseEnabled`` only without a
     KMS key (SQS refuses both); the Policy is rewritten (:func:`rewrite_policy`).
     """
     if temporary_arn(original_arn, temp_name) != temp_arn:
@@ -94,6 +103,10 @@ def temporary_attributes(
             attributes.pop(key, None)
     else:
         attributes["FifoQueue"] = "true"
+        # FIFO refuses a per-message delay, so a forward could not undo a copied delay:
+        # the message was delayed by the original already and is not delayed again.
+        if "DelaySeconds" in attributes:
+            attributes["DelaySeconds"] = "0"
     if attributes.get("KmsMasterKeyId"):
         attributes.pop("SqsManagedSseEnabled", None)
     else:

@@ -3,13 +3,23 @@
 Pure: data in, data out, no I/O and no clock of its own (callers pass ``now``).
 
 - :func:`forward_entry` is the ``SendMessageBatch`` entry that carries a received
-  message unchanged (body, message attributes, trace header; on FIFO the group
-  and a deduplication id derived from the original message id, so a retried
-  forward - also after a crash, within SQS's 5-minute window - is dropped by SQS);
-  :func:`entry_size` is what it counts against :data:`BATCH_BYTES`.
+  message unchanged (body, message attributes, trace header, its
+  ``MessageGroupId`` - on a standard queue that is a fair queue's tenant; on
+  FIFO the group and a deduplication id derived from the original message id, so
+  a retried forward - also after a crash, within SQS's 5-minute window - is
+  dropped by SQS). On a standard queue it sets ``DelaySeconds=0``: the message
+  was delayed once already, by the original, and the temporary queue's copied
+  ``DelaySeconds`` must not delay it again. FIFO queues refuse a per-message
+  delay; there the temporary queue itself gets ``DelaySeconds=0``
+  (:mod:`splitter.sqs.attributes`), and a hand-back's move to a FIFO original
+  is delayed once more by the original's own ``DelaySeconds`` (unavoidable).
+  :func:`entry_size` is what it counts against :data:`BATCH_BYTES`, in UTF-8
+  bytes as SQS counts them.
 - :func:`due` decides when a partly-full batch is sent: after ``linger``, or -
   in a backlog, when the messages waited in the queue anyway - only once it is
   not filling fast enough to be full within ``backlog_linger``.
+- :class:`Outbox` holds one destination's waiting entries and cuts FIFO batches
+  that keep per-group order (one entry per group per call).
 - :class:`ReceivePace` tells a backlog from what the receives return: a full
   receive means one, a short receive ends it, and so do polls out for several
   times as long as a full receive takes (they find the queue empty).
@@ -17,7 +27,7 @@ Pure: data in, data out, no I/O and no clock of its own (callers pass ``now``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: Entries per batch call (the SQS maximum).
@@ -46,15 +56,31 @@ def forward_entry(message: dict[str, Any], entry_id: str, *, fifo: bool) -> dict
         entry["MessageGroupId"] = system.get("MessageGroupId", "pymirror")
         # Stable across redeliveries of the same original message: SQS drops a resend.
         entry["MessageDeduplicationId"] = message["MessageId"]
+    else:
+        entry["DelaySeconds"] = 0
+        if system.get("MessageGroupId"):  # a fair queue's tenant: keep it
+            entry["MessageGroupId"] = system["MessageGroupId"]
     return entry
 
 
+def group_of(entry: dict[str, Any]) -> str | None:
+    """The ``MessageGroupId`` of a forward entry (None: none)."""
+    group = entry.get("MessageGroupId")
+    return str(group) if group is not None else None
+
+
+def _bytes(value: str | bytes) -> int:
+    return len(value.encode()) if isinstance(value, str) else len(value)
+
+
 def entry_size(entry: dict[str, Any]) -> int:
-    """Bytes of ``entry`` that count against the batch payload limit."""
-    size = len(entry["MessageBody"].encode())
-    for name, value in entry.get("MessageAttributes", {}).items():
-        size += len(name) + len(value["DataType"])
-        size += len(value.get("StringValue", "")) + len(value.get("BinaryValue", b""))
+    """UTF-8 bytes of ``entry`` that count against the batch payload limit: the body,
+    every message attribute's name, type and value, and the system attributes."""
+    size = _bytes(entry["MessageBody"])
+    for key in ("MessageAttributes", "MessageSystemAttributes"):
+        for name, value in entry.get(key, {}).items():
+            size += _bytes(name) + _bytes(value["DataType"])
+            size += _bytes(value.get("StringValue", "")) + _bytes(value.get("BinaryValue", b""))
     return size
 
 
@@ -92,3 +118,50 @@ class ReceivePace:
         messages wait: polls out for several times that long find the queue empty."""
         quiet = max(2 * self.full_seconds, 3 * linger)
         return self.full and now - self.at < quiet
+
+
+#: One waiting forward: (entry, what the caller holds for it, a label) - opaque here.
+OutboxEntry = tuple[dict[str, Any], Any, str]
+
+
+@dataclass
+class Outbox:
+    """The entries waiting for one destination, in arrival order."""
+
+    entries: list[OutboxEntry] = field(default_factory=list)
+    size: int = 0
+    since: float = 0.0
+    #: FIFO: a pump task is sending this destination's entries.
+    pumping: bool = False
+
+    def take_fifo(self) -> list[OutboxEntry]:
+        """The next FIFO batch: in order, at most one entry per group and no entry whose
+        group has an earlier entry left behind; within the entry and byte limits."""
+        batch: list[OutboxEntry] = []
+        kept: list[OutboxEntry] = []
+        seen: set[str | None] = set()
+        size = 0
+        for item in self.entries:
+            group = group_of(item[0])
+            item_size = entry_size(item[0])
+            if (
+                group not in seen
+                and len(batch) < BATCH_ENTRIES
+                and (not batch or size + item_size <= BATCH_BYTES)
+            ):
+                batch.append(item)
+                size += item_size
+            else:
+                kept.append(item)
+            seen.add(group)
+        self.entries = kept
+        self.size -= size
+        return batch
+
+    def take_group(self, group: str | None) -> list[OutboxEntry]:
+        """Remove and return every waiting entry of ``group``."""
+        taken = [item for item in self.entries if group_of(item[0]) == group]
+        if taken:
+            self.entries = [item for item in self.entries if group_of(item[0]) != group]
+            self.size -= sum(entry_size(item[0]) for item in taken)
+        return taken

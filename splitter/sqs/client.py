@@ -164,8 +164,15 @@ class SqsClient:
     # --- queues ---------------------------------------------------------------
 
     async def queue_url(self, name_or_url: str) -> str:
-        """The URL of a queue given by name or URL (``SqsQueueMissingError`` if absent)."""
-        name = name_or_url.rstrip("/").rsplit("/", 1)[-1]
+        """The URL of a queue given by name or URL (``SqsQueueMissingError`` if absent).
+
+        A URL is kept as given (after checking the queue exists): it may name a queue
+        of another account or region, which its name alone would resolve in the
+        client's own account instead."""
+        if "://" in name_or_url:
+            await self.attributes(name_or_url)  # SqsQueueMissingError if absent
+            return name_or_url
+        name = name_or_url
         try:
             response = await self._client.get_queue_url(QueueName=name)
         except _TRANSLATED as e:
@@ -185,6 +192,12 @@ class SqsClient:
         except _TRANSLATED as e:
             raise translate(e, f"tags of {url}") from e
         return dict(response.get("Tags", {}))
+
+    async def tag_queue(self, url: str, tags: Mapping[str, str]) -> None:
+        try:
+            await self._client.tag_queue(QueueUrl=url, Tags=dict(tags))
+        except _TRANSLATED as e:
+            raise translate(e, f"tagging {url}") from e
 
     async def create_queue(
         self, name: str, attributes: Mapping[str, str], tags: Mapping[str, str]
@@ -213,12 +226,21 @@ class SqsClient:
             return False
         return True
 
-    async def list_queues(self, prefix: str) -> list[str]:
-        try:
-            response = await self._client.list_queues(QueueNamePrefix=prefix)
-        except _TRANSLATED as e:
-            raise translate(e, f"listing queues {prefix!r}*") from e
-        return list(response.get("QueueUrls", []))
+    async def list_queues(self, prefix: str, *, page_size: int = 1000) -> list[str]:
+        """Every queue whose name starts with ``prefix``, following ``NextToken`` page by
+        page (``page_size`` URLs each, the SQS maximum 1000 by default)."""
+        urls: list[str] = []
+        kwargs: dict[str, Any] = {"QueueNamePrefix": prefix, "MaxResults": page_size}
+        while True:
+            try:
+                response = await self._client.list_queues(**kwargs)
+            except _TRANSLATED as e:
+                raise translate(e, f"listing queues {prefix!r}*") from e
+            urls += response.get("QueueUrls", [])
+            token = response.get("NextToken")
+            if not token:
+                return urls
+            kwargs["NextToken"] = token
 
     async def counts(self, url: str) -> tuple[int, int, int]:
         """Approximate (visible, in flight, delayed) messages."""
@@ -238,8 +260,12 @@ class SqsClient:
         max_messages: int = 10,
         wait_seconds: int = 20,
         visibility_timeout: int | None = None,
+        attempt_id: str | None = None,
     ) -> list[Message]:
-        """Long-poll up to ``max_messages`` with every attribute."""
+        """Long-poll up to ``max_messages`` with every attribute.
+
+        ``attempt_id`` is the FIFO ``ReceiveRequestAttemptId``: the same id on a retry
+        of one receive makes SQS return the same messages (not lock more of them)."""
         kwargs: dict[str, Any] = {
             "QueueUrl": url,
             "MaxNumberOfMessages": max_messages,
@@ -249,6 +275,8 @@ class SqsClient:
         }
         if visibility_timeout is not None:
             kwargs["VisibilityTimeout"] = visibility_timeout
+        if attempt_id is not None:
+            kwargs["ReceiveRequestAttemptId"] = attempt_id
         try:
             response = await self._client.receive_message(**kwargs)
         except _TRANSLATED as e:

@@ -1,19 +1,29 @@
 """Ending sessions and handing the queue back: emptying a queue that stops being used.
 
 Both are the same move - read a queue to the end and route each leftover again
-through the forwarding pipeline, then delete the queue - with different routers
-and bounds:
+through the forwarding pipeline, then delete the queue - with different routers:
 
 - a session that disappears is *ended*: once nothing routed to it is still in
   flight, its queue is read to the end and each leftover routed by the current
-  sessions (else the fallback); then the queue is deleted. If it does not empty
-  within ``session_end_timeout`` (its consumer still holds messages) it is kept,
-  not deleted, and the error logged.
+  sessions (else the fallback); then the queue is deleted. A ``mirror``
+  session's queue holds copies: it is deleted without routing anything again.
+  An end never gives up: messages still invisible (at the session's consumer,
+  under a long copied ``VisibilityTimeout``) or delayed (``DelaySeconds``) are
+  waited for, the wait logged with the counts (a warning once it is older than
+  ``session_end_warn_after``), and the queue is deleted only once visible, in
+  flight and delayed are all 0 on two looks. A stop interrupts it; the worker
+  that runs next finds the queue (:meth:`Draining.orphans`: a session queue of
+  this split, tagged by pymirror, that no session routes to) and finishes it.
 - when the last session ends the worker *hands back*: it waits for the workload
   to drain the fallback (``drain_timeout``: None = wait, 0 = skip), moves what is
   left back to the original, waits for ``release_fallback`` if the split has
   ``await_release`` (the operator restores the workload's env first), and
   deletes the fallback.
+
+Every call on this path retries a transient error (throttling, a 5xx, the
+endpoint unreachable) with backoff for as long as it lasts; a queue that is
+missing here was deleted already, so that end is done. Only queues pymirror
+made for this split are drained for deletion (:func:`~splitter.sqs.queues.check_owned`).
 
 A stop (SIGTERM) interrupts either: a receive under way is finished, not
 cancelled, and what it returned is made visible at once; the queue keeps the
@@ -24,30 +34,49 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import structlog
 
+from splitter.backoff import Backoff
+from splitter.errors import SqsError, SqsQueueMissingError
+from splitter.filters import FilterSpec, compile_filter
 from splitter.routing import Router, SessionRoute
 from splitter.sqs.batching import BATCH_ENTRIES
 from splitter.sqs.client import Message, SqsClient
 from splitter.sqs.forwarding import Forwarding
+from splitter.sqs.queue_names import queue_name
+from splitter.sqs.queues import NotOursError, check_owned, find_temporary_queues
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.stats import SqsWorkerStats
 
 log = structlog.get_logger()
 
+T = TypeVar("T")
+
 #: Long-poll wait, seconds, while a queue is read to the end: short, it is expected to empty.
 _MOVE_WAIT_SECONDS = 1
+#: Retries of a transient error on the move-out path: 100 ms, doubling up to 5 s, unbounded.
+_RETRY_FIRST, _RETRY_CEILING = 0.1, 5.0
+#: Seconds between two log lines of an unchanged wait for a queue to empty.
+_WAIT_LOG_EVERY = 30.0
+
+
+class _Stopped(Exception):
+    """The worker was stopped while a call on the move-out path was being retried."""
 
 
 class Draining:
     """Ends sessions and hands the queue back for one worker; see the module docstring.
 
-    ``router()`` is the worker's current router; ``stopped``, ``released`` and
-    ``wake`` are its stop, release-fallback and wake-up events; ``awaiting_release``
-    is set when the hand-back waits for the release.
+    ``router()`` is the worker's current router; ``wanted(route)`` says whether an
+    end is still wanted (False once a session routes to that queue again);
+    ``stopped``, ``released`` and ``wake`` are the worker's stop, release-fallback
+    and wake-up events; ``awaiting_release`` is set when the hand-back waits for the
+    release.
     """
 
     def __init__(
@@ -63,6 +92,7 @@ class Draining:
         released: asyncio.Event,
         wake: asyncio.Event,
         awaiting_release: asyncio.Event | None = None,
+        wanted: Callable[[SessionRoute], bool] | None = None,
     ) -> None:
         self.client = client
         self.forwarding = forwarding
@@ -70,6 +100,7 @@ class Draining:
         self.settings = settings
         self.stats = stats
         self._router = router
+        self._wanted = wanted or (lambda _route: True)
         self._stopped = stopped
         self._released = released
         self._wake = wake
@@ -79,6 +110,27 @@ class Draining:
         #: Set once the hand-back moved the fallback's leftovers and waits for the release.
         self.awaiting_release = awaiting_release or asyncio.Event()
         self._log = log.bind(queue=split.queue_url)
+
+    # --- retrying --------------------------------------------------------------
+
+    async def _retry(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """``call()``, retried with backoff while it fails with a transient error (raises
+        :class:`_Stopped` if the worker stops meanwhile, ``SqsQueueMissingError`` as is)."""
+        backoff = Backoff(_RETRY_FIRST, _RETRY_CEILING)
+        while True:
+            try:
+                return await call()
+            except SqsError as e:
+                if not e.retriable:
+                    raise
+                self.stats.throttled += 1
+                self._log.warning("sqs call failed; retrying", call=what, error=str(e))
+            if self._stopped.is_set():
+                raise _Stopped
+            await backoff.sleep()
+
+    async def _counts(self, url: str) -> tuple[int, int, int]:
+        return await self._retry(lambda: self.client.counts(url), f"counts of {url}")
 
     # --- session end -------------------------------------------------------------
 
@@ -91,44 +143,110 @@ class Draining:
             finally:
                 ended.task_done()
 
+    async def orphans(self, live: set[str]) -> list[SessionRoute]:
+        """Session queues of this split that pymirror created (bookkeeping tags), that a
+        worker routed to (:data:`~splitter.sqs.tags.TAG_ROUTED`) and that no session routes
+        to now (``live``: queue names): ends a restart must finish, as routes (``mode`` from
+        the queue's tag; untagged = ``steal``, its leftovers routed again). A queue never
+        routed to was made for a session not listed yet and is left alone."""
+        found = await self._retry(
+            lambda: find_temporary_queues(
+                self.client, self.split.queue_url, self.settings.name_format
+            ),
+            "listing temporary queues",
+        )
+        routes = []
+        for queue in found:
+            if queue.fallback or queue.session is None or not queue.routed or queue.name in live:
+                continue
+            mirror = queue.mode == "mirror"
+            spec = FilterSpec(message_filter={}, mode="mirror" if mirror else "steal")
+            routes.append(SessionRoute(queue.session, -1, compile_filter(spec), queue.url))
+        return routes
+
     async def end_session(self, route: SessionRoute) -> None:
         started = time.monotonic()
         url = route.destination
+        bound = self._log.bind(session=route.session_id, source=url)
+        if not self._wanted(route):
+            return
         # Everything the old router sent to this queue must land before it is read.
         await self.forwarding.wait_destination(url)
-        moved = await self._move_out(
-            url, self._router, deadline=started + self.settings.session_end_timeout
-        )
-        if moved is None:
+        mirror = route.filter.mode == "mirror"
+        try:
+            await self._retry(
+                lambda: check_owned(
+                    self.client,
+                    url,
+                    self.settings.name_format,
+                    self.split.queue_url,
+                    fallback=False,
+                    what=f"to end session {route.session_id!r} in",
+                ),
+                f"tags of {url}",
+            )
+            moved: int | None = 0
+            if not mirror:  # a mirror queue holds copies: deleted, never routed again
+                moved = await self._move_out(url, self._router, lambda: self._wanted(route))
+                if moved is None or not self._wanted(route):
+                    return
+            await self._retry(lambda: self.client.delete_queue(url), f"deleting {url}")
+        except NotOursError as e:
+            bound.error("sqs session queue not drained or deleted", error=str(e))
             return
-        self.stats.rerouted += moved
-        await self.client.delete_queue(url)
-        self._log.info(
+        except SqsQueueMissingError:
+            bound.info("sqs session queue already deleted; its end is done")
+            return
+        except _Stopped:
+            bound.warning("sqs stopped during a session end; the next worker finishes it")
+            return
+        self.stats.rerouted += moved or 0
+        bound.info(
             "sqs session ended",
-            session=route.session_id,
+            mirror=mirror,
             rerouted=moved,
             seconds=round(time.monotonic() - started, 3),
         )
 
+    async def _receive(self, source: str, attempt_id: str | None) -> list[Message]:
+        return await self._retry(
+            lambda: self.client.receive(
+                source,
+                max_messages=BATCH_ENTRIES,
+                wait_seconds=_MOVE_WAIT_SECONDS,
+                attempt_id=attempt_id,
+            ),
+            f"receiving from {source}",
+        )
+
     async def _move_out(
-        self, source: str, router: Callable[[], Router], *, deadline: float | None
+        self,
+        source: str,
+        router: Callable[[], Router],
+        wanted: Callable[[], bool] = lambda: True,
     ) -> int | None:
-        """Route everything left in ``source`` by ``router()``; None if it did not empty in
-        time or the worker was stopped (``source`` keeps the rest, nothing in flight)."""
+        """Route everything left in ``source`` by ``router()`` until it is empty (visible,
+        in flight and delayed all 0, twice); None if the worker was stopped or ``wanted()``
+        turned False (``source`` keeps the rest, nothing in flight). Raises
+        ``SqsQueueMissingError`` if ``source`` is deleted meanwhile."""
         forwarding = self.forwarding
         moved = 0
+        started = logged_at = time.monotonic()
+        logged: tuple[int, int, int] | None = None
+        fifo = source.endswith(".fifo")
         while True:
             await forwarding.reserve(BATCH_ENTRIES)
-            if self._stopped.is_set():
+            if self._stopped.is_set() or not wanted():
                 forwarding.unreserve(BATCH_ENTRIES)
                 return None
             self.idle.clear()  # a stop waits for this poll instead of cancelling it
             try:
                 messages: list[Message] = []
                 try:
-                    messages = await self.client.receive(
-                        source, max_messages=BATCH_ENTRIES, wait_seconds=_MOVE_WAIT_SECONDS
-                    )
+                    attempt = uuid.uuid4().hex if fifo else None  # one per receive, kept on retry
+                    messages = await self._receive(source, attempt)
+                except _Stopped:
+                    return None
                 finally:
                     stopped = self._stopped.is_set()
                     forwarding.unreserve(BATCH_ENTRIES - (0 if stopped else len(messages)))
@@ -142,20 +260,30 @@ class Draining:
                 forwarding.submit(source, messages, router())
                 continue
             await forwarding.wait_source(source)
-            if sum(await self.client.counts(source)) == 0:
-                return moved
+            try:
+                counts = await self._counts(source)
+                if sum(counts) == 0:
+                    # Approximate counts: confirm once more before trusting an empty queue.
+                    await asyncio.sleep(self.settings.drain_poll)
+                    counts = await self._counts(source)
+                    if sum(counts) == 0:
+                        return moved
+            except _Stopped:
+                return None
             if self._stopped.is_set():
                 return None
-            if deadline is not None and time.monotonic() > deadline:
-                visible, in_flight, delayed = await self.client.counts(source)
-                self._log.error(
-                    "sqs queue did not empty in time; kept, not deleted",
+            now = time.monotonic()
+            if counts != logged or now - logged_at >= _WAIT_LOG_EVERY:
+                late = now - started > self.settings.session_end_warn_after
+                (self._log.warning if late else self._log.info)(
+                    "sqs waiting for a queue to empty before deleting it",
                     source=source,
-                    visible=visible,
-                    in_flight=in_flight,
-                    delayed=delayed,
+                    visible=counts[0],
+                    in_flight=counts[1],
+                    delayed=counts[2],
+                    seconds=round(now - started, 1),
                 )
-                return None
+                logged, logged_at = counts, now
             await asyncio.sleep(self.settings.drain_poll)
 
     # --- hand back -----------------------------------------------------------------
@@ -166,16 +294,24 @@ class Draining:
         split = self.split
         started = time.monotonic()
         self._log.info("sqs last session ended; waiting for the fallback to drain")
-        drained = await self._wait_drained(split.fallback_url, self.settings.drain_timeout)
-        back = Router((), split.queue_url)
-        returned = await self._move_out(split.fallback_url, lambda: back, deadline=None)
-        if returned is None:  # stopped: the fallback keeps what is left, so it stays
+        try:
+            drained = await self._wait_drained(split.fallback_url, self.settings.drain_timeout)
+            back = Router((), split.queue_url)
+            returned = await self._move_out(split.fallback_url, lambda: back)
+            if returned is None:  # stopped: the fallback keeps what is left, so it stays
+                self._log.warning("sqs stopped during the hand-back; the fallback is kept")
+                return False
+            self.stats.returned += returned
+            if split.await_release and not await self._wait_release():
+                return False  # stopped first: keep the fallback, the workload may still read it
+            url = split.fallback_url
+            await self._retry(lambda: self.client.delete_queue(url), f"deleting {url}")
+        except SqsQueueMissingError:
+            self._log.info("sqs fallback already deleted; the hand-back is done")
+            return True
+        except _Stopped:
             self._log.warning("sqs stopped during the hand-back; the fallback is kept")
             return False
-        self.stats.returned += returned
-        if split.await_release and not await self._wait_release():
-            return False  # stopped first: keep the fallback, the workload may still read it
-        await self.client.delete_queue(split.fallback_url)
         self._log.info(
             "sqs queue handed back",
             drained=drained,
@@ -202,11 +338,16 @@ class Draining:
         deadline = None if within is None else time.monotonic() + within
         poll = self.settings.drain_poll
         while True:
-            if sum(await self.client.counts(url)) == 0:
+            if sum(await self._counts(url)) == 0:
                 # Approximate counts: confirm once more before trusting an empty queue.
                 await asyncio.sleep(poll)
-                if sum(await self.client.counts(url)) == 0:
+                if sum(await self._counts(url)) == 0:
                     return True
             if self._stopped.is_set() or (deadline is not None and time.monotonic() >= deadline):
                 return False
             await asyncio.sleep(poll)
+
+
+def live_names(routes: list[SessionRoute]) -> set[str]:
+    """The queue names ``routes`` route to (URLs of one queue may differ in host)."""
+    return {queue_name(r.destination) for r in routes}

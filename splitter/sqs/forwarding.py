@@ -18,13 +18,19 @@ batch call is looked at.
 - Deletes are batched per source queue the same way. A receipt handle that
   expired (the message stayed in hand past its visibility timeout) cannot be
   deleted: the message will be delivered again - a counted duplicate.
-- FIFO: sends to one destination are serialized and each batch keeps
-  receive order, so order per ``MessageGroupId`` holds (deduplication: see
-  :func:`~splitter.sqs.batching.forward_entry`).
+- FIFO: sends to one destination are serialized (one pump task per
+  destination), each batch keeps receive order and holds at most one entry
+  per ``MessageGroupId``, so a failed entry never has a successor of its group
+  in the same call. A failed entry blocks its group: it is retried before any
+  later message of that group is sent, and if it finally fails it is released
+  together with the later messages of its group still waiting, all visible
+  again after the same delay, so SQS redelivers them in order (deduplication: see
+  :func:`~splitter.sqs.batching.forward_entry`). The price: a single-group
+  FIFO queue forwards one message per call to each destination.
 
 Every bound comes from :class:`~splitter.sqs.settings.SqsSettings`; the pure
 parts (entries, when a batch is due, the backlog) are :mod:`splitter.sqs.batching`.
-This module is longer than most (~450 lines) for a reason: it is one ledger of
+This module is longer than most (~480 lines) for a reason: it is one ledger of
 messages in hand, and intake, flushing, send/delete retries, the visibility
 keeper and shutdown all update it under the same invariant (a message leaves
 it only deleted or released); split apart they would share its internals.
@@ -37,7 +43,6 @@ import contextlib
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -49,10 +54,12 @@ from splitter.routing import Delivery, Router
 from splitter.sqs.batching import (
     BATCH_BYTES,
     BATCH_ENTRIES,
+    Outbox,
     ReceivePace,
     due,
     entry_size,
     forward_entry,
+    group_of,
 )
 from splitter.sqs.client import Message, SqsClient
 from splitter.sqs.settings import SqsSettings
@@ -77,23 +84,22 @@ def release_delay(receive_count: int) -> int:
 class _InHand:
     """One received message until it is deleted or released."""
 
-    __slots__ = ("failed", "message", "pending", "since", "source")
+    __slots__ = ("delay", "failed", "message", "pending", "since", "source")
 
     def __init__(self, message: Message, source: str, pending: int, since: float) -> None:
         self.message = message
         self.source = source
         self.pending = pending
         self.failed = False
+        #: Seconds it stays invisible once released, if not by its own receive count:
+        #: released behind a failed message of its FIFO group, it gets that one's delay,
+        #: so the group comes back at once and in order.
+        self.delay: int | None = None
         #: When its visibility timeout last (re)started.
         self.since = since
 
 
-@dataclass
-class _Outbox:
-    entries: list[tuple[dict[str, Any], _InHand, str]] = field(default_factory=list)
-    size: int = 0
-    since: float = 0.0
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+_Entry = tuple[dict[str, Any], _InHand, str]
 
 
 class Forwarding:
@@ -119,7 +125,7 @@ class Forwarding:
         self._pace = ReceivePace()
         self._spawn_in = spawn
         self._tasks: set[asyncio.Task[None]] = set()
-        self._outboxes: dict[str, _Outbox] = {}
+        self._outboxes: dict[str, Outbox] = {}
         self._deletes: dict[str, list[_InHand]] = {}
         self._deletes_since: dict[str, float] = {}
         self._in_hand: set[_InHand] = set()
@@ -170,7 +176,7 @@ class Forwarding:
     def _queue(self, target: Delivery, held: _InHand, now: float) -> None:
         outbox = self._outboxes.get(target.destination)
         if outbox is None:
-            outbox = self._outboxes[target.destination] = _Outbox()
+            outbox = self._outboxes[target.destination] = Outbox()
         self._entry_ids += 1
         entry = forward_entry(held.message, f"m{self._entry_ids}", fifo=self.fifo)
         size = entry_size(entry)
@@ -260,24 +266,47 @@ class Forwarding:
         """The retry policy of one batch call: give up after ``retry_for`` seconds."""
         return Backoff(_RETRY_FIRST, _RETRY_CEILING, deadline=self.settings.retry_for)
 
-    def _send(self, destination: str, outbox: _Outbox) -> None:
+    def _send(self, destination: str, outbox: Outbox) -> None:
+        if self.fifo:
+            if not outbox.pumping:
+                outbox.pumping = True
+                self._spawn(self._pump(destination, outbox), f"send->{destination}")
+            return
         batch = outbox.entries
         outbox.entries, outbox.size = [], 0
-        self._spawn(self._send_batch(destination, outbox, batch), f"send->{destination}")
+        self._spawn(self._send_plain(destination, batch), f"send->{destination}")
 
-    async def _send_batch(
-        self, destination: str, outbox: _Outbox, batch: list[tuple[dict[str, Any], _InHand, str]]
-    ) -> None:
-        if self.fifo:
-            async with outbox.lock:  # one batch at a time keeps group order
-                await self._send_with_retries(destination, batch)
-        else:
-            await self._send_with_retries(destination, batch)
+    async def _send_plain(self, destination: str, batch: list[_Entry]) -> None:
+        await self._send_with_retries(destination, batch)
+
+    async def _pump(self, destination: str, outbox: Outbox) -> None:
+        """FIFO: send ``destination``'s entries one batch at a time until none wait; a group
+        whose entry finally failed is released with its waiting successors."""
+        try:
+            while outbox.entries:
+                failed = await self._send_with_retries(destination, outbox.take_fifo())
+                for group, delay in failed.items():
+                    later = outbox.take_group(group)
+                    if later:
+                        log.warning(
+                            "sqs releasing later messages of a failed FIFO group",
+                            destination=destination,
+                            count=len(later),
+                        )
+                    for _entry, held, _label in later:
+                        self._to[destination] -= 1
+                        held.delay = delay
+                        self._settle(held, ok=False)
+        finally:
+            outbox.pumping = False
 
     async def _send_with_retries(
-        self, destination: str, batch: list[tuple[dict[str, Any], _InHand, str]]
-    ) -> None:
+        self, destination: str, batch: list[_Entry]
+    ) -> dict[str | None, int]:
+        """Send ``batch``, retrying what fails retriably; the groups of the entries that
+        finally failed (their messages are released), each with its release delay."""
         pending = {entry["Id"]: (entry, held, label) for entry, held, label in batch}
+        failed_groups: dict[str | None, int] = {}
         backoff = self._backoff()
         while pending:
             entries = [entry for entry, _h, _l in pending.values()]
@@ -287,10 +316,11 @@ class Forwarding:
             except SqsError as e:
                 if not e.retriable or backoff.expired:
                     log.warning("sqs forward failed", destination=destination, error=str(e))
-                    for _entry, held, _label in pending.values():
+                    for entry, held, _label in pending.values():
+                        failed_groups[group_of(entry)] = self._release_delay(held)
                         self._to[destination] -= 1
                         self._settle(held, ok=False)
-                    return
+                    return failed_groups
                 self.stats.throttled += 1
                 await backoff.sleep()
                 continue
@@ -304,7 +334,8 @@ class Forwarding:
             retry = False
             for entry_id, (code, message, sender_fault) in result.failed.items():
                 if sender_fault or backoff.expired:
-                    _entry, held, _label = pending.pop(entry_id)
+                    entry, held, _label = pending.pop(entry_id)
+                    failed_groups[group_of(entry)] = self._release_delay(held)
                     self._to[destination] -= 1
                     log.warning(
                         "sqs forward entry failed",
@@ -319,6 +350,7 @@ class Forwarding:
             if retry:
                 self.stats.throttled += 1
                 await backoff.sleep()
+        return failed_groups
 
     def _settle(self, held: _InHand, *, ok: bool) -> None:
         if not ok and not held.failed:
@@ -330,8 +362,7 @@ class Forwarding:
         if held.failed:
             # Visible again after a backoff that grows with its receive count, so a
             # destination that keeps failing is not hammered in a hot loop.
-            receives = int(held.message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
-            self._spawn(self._release([held], release_delay(receives)), "release")
+            self._spawn(self._release([held], self._release_delay(held)), "release")
             return
         queue = self._deletes.setdefault(held.source, [])
         if not queue:
@@ -339,6 +370,13 @@ class Forwarding:
         queue.append(held)
         if len(queue) >= BATCH_ENTRIES:
             self._delete(held.source)
+
+    @staticmethod
+    def _release_delay(held: _InHand) -> int:
+        if held.delay is not None:
+            return held.delay
+        receives = int(held.message.get("Attributes", {}).get("ApproximateReceiveCount", 1))
+        return release_delay(receives)
 
     # --- deleting and releasing ----------------------------------------------------
 

@@ -27,7 +27,9 @@ from splitter.sqs.tags import (
     CREATED_BY,
     TAG_CREATED_BY,
     TAG_FALLBACK,
+    TAG_MODE,
     TAG_ORIGINAL,
+    TAG_ROUTED,
     TAG_SESSION,
     bookkeeping_tags,
     temporary_tags,
@@ -66,6 +68,58 @@ class FoundQueue:
     original: str
     fallback: bool
     session: str | None
+    #: The session's ``queue_mode`` as tagged at creation (None: not tagged).
+    mode: str | None = None
+    #: A split worker routed to it (:data:`~splitter.sqs.tags.TAG_ROUTED`).
+    routed: bool = False
+
+
+class NotOursError(SqsError):
+    """A queue pymirror would drain and delete was not created by pymirror for this split."""
+
+
+async def check_owned(
+    client: SqsClient,
+    url: str,
+    name_format: NameFormat,
+    original: str,
+    *,
+    fallback: bool,
+    what: str,
+) -> None:
+    """Raise :class:`NotOursError` unless ``url`` is a temporary queue pymirror made for
+    ``original`` - the fallback if ``fallback``, else a session's: its name fits the
+    format and it carries the bookkeeping tags. ``what`` names it in the message.
+
+    A split drains and deletes its fallback and its session queues, so a mistyped name
+    must be refused before anything is read from it."""
+    original_name = queue_name(original)
+    name = queue_name(url)
+    problems = []
+    if not matches_format(name, name_format, original_name):
+        problems.append(
+            f"its name does not fit the queue format {name_format.template!r} for {original_name!r}"
+        )
+    tags = await client.tags(url)
+    kind = "the fallback" if fallback else "a session queue"
+    if tags.get(TAG_CREATED_BY) != CREATED_BY:
+        problems.append(f"it lacks the tag {TAG_CREATED_BY}={CREATED_BY}")
+    elif tags.get(TAG_ORIGINAL) != original_name:
+        problems.append(f"its tag {TAG_ORIGINAL} is {tags.get(TAG_ORIGINAL)!r}")
+    elif (tags.get(TAG_FALLBACK) == "true") != fallback:
+        problems.append(f"its tags do not make it {kind}")
+    if problems:
+        raise NotOursError(
+            f"refusing {what} {url}: pymirror drains and deletes it when the split ends, "
+            f"but pymirror did not create it as {kind} of {original_name!r} "
+            f"({'; '.join(problems)}). Check the queue name; use a queue made by pymirror "
+            "for this split (splitter.sqs.queues.create_temporary_queue, or the operator)"
+        )
+
+
+async def mark_routed(client: SqsClient, url: str) -> None:
+    """Tag a session queue as routed to (:data:`~splitter.sqs.tags.TAG_ROUTED`)."""
+    await client.tag_queue(url, {TAG_ROUTED: "true"})
 
 
 async def plan_temporary_queue(
@@ -77,11 +131,15 @@ async def plan_temporary_queue(
     session: str | None,
     registry_tags: Mapping[str, str] | None = None,
     random_digits: str | None = None,
+    mode: str | None = None,
 ) -> QueuePlan:
-    """Read and check everything for a temporary queue like ``original``; write nothing."""
+    """Read and check everything for a temporary queue like ``original``; write nothing.
+
+    ``mode`` (a session's ``queue_mode``) is tagged, so an end resumed after a restart
+    drops a ``mirror`` session's copies instead of routing them again."""
     original_name = queue_name(original)
     name_format.check(original_name)
-    bookkeeping = bookkeeping_tags(original_name, fallback=fallback, session=session)
+    bookkeeping = bookkeeping_tags(original_name, fallback=fallback, session=session, mode=mode)
     try:
         original_url = await client.queue_url(original)
         original_attributes = await client.attributes(original_url)
@@ -115,6 +173,7 @@ async def create_temporary_queue(
     session: str | None,
     registry_tags: Mapping[str, str] | None = None,
     random_digits: str | None = None,
+    mode: str | None = None,
 ) -> TemporaryQueue:
     """Check everything, then create a queue like ``original`` (name or URL).
 
@@ -130,6 +189,7 @@ async def create_temporary_queue(
         session=session,
         registry_tags=registry_tags,
         random_digits=random_digits,
+        mode=mode,
     )
     return await create_planned_queue(client, plan)
 
@@ -175,5 +235,15 @@ async def find_temporary_queues(
         if tags.get(TAG_CREATED_BY) != CREATED_BY or tags.get(TAG_ORIGINAL) != original_name:
             continue
         fallback = tags.get(TAG_FALLBACK) == "true"
-        found.append(FoundQueue(name, url, original_name, fallback, tags.get(TAG_SESSION)))
+        found.append(
+            FoundQueue(
+                name,
+                url,
+                original_name,
+                fallback,
+                tags.get(TAG_SESSION),
+                tags.get(TAG_MODE),
+                tags.get(TAG_ROUTED) == "true",
+            )
+        )
     return found

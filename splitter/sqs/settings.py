@@ -101,12 +101,14 @@ class SqsSettings(BaseModel):
         "emptied; 1 s is one cheap GetQueueAttributes per second and an empty queue is "
         "confirmed by a second look (the counts are approximate).",
     )
-    session_end_timeout: float = Field(
+    session_end_warn_after: float = Field(
         120.0,
         gt=0,
-        description="Seconds an ended session's queue may take to empty (its leftovers routed "
-        "again) before it is kept, not deleted, and the error logged; 120 s covers messages "
-        "still in flight at the session's consumer for a default 30 s visibility timeout.",
+        description="Seconds after which an ended session's queue that is still not empty is "
+        "logged as a warning with its counts (visible, in flight, delayed); the end keeps "
+        "waiting - it never gives up and keeps the queue - and survives restarts. 120 s "
+        "covers messages still in flight at the session's consumer for a default 30 s "
+        "visibility timeout.",
     )
 
     @field_validator("queue_format")

@@ -21,11 +21,21 @@ TAG_CREATED_BY = TAG_PREFIX + "created-by"
 TAG_ORIGINAL = TAG_PREFIX + "original-queue"
 TAG_SESSION = TAG_PREFIX + "session"
 TAG_FALLBACK = TAG_PREFIX + "fallback"
+#: A session queue's ``queue_mode`` (``steal`` / ``mirror``), so an end resumed after a
+#: restart knows whether the leftovers are copies (dropped) or owned (routed again).
+TAG_MODE = TAG_PREFIX + "mode"
+#: Set on a session queue once a split worker routes to it: a queue with it that no
+#: session routes to any more is an end a restart must finish; one without it was made
+#: for a session not listed yet, and is left alone.
+TAG_ROUTED = TAG_PREFIX + "routed"
 CREATED_BY = "pymirror"
 
 
-def bookkeeping_tags(original_name: str, *, fallback: bool, session: str | None) -> dict[str, str]:
-    """pymirror's own tags: who made the queue, for which original, for whom."""
+def bookkeeping_tags(
+    original_name: str, *, fallback: bool, session: str | None, mode: str | None = None
+) -> dict[str, str]:
+    """pymirror's own tags: who made the queue, for which original, for whom (and, for a
+    session, its ``mode`` when given)."""
     if fallback == (session is not None):
         raise ValueError("a temporary queue is either the fallback or a session's, not both")
     tags = {TAG_CREATED_BY: CREATED_BY, TAG_ORIGINAL: original_name}
@@ -33,6 +43,8 @@ def bookkeeping_tags(original_name: str, *, fallback: bool, session: str | None)
         tags[TAG_FALLBACK] = "true"
     else:
         tags[TAG_SESSION] = str(session)
+        if mode is not None:
+            tags[TAG_MODE] = mode
     return tags
 
 

@@ -20,6 +20,19 @@ which would stay invisible for their whole visibility timeout - but ends by
 itself within ``wait_seconds``, and what it returns is made visible at once:
 ``run`` returns within max(``wait_seconds``, ``shutdown_grace``) and a call.
 
+Before it receives anything the worker checks that the fallback and every
+session queue are queues pymirror made for this split (name format and
+bookkeeping tags, :func:`~splitter.sqs.queues.check_owned`): it drains and
+deletes them later, so anything else is refused with an error naming the
+queue. Sessions added later go through :meth:`SqsSplitWorker.vet_routes`,
+which drops (and logs) such a session and keeps the others. Then it looks for
+session ends a stopped or killed worker left unfinished - session queues of
+this split that no session routes to - and finishes them first thing.
+
+FIFO receives carry a ``ReceiveRequestAttemptId``, new for each receive and
+the same on its retries, so a receive whose answer was lost returns the same
+messages on the retry instead of locking their group until they time out.
+
 The worker takes which split it runs (:class:`~splitter.sqs.split.SqsSplit`)
 and its bounds (:class:`~splitter.sqs.settings.SqsSettings`) separately.
 """
@@ -28,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,8 +52,9 @@ from splitter.errors import SqsError
 from splitter.routing import SessionRoute
 from splitter.sqs.batching import BATCH_ENTRIES
 from splitter.sqs.client import SqsClient
-from splitter.sqs.draining import Draining
+from splitter.sqs.draining import Draining, live_names
 from splitter.sqs.forwarding import Forwarding
+from splitter.sqs.queues import NotOursError, check_owned, mark_routed
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.stats import SqsWorkerStats
@@ -77,21 +92,90 @@ class SqsSplitWorker(SessionSwitch):
         #: :meth:`release_fallback` (the fallback still exists).
         self.awaiting_release = asyncio.Event()
         self._log = log.bind(queue=split.queue_url)
+        #: Session queues tagged as routed to.
+        self._marked: set[str] = set()
+        self._tasks: asyncio.TaskGroup | None = None
 
     def set_routes(self, routes: Sequence[SessionRoute]) -> None:
         super().set_routes(routes)
         self._log.info("sqs sessions changed", sessions=[r.session_id for r in routes])
+        unmarked = [r.destination for r in routes if r.destination not in self._marked]
+        if unmarked and self._tasks is not None:
+            self._tasks.create_task(self._mark(unmarked), name="mark-routed")
+
+    async def _mark(self, urls: Sequence[str]) -> None:
+        """Tag session queues as routed to, so an end a restart must finish is found
+        (:meth:`~splitter.sqs.draining.Draining.orphans`); best effort, logged."""
+        for url in urls:
+            if url in self._marked:
+                continue
+            try:
+                await mark_routed(self.client, url)
+            except SqsError as e:
+                self._log.warning("sqs could not tag a session queue", source=url, error=str(e))
+                continue
+            self._marked.add(url)
+
+    # --- checks ------------------------------------------------------------------
+
+    async def _check(self, url: str, *, fallback: bool, what: str) -> None:
+        """:func:`check_owned`, a transient error retried with backoff until it passes."""
+        backoff = Backoff(_RECEIVE_RETRY_FIRST, _RECEIVE_RETRY_CEILING)
+        while True:
+            try:
+                await check_owned(
+                    self.client,
+                    url,
+                    self.settings.name_format,
+                    self.split.queue_url,
+                    fallback=fallback,
+                    what=what,
+                )
+            except SqsError as e:
+                if not e.retriable or self._stop.is_set():
+                    raise
+                self._log.warning("sqs queue check failed; retrying", source=url, error=str(e))
+            else:
+                return
+            await backoff.sleep()
+
+    async def vet_routes(self, routes: Sequence[SessionRoute]) -> list[SessionRoute]:
+        """``routes`` without the sessions whose queue pymirror did not make for this split
+        (each dropped one is logged with the reason); give the result to ``set_routes``."""
+        kept = []
+        for route in routes:
+            try:
+                await self._check(
+                    route.destination, fallback=False, what=f"session {route.session_id!r}:"
+                )
+            except NotOursError as e:
+                self._log.error("sqs session rejected", session=route.session_id, error=str(e))
+                continue
+            kept.append(route)
+        await self._mark([r.destination for r in kept])
+        return kept
+
+    async def check_queues(self) -> None:
+        """Raise ``NotOursError`` naming the first of the fallback and the session queues
+        that pymirror did not make for this split (``run`` calls it first)."""
+        await self._check(self.split.fallback_url, fallback=True, what="the fallback")
+        for route in self._router.sessions:
+            await self._check(
+                route.destination, fallback=False, what=f"session {route.session_id!r}:"
+            )
+        await self._mark([r.destination for r in self._router.sessions])
 
     # --- running -----------------------------------------------------------------
 
     async def run(self) -> None:
         split, settings = self.split, self.settings
         started = time.monotonic()
+        await self.check_queues()
         visibility = settings.visibility_timeout
         if visibility is None:
-            attributes = await self.client.attributes(split.queue_url)
-            visibility = int(attributes.get("VisibilityTimeout", _DEFAULT_VISIBILITY))
+            visibility = await self._queue_visibility()
         async with asyncio.TaskGroup() as tg:
+            self._tasks = tg
             forwarding = Forwarding(
                 self.client,
                 lambda coro, name: tg.create_task(coro, name=name),
@@ -110,7 +194,15 @@ class SqsSplitWorker(SessionSwitch):
                 released=self._released,
                 wake=self._wake,
                 awaiting_release=self.awaiting_release,
+                wanted=self.end_wanted,
             )
+            for orphan in await draining.orphans(live_names(list(self._router.sessions))):
+                self._log.info(
+                    "sqs resuming an unfinished session end",
+                    session=orphan.session_id,
+                    source=orphan.destination,
+                )
+                self._ended.put_nowait(orphan)
             flusher_stop = asyncio.Event()
             tg.create_task(forwarding.run_flusher(flusher_stop), name="flusher")
             tg.create_task(forwarding.run_keeper(flusher_stop, visibility), name="keeper")
@@ -136,21 +228,38 @@ class SqsSplitWorker(SessionSwitch):
             )
             flusher_stop.set()
             ender.cancel()
+            self._tasks = None
         self._log.info(
             "sqs split worker stopped",
             seconds=round(time.monotonic() - started, 3),
             **self.summary(),
         )
 
+    async def _queue_visibility(self) -> int:
+        """The original's ``VisibilityTimeout``, a transient error retried with backoff."""
+        backoff = Backoff(_RECEIVE_RETRY_FIRST, _RECEIVE_RETRY_CEILING)
+        while True:
+            try:
+                attributes = await self.client.attributes(self.split.queue_url)
+                return int(attributes.get("VisibilityTimeout", _DEFAULT_VISIBILITY))
+            except SqsError as e:
+                if not e.retriable or self._stop.is_set():
+                    raise
+                self._log.warning("sqs reading the original failed; retrying", error=str(e))
+            await backoff.sleep()
+
     async def _receive_loop(self, forwarding: Forwarding) -> None:
         split, settings = self.split, self.settings
         backoff = Backoff(_RECEIVE_RETRY_FIRST, _RECEIVE_RETRY_CEILING)
+        attempt: str | None = None  # FIFO: one id per receive, the same on its retries
         while self._receiving:
             await forwarding.reserve(BATCH_ENTRIES)
             got = 0
             try:
                 if not self._receiving:
                     return
+                if split.fifo and attempt is None:
+                    attempt = uuid.uuid4().hex
                 try:
                     polled = time.monotonic()
                     messages = await self.client.receive(
@@ -158,6 +267,7 @@ class SqsSplitWorker(SessionSwitch):
                         max_messages=BATCH_ENTRIES,
                         wait_seconds=settings.wait_seconds,
                         visibility_timeout=settings.visibility_timeout,
+                        attempt_id=attempt,
                     )
                 except SqsError as e:
                     if not e.retriable:
@@ -166,6 +276,7 @@ class SqsSplitWorker(SessionSwitch):
                     await backoff.sleep()
                     continue
                 backoff.reset()
+                attempt = None
                 if not self._receiving:  # stopped during the poll: hand these back at once
                     self.stats.received += len(messages)
                     await forwarding.give_back(split.queue_url, messages)

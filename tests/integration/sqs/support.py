@@ -24,8 +24,10 @@ from typing import Any
 
 from splitter.errors import SqsQueueMissingError
 from splitter.filters import FilterSpec, Mode, compile_filter
+from splitter.naming import DEFAULT_SQS_QUEUE_FORMAT, NameFormat
 from splitter.routing import SessionRoute
 from splitter.sqs.client import Message, SqsClient, SqsEndpoint, connect
+from splitter.sqs.queues import create_temporary_queue
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.worker import SqsSplitWorker
@@ -40,6 +42,20 @@ async def client_for(server: ServerEndpoint) -> AsyncIterator[SqsClient]:
     endpoint = SqsEndpoint(server.url, server.region, "test", "test")
     async with connect(endpoint) as client:
         yield client
+
+
+FORMAT = NameFormat(DEFAULT_SQS_QUEUE_FORMAT, "sqs")
+
+
+async def temporary(
+    sqs: SqsClient, original: str, session: str | None = None, *, mode: Mode | None = None
+) -> str:
+    """A temporary queue like ``original`` made by pymirror: the fallback, or ``session``'s
+    (tagged with ``mode`` if given); the split worker refuses any other."""
+    made = await create_temporary_queue(
+        sqs, original, FORMAT, fallback=session is None, session=session, mode=mode
+    )
+    return made.url
 
 
 async def make_queue(sqs: SqsClient, name: str, **attributes: str) -> str:
@@ -243,7 +259,7 @@ def worker_settings(**overrides: Any) -> SqsSettings:
         "wait_seconds": 1,
         "drain_poll": 0.2,
         "shutdown_grace": 5.0,
-        "session_end_timeout": 20.0,
+        "session_end_warn_after": 20.0,
     }
     values.update(overrides)
     return SqsSettings(**values)

@@ -44,6 +44,7 @@ from tests.integration.sqs.support import (
     process_env,
     send,
     start_worker,
+    temporary,
     wait_moving,
     write_sessions,
 )
@@ -208,8 +209,9 @@ async def sqs(sqs_endpoint: ServerEndpoint) -> AsyncIterator[SqsClient]:
 async def split(
     sqs: SqsClient, sqs_endpoint: ServerEndpoint, unique_name: str, tmp_path: Path
 ) -> Split:
-    queues = {label: await make_queue(sqs, f"{unique_name}-{label}") for label in USERS[:2]}
-    queues[FALLBACK] = await make_queue(sqs, f"{unique_name}-{FALLBACK}")
+    original = await make_queue(sqs, unique_name)
+    queues = {label: await temporary(sqs, original, label) for label in USERS[:2]}
+    queues[FALLBACK] = await temporary(sqs, original)
     sessions = tmp_path / "sessions.json"
     write_sessions(
         sessions,
@@ -223,7 +225,6 @@ async def split(
             for n, user in enumerate(("alice", "bob"), start=1)
         ],
     )
-    original = await make_queue(sqs, unique_name)
     return Split(original, queues, sessions, tmp_path / "worker.log", sqs_endpoint)
 
 

@@ -27,6 +27,7 @@ from splitter.filters import Mode
 from splitter.naming import DEFAULT_SQS_QUEUE_FORMAT, NameFormat
 from splitter.sqs.batching import forward_entry
 from splitter.sqs.client import Message, SqsClient
+from splitter.sqs.queue_names import queue_name
 from splitter.sqs.queues import create_temporary_queue
 from splitter.sqs.split import SqsSplit
 from tests.integration.sqs.support import (
@@ -46,6 +47,7 @@ from tests.integration.sqs.support import (
     running,
     send,
     start_worker,
+    temporary,
     wait_for,
     where,
     worker_command,
@@ -64,14 +66,6 @@ FORMAT = NameFormat(DEFAULT_SQS_QUEUE_FORMAT, "sqs")
 async def sqs(sqs_endpoint: ServerEndpoint) -> AsyncIterator[SqsClient]:
     async with client_for(sqs_endpoint) as client:
         yield client
-
-
-async def temporary(sqs: SqsClient, original: str, session: str | None = None) -> str:
-    """A temporary queue like ``original``: the fallback, or ``session``'s."""
-    made = await create_temporary_queue(
-        sqs, original, FORMAT, fallback=session is None, session=session
-    )
-    return made.url
 
 
 # --- routing: one case per DESIGN §4 rule ----------------------------------------
@@ -113,13 +107,15 @@ ROUTING_CASES: dict[str, tuple[list[S], list[M]]] = {
             M("no-attributes", FB),
         ],
     ),
-    "attribute names compare case-insensitively": (
-        [S("s", 1, {"User-Name": "^alice$"})],
+    "attribute names and (unless (?-i)) values compare case-insensitively": (
+        [S("s", 1, {"User-Name": "^alice$"}), S("exact", 2, {"team": "(?-i)^Core$"})],
         [
             M("upper", ("s",), a(USER_NAME="alice")),
             M("lower", ("s",), a(user_name="alice")),
             M("other-name", FB, a(username="alice")),
-            M("value-case-matters", FB, a(user_name="ALICE")),
+            M("value-case-ignored", ("s",), a(user_name="ALICE")),
+            M("exact-case", ("exact",), a(team="Core")),
+            M("exact-case-differs", FB, a(team="core")),
         ],
     ),
     "a regex searches the value": (
@@ -757,7 +753,7 @@ class Bad:
     message_filter: dict[str, str] = field(default_factory=lambda: {"user": "alice"})
     jq: str | None = None
     queue: str = "original"  # or "missing"
-    fallback: str = "fallback"
+    fallback: str = "fallback"  # or "missing", "plain" (a queue pymirror did not make)
     session_queue: str = "session"
     error: str = ""
 
@@ -784,6 +780,15 @@ BAD_STARTS = {
         session_queue="missing",
         error=r"SqsQueueMissingError: queue '[^']*-missing': the queue does not exist",
     ),
+    "a fallback pymirror did not make": Bad(
+        fallback="plain",
+        error=r"NotOursError: refusing the fallback \S*-plain: pymirror drains and deletes it "
+        r".*lacks the tag pymirror.dev/created-by=pymirror.*Check the queue name",
+    ),
+    "a session queue pymirror did not make": Bad(
+        session_queue="plain",
+        error=r"NotOursError: refusing session 'alice': \S*-plain: pymirror drains and deletes",
+    ),
 }
 
 
@@ -793,15 +798,16 @@ async def test_a_bad_start_exits_1_naming_the_problem_before_anything_happens(
 ) -> None:
     """``pymirror worker sqs`` with one bad input: exit 1, ``ErrorName: message`` on
     stderr, no queue created or deleted, and the message waiting in the original
-    neither received nor moved."""
+    neither received nor moved (a queue pymirror did not make is neither read nor
+    deleted)."""
     bad = BAD_STARTS[case]
-    names = {
-        "original": unique_name,
-        "fallback": unique_name + "-fb",
-        "session": unique_name + "-alice",
-        "missing": unique_name + "-missing",
-    }
-    urls = {key: await make_queue(sqs, name) for key, name in names.items() if key != "missing"}
+    urls = {"original": await make_queue(sqs, unique_name)}
+    urls["fallback"] = await temporary(sqs, urls["original"])
+    urls["session"] = await temporary(sqs, urls["original"], "alice")
+    urls["plain"] = await make_queue(sqs, unique_name + "-plain")
+    await send(sqs, urls["plain"], [Outgoing("not-ours", {"user": attribute("alice")})])
+    names = {key: queue_name(url) for key, url in urls.items()}
+    names["missing"] = unique_name + "-missing"
     await send(sqs, urls["original"], [Outgoing("waiting", {"user": attribute("alice")})])
     sessions = tmp_path / "sessions.json"
     entry: dict[str, Any] = {
@@ -831,6 +837,7 @@ async def test_a_bad_start_exits_1_naming_the_problem_before_anything_happens(
     assert "Traceback" not in stderr
     assert sorted(await sqs.list_queues("")) == before
     assert await sqs.counts(urls["original"]) == (1, 0, 0)
+    assert await sqs.counts(urls["plain"]) == (1, 0, 0)
 
 
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])

@@ -104,6 +104,16 @@ def test_a_fifo_original_gives_fifo_attributes_on_the_fifo_temporary() -> None:
     assert got == {**fifo, "VisibilityTimeout": "60"}
 
 
+def test_a_fifo_temporary_gets_no_delay_because_a_fifo_forward_cannot_set_one_per_message() -> None:
+    got = attributes_for(
+        {**READ_ONLY, "FifoQueue": "true", "DelaySeconds": "30"},
+        name="orders.fifo",
+        temp="mirrord-tmp-0123456789-orders.fifo",
+    )
+    assert got["DelaySeconds"] == "0"
+    assert attributes_for({**READ_ONLY, "DelaySeconds": "30"})["DelaySeconds"] == "30"
+
+
 def test_fifo_attributes_never_reach_a_standard_temporary() -> None:
     # moto reports nothing FIFO for a standard queue, but "FifoQueue": "false" is
     # refused by SQS and LocalStack ("Unknown Attribute FifoQueue") - drop it.
@@ -226,4 +236,25 @@ def test_temporary_attributes_rewrite_the_policy() -> None:
     policy = '{"Resource":"arn:aws:sqs:eu-west-1:111122223333:orders"}'
     assert attributes_for({**READ_ONLY, "Policy": policy}) == {
         "Policy": f'{{"Resource":"{TEMP_ARN}"}}'
+    }
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("arn:aws:sqs:*:111122223333:orders", f"arn:aws:sqs:*:111122223333:{TEMP}"),
+        ("arn:aws:sqs:eu-west-1:*:orders", f"arn:aws:sqs:eu-west-1:*:{TEMP}"),
+        ("arn:aws:sqs:*:*:orders", f"arn:aws:sqs:*:*:{TEMP}"),
+        ("arn:aws:sqs:us-east-1:111122223333:orders", "arn:aws:sqs:us-east-1:111122223333:orders"),
+        ("arn:aws:sqs:*:999988887777:orders", "arn:aws:sqs:*:999988887777:orders"),
+        ("arn:aws:sqs:*:111122223333:orders-dlq", "arn:aws:sqs:*:111122223333:orders-dlq"),
+        ("arn:aws:sns:*:111122223333:orders", "arn:aws:sns:*:111122223333:orders"),
+    ],
+)
+def test_a_policy_arn_with_a_wildcard_region_or_account_is_the_originals_and_is_rewritten(
+    written: str, expected: str
+) -> None:
+    policy = json.dumps({"Statement": [{"Resource": written}]})
+    assert json.loads(rewrite_policy(policy, "orders", ARN, TEMP)) == {
+        "Statement": [{"Resource": expected}]
     }

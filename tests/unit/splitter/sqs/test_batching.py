@@ -41,7 +41,21 @@ def test_a_forward_entry_carries_body_attributes_and_trace_header_unchanged() ->
         "MessageSystemAttributes": {
             "AWSTraceHeader": {"DataType": "String", "StringValue": "Root=1-abc"}
         },
+        "DelaySeconds": 0,
     }
+
+
+def test_a_standard_forward_sets_no_delay_so_the_copied_delayseconds_does_not_apply_twice() -> None:
+    assert forward_entry(MESSAGE, "m1", fifo=False)["DelaySeconds"] == 0
+    assert "DelaySeconds" not in forward_entry(MESSAGE, "m1", fifo=True)  # FIFO refuses it
+
+
+def test_a_standard_fair_queue_message_keeps_its_message_group_id() -> None:
+    message = {**MESSAGE, "Attributes": {"MessageGroupId": "tenant-7"}}
+    entry = forward_entry(message, "m1", fifo=False)
+    assert entry["MessageGroupId"] == "tenant-7"
+    assert "MessageDeduplicationId" not in entry
+    assert "MessageGroupId" not in forward_entry(MESSAGE, "m1", fifo=False)
 
 
 def test_a_fifo_entry_keeps_the_group_and_deduplicates_by_the_original_message_id() -> None:
@@ -63,7 +77,22 @@ def test_entry_size_counts_body_bytes_and_attribute_names_types_and_values() -> 
     body = len("héllo".encode())
     user = len("user") + len("String") + len("alice")
     blob = len("blob") + len("Binary") + 2
-    assert entry_size(entry) == body + user + blob
+    trace = len("AWSTraceHeader") + len("String") + len("Root=1-abc")
+    assert entry_size(entry) == body + user + blob + trace
+
+
+def test_entry_size_counts_attribute_names_and_values_in_utf8_bytes_not_characters() -> None:
+    value = "€" * 1000  # 1000 characters, 3000 bytes
+    entry = forward_entry(
+        {
+            "MessageId": "i",
+            "Body": "ü",
+            "MessageAttributes": {"ключ": {"DataType": "String", "StringValue": value}},
+        },
+        "m1",
+        fifo=True,
+    )
+    assert entry_size(entry) == 2 + len("ключ".encode()) + len("String") + 3000
 
 
 # --- when a batch goes ------------------------------------------------------------------

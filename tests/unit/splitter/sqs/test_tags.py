@@ -38,6 +38,13 @@ def test_bookkeeping_marks_the_fallback_queue() -> None:
     }
 
 
+def test_a_session_queue_records_its_mode_so_a_resumed_end_knows_copies_from_owned() -> None:
+    tags = bookkeeping_tags("orders", fallback=False, session="alice", mode="mirror")
+    assert tags["pymirror.dev/session"] == "alice"
+    assert tags["pymirror.dev/mode"] == "mirror"
+    assert "pymirror.dev/mode" not in bookkeeping_tags("orders", fallback=False, session="a")
+
+
 @pytest.mark.parametrize(("fallback", "session"), [(True, "alice"), (False, None)])
 def test_a_queue_is_either_the_fallback_or_a_sessions(fallback: bool, session: str | None) -> None:
     with pytest.raises(ValueError, match="either the fallback or a session's"):
