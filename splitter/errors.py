@@ -8,6 +8,7 @@ that raises them and listed here::
     ├── NameFormatError            bad temporary-name format, or a name cannot fit it
     ├── SqsError                   splitter/sqs*.py
     │   ├── SqsQueueMissingError   the queue does not exist
+    │   ├── NotOursError           a queue to drain/delete that pymirror did not make for this split
     │   ├── SqsThrottledError      throttled or a server-side fault (retriable)
     │   └── SqsUnavailableError    endpoint unreachable (retriable)
     └── KafkaError                 splitter/kafka/
@@ -78,6 +79,10 @@ class SqsError(SplitterError):
 
 class SqsQueueMissingError(SqsError):
     """The queue does not exist (check the name/URL and the region)."""
+
+
+class NotOursError(SqsError):
+    """A queue pymirror would drain and delete was not created by pymirror for this split."""
 
 
 class SqsThrottledError(SqsError):

@@ -59,7 +59,7 @@ async def serve(process: SqsProcess, settings: SqsSettings) -> dict[str, object]
             metrics = Metrics("sqs", queue, process.metrics_port)
 
         async def prepare(new: list[SessionRoute]) -> list[SessionRoute]:
-            return await _resolved(client, new)
+            return await worker.vet_routes(await _resolved(client, new))
 
         await run_worker(worker, source, prepare=prepare, metrics=metrics)
     return worker.summary()

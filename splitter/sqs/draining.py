@@ -41,14 +41,14 @@ from typing import TypeVar
 import structlog
 
 from splitter.backoff import Backoff
-from splitter.errors import SqsError, SqsQueueMissingError
+from splitter.errors import NotOursError, SqsError, SqsQueueMissingError
 from splitter.filters import FilterSpec, compile_filter
 from splitter.routing import Router, SessionRoute
 from splitter.sqs.batching import BATCH_ENTRIES
 from splitter.sqs.client import Message, SqsClient
 from splitter.sqs.forwarding import Forwarding
 from splitter.sqs.queue_names import queue_name
-from splitter.sqs.queues import NotOursError, check_owned, find_temporary_queues
+from splitter.sqs.queues import check_owned, find_temporary_queues
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.stats import SqsWorkerStats

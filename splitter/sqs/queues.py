@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from splitter.errors import SqsError, SqsQueueMissingError
+from splitter.errors import NotOursError, SqsError, SqsQueueMissingError
 from splitter.naming import NameFormat
 from splitter.sqs.attributes import temporary_arn, temporary_attributes
 from splitter.sqs.client import SqsClient
@@ -72,10 +72,6 @@ class FoundQueue:
     mode: str | None = None
     #: A split worker routed to it (:data:`~splitter.sqs.tags.TAG_ROUTED`).
     routed: bool = False
-
-
-class NotOursError(SqsError):
-    """A queue pymirror would drain and delete was not created by pymirror for this split."""
 
 
 async def check_owned(

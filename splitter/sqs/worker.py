@@ -48,13 +48,13 @@ from typing import Any
 import structlog
 
 from splitter.backoff import Backoff
-from splitter.errors import SqsError
+from splitter.errors import NotOursError, SqsError
 from splitter.routing import SessionRoute
 from splitter.sqs.batching import BATCH_ENTRIES
 from splitter.sqs.client import SqsClient
 from splitter.sqs.draining import Draining, live_names
 from splitter.sqs.forwarding import Forwarding
-from splitter.sqs.queues import NotOursError, check_owned, mark_routed
+from splitter.sqs.queues import check_owned, mark_routed
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.stats import SqsWorkerStats
@@ -78,7 +78,7 @@ class SqsSplitWorker(SessionSwitch):
         settings: SqsSettings,
         routes: Sequence[SessionRoute] = (),
     ) -> None:
-        super().__init__(routes, split.fallback_url)
+        super().__init__(routes, split.fallback_url, original=split.queue_url)
         self.client = client
         self.split = split
         self.settings = settings

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from splitter.errors import NotOursError
 from splitter.sqs.client import SqsClient
-from splitter.sqs.queues import NotOursError
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.worker import SqsSplitWorker
 from tests.integration.sqs.support import (
