@@ -70,14 +70,22 @@ async def end_session(
     router: Callable[[], Router],
     settings: KafkaSettings,
     wanted: Callable[[], bool] = lambda: True,
+    mirror: bool = False,
 ) -> int:
     """Route a session topic's unconsumed records again, then delete it; return how many.
 
-    ``wanted`` is asked again before the delete: a session listed again meanwhile (same
-    topic) keeps its topic (records already routed again stay where they went)."""
+    A ``mirror`` session's topic holds copies (the workload got every record too):
+    its leftovers are dropped, never routed again. ``wanted`` is asked again before
+    the delete: a session listed again meanwhile (same topic) keeps its topic (records
+    already routed again stay where they went)."""
     async with clients.admin() as admin:
         if not await admin.exists(topic):
             log.info("kafka session topic already gone", session_topic=topic)
+            return 0
+        if mirror:
+            if wanted():
+                await admin.delete_topic(topic)
+                log.info("kafka mirror session topic deleted; its copies dropped", topic=topic)
             return 0
         partitions = await admin.partitions(topic)
         committed = await admin.committed(group_id, topic, partitions)

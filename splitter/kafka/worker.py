@@ -670,6 +670,7 @@ class KafkaSplitWorker(SessionSwitch):
                 router=lambda: self._router,
                 settings=self.settings,
                 wanted=lambda: self.end_wanted(route),
+                mirror=route.filter.spec.mode == "mirror",
             ),
             self._retry_backoff(),
             "session end",

@@ -343,3 +343,48 @@ async def test_takeover_and_hand_back_resume_exactly_at_committed_offsets(
     assert set(counts) == expected
     assert [i for i, n in counts.items() if n > 1] == []
     assert worker.stats.rerouted == len(stolen)
+
+
+async def test_a_mirror_sessions_leftovers_are_dropped_at_its_end_not_routed_again(
+    kafka_broker: KafkaBroker, unique_name: str
+) -> None:
+    """Narrated:
+
+    1. Two sessions: alice mirrors (a copy of each of her records, the workload
+       still gets it) and bob steals. 20 records: alice's topic gets copies of
+       her 10, bob's topic his 10, the fallback alice's 10 originals.
+    2. Alice's session ends without her reading anything: her topic holds only
+       copies, so it is deleted and nothing is routed again - the fallback
+       keeps exactly alice's 10 (routing them again would give the workload
+       each of them twice).
+    """
+    original, fallback = unique_name, f"{unique_name}-fb"
+    alice, bob = f"{unique_name}-alice", f"{unique_name}-bob"
+    group = f"{unique_name}-g"
+    await create_topics(kafka_broker, PARTITIONS, original, fallback, alice, bob)
+    alice_route = route("alice", 1, alice, mode="mirror", user="^alice$")
+    bob_route = route("bob", 2, bob, user="^bob$")
+    worker = worker_for(kafka_broker, original, group, fallback, alice_route, bob_route)
+    async with asyncio.TaskGroup() as tg:
+        worker_task = tg.create_task(worker.run())
+        sent = make_records(20, PARTITIONS, ["alice", "bob"])
+        await produce(kafka_broker, original, sent)
+        alices = sorted(r.id for r in sent if r.headers[1][1] == b"alice")
+        got_alice = await read_all(kafka_broker, alice, PARTITIONS, expect=10)
+        got_fallback = await read_all(kafka_broker, fallback, PARTITIONS, expect=10)
+        assert sorted(g.id for g in got_alice) == alices
+        assert sorted(g.id for g in got_fallback) == alices
+        await read_all(kafka_broker, bob, PARTITIONS, expect=10)
+
+        worker.set_routes([bob_route])  # alice ends
+
+        async def alice_gone() -> bool:
+            return alice not in await list_topics(kafka_broker)
+
+        await wait_until(alice_gone, within=60, what=lambda: str(worker.stats))
+        worker.stop()
+        async with asyncio.timeout(60):
+            await worker_task
+    everything = await read_all(kafka_broker, fallback, PARTITIONS)  # until idle
+    assert sorted(g.id for g in everything) == alices
+    assert worker.stats.rerouted == 0
