@@ -1,14 +1,17 @@
 """``pymirror worker sqs|kafka``: a split worker for one original queue/topic, as a process.
 
     pymirror worker sqs --queue ORIGINAL --fallback-queue FALLBACK \\
-        --sessions-file sessions.json [--endpoint-url URL] [--metrics-port P]
+        (--sessions-file sessions.json | --split NAMESPACE/NAME) [--endpoint-url URL] [...]
     pymirror worker kafka --topic ORIGINAL --group-id GROUP --fallback-topic FALLBACK \\
-        --sessions-file sessions.json --property bootstrap.servers=HOST:PORT [...]
+        (--sessions-file sessions.json | --split NAMESPACE/NAME) \\
+        --property bootstrap.servers=HOST:PORT [...]
 
-The operator runs these as Deployments; they also run by hand. The sessions
-file lists the active sessions of the split and is re-read when it changes: a
-session that disappears ends (its queue's/topic's leftovers are routed again,
-then it is deleted); when the last one disappears the original is handed back
+The operator runs these as Deployments with ``--split`` (the worker follows its
+QueueSplit object, see pymirror/worker/split_source.py, and stops when the object
+is deleted); by hand they read a sessions file. Either lists the active sessions
+of the split and is followed as it changes: a session that disappears ends
+(its queue's/topic's leftovers are routed again, then it is deleted); when the
+last one disappears the original is handed back
 (the workload drains the fallback, leftovers go back to the original, the
 fallback is deleted) and the process exits 0. SIGTERM/SIGINT stop intake, finish
 or release what is in hand and exit 0 within the worker's shutdown bound; a
@@ -66,6 +69,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     kafka.set_defaults(func=run_kafka)
 
 
+def _sessions_arguments(parser: argparse.ArgumentParser, destination: str) -> None:
+    """Where the sessions come from: a file, or (the operator's workers) a QueueSplit."""
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--sessions-file",
+        type=Path,
+        help=f'JSON: [{{"id", "sequence", "{destination}", "message_filter", "jq_filter"?, '
+        '"queue_mode"?}]',
+    )
+    where.add_argument(
+        "--split",
+        metavar="NAMESPACE/NAME",
+        help="follow this QueueSplit's spec.routes and acknowledge them in its status",
+    )
+    parser.add_argument(
+        "--kubeconfig", default=None, help="with --split (default: in-cluster, else ~/.kube/config)"
+    )
+    parser.add_argument("--context", default=None, help="with --split: the kubeconfig context")
+
+
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive integer")
@@ -77,12 +100,7 @@ def _sqs_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--fallback-queue", required=True, help="the queue the workload reads (name or URL)"
     )
-    parser.add_argument(
-        "--sessions-file",
-        type=Path,
-        required=True,
-        help='JSON: [{"id", "sequence", "queue", "message_filter", "jq_filter"?, "queue_mode"?}]',
-    )
+    _sessions_arguments(parser, "queue")
     parser.add_argument("--endpoint-url", default=None, help="SQS endpoint (default: settings)")
     parser.add_argument("--region", default=None, help="AWS region (default: settings)")
     parser.add_argument("--receivers", type=_positive, default=None, help="concurrent long polls")
@@ -105,12 +123,7 @@ def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="a librdkafka/Java client property (repeat); bootstrap.servers is required",
     )
-    parser.add_argument(
-        "--sessions-file",
-        type=Path,
-        required=True,
-        help='JSON: [{"id", "sequence", "topic", "message_filter", "jq_filter"?, "queue_mode"?}]',
-    )
+    _sessions_arguments(parser, "topic")
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics")
     parser.add_argument("--drain-timeout", type=float, default=None, help="seconds; see settings")
     parser.add_argument(
@@ -130,7 +143,7 @@ def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="where the worker records a hand-back under way so that a restart resumes it "
-        "(default: the sessions file's name + '.hand-back')",
+        "(default: the sessions file's name + '.hand-back'; required with --split)",
     )
 
 
@@ -149,6 +162,12 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from pymirror.worker.kafka_process import KafkaProcess, serve
     from splitter.kafka.worker import KafkaWorkerIdentity
 
+    hand_back_file = args.hand_back_file
+    if hand_back_file is None and args.sessions_file is not None:
+        hand_back_file = args.sessions_file.with_name(args.sessions_file.name + ".hand-back")
+    if hand_back_file is None:
+        raise UsageError("--split needs --hand-back-file (a file of this replica's own)")
+
     process = KafkaProcess(
         identity=KafkaWorkerIdentity(
             topic=args.topic,
@@ -156,11 +175,13 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
             fallback_topic=args.fallback_topic,
             member_file=args.member_file,
             delete_fallback=not args.keep_fallback,
-            hand_back_file=args.hand_back_file
-            or args.sessions_file.with_name(args.sessions_file.name + ".hand-back"),
+            hand_back_file=hand_back_file,
         ),
         properties=parse_properties(args.property),
         sessions_file=args.sessions_file,
+        split=args.split,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
         metrics_port=args.metrics_port,
     )
     asyncio.run(serve(process, with_flags(settings.kafka, drain_timeout=args.drain_timeout)))
@@ -174,6 +195,9 @@ def run_sqs(args: argparse.Namespace, settings: Settings) -> int:
         queue=args.queue,
         fallback_queue=args.fallback_queue,
         sessions_file=args.sessions_file,
+        split=args.split,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
         metrics_port=args.metrics_port,
     )
     sqs = with_flags(

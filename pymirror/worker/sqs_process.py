@@ -9,6 +9,7 @@ process prints the worker's summary line.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,15 @@ from pathlib import Path
 import structlog
 
 from pymirror.worker.runtime import Metrics, run_worker
-from pymirror.worker.sources import FileSessionSource
+from pymirror.worker.sources import FileSessionSource, SessionSource
+from pymirror.worker.split_source import QueueSplitSource, open_split_source
+from splitter.errors import NotOursError
 from splitter.routing import SessionRoute
 from splitter.sqs.client import SqsClient, SqsEndpoint, connect
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.worker import SqsSplitWorker
+from splitter.switching import check_routes
 
 
 @dataclass(frozen=True)
@@ -30,7 +34,11 @@ class SqsProcess:
 
     queue: str
     fallback_queue: str
-    sessions_file: Path
+    sessions_file: Path | None = None
+    #: ``NAMESPACE/NAME`` of the QueueSplit to follow instead of a sessions file.
+    split: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
     metrics_port: int | None = None
 
 
@@ -44,8 +52,22 @@ async def _resolved(client: SqsClient, routes: list[SessionRoute]) -> list[Sessi
 
 async def serve(process: SqsProcess, settings: SqsSettings) -> dict[str, object]:
     """Check everything, run the split worker until it is done; its summary."""
-    source = FileSessionSource(process.sessions_file, "queue")
-    routes = source.load()  # filters compile before anything else
+    async with contextlib.AsyncExitStack() as stack:
+        source: SessionSource
+        if process.split is not None:
+            source = await stack.enter_async_context(
+                open_split_source(process.split, process.kubeconfig, process.context)
+            )
+        else:
+            assert process.sessions_file is not None
+            source = FileSessionSource(process.sessions_file, "queue")
+        routes = source.load()  # filters compile before anything else
+        return await _serve(process, settings, source, routes)
+
+
+async def _serve(
+    process: SqsProcess, settings: SqsSettings, source: SessionSource, routes: list[SessionRoute]
+) -> dict[str, object]:
     endpoint = SqsEndpoint(url=settings.endpoint_url, region=settings.region)
     async with connect(endpoint) as client:
         queue = await client.queue_url(process.queue)
@@ -53,13 +75,27 @@ async def serve(process: SqsProcess, settings: SqsSettings) -> dict[str, object]
         worker = SqsSplitWorker(
             client, SqsSplit(queue, fallback), settings, await _resolved(client, routes)
         )
+        if isinstance(source, QueueSplitSource):
+            source.on_deleted = worker.stop  # the split is gone: stop as on SIGTERM
         structlog.contextvars.bind_contextvars(queue=process.queue)
         metrics = None
         if process.metrics_port is not None:
             metrics = Metrics("sqs", queue, process.metrics_port)
 
         async def prepare(new: list[SessionRoute]) -> list[SessionRoute]:
-            return await worker.vet_routes(await _resolved(client, new))
+            # A change naming a queue pymirror did not make for this split is refused
+            # whole, like any bad edit: the sessions in force stay (dropping only that
+            # session would end it, or hand the queue back when it was the only one).
+            resolved = await _resolved(client, new)
+            check_routes(resolved, fallback, queue)  # the switch's rules first: clearer errors
+            vetted = await worker.vet_routes(resolved)
+            rejected = sorted({r.session_id for r in resolved} - {r.session_id for r in vetted})
+            if rejected:
+                raise NotOursError(
+                    f"sessions {rejected} name queues pymirror did not make for this split; "
+                    "the change is refused and the current sessions stay"
+                )
+            return vetted
 
         await run_worker(worker, source, prepare=prepare, metrics=metrics)
     return worker.summary()

@@ -1,0 +1,345 @@
+"""The operator's session source: a split worker follows its ``QueueSplit`` object.
+
+``QueueSplitSource(kube, namespace, name)`` is a :class:`~pymirror.worker.sources.SessionSource`
+for one ``QueueSplit`` (crds/queuesplits.yaml, operator namespace)::
+
+    source = QueueSplitSource(kube, "pymirror-system", "shop-orders")
+    routes = await source.open()          # QueueSplitError if missing or invalid
+    await run_worker(worker, source, ...)  # load() returns what open() read
+
+* Routes come from ``spec.routes[]`` ``{session, sequence, destination, messageFilter,
+  jqFilter, mode}``, in sequence order, each filter compiled once. A route whose filter
+  does not compile (or that repeats another's sequence) is *rejected*: logged with the
+  session named, left out, the other routes kept; :attr:`QueueSplitSource.rejected`
+  holds the rejections of the generation read last. ``spec.handBack: true`` means no
+  sessions (``[]``, which starts the worker's hand-back).
+* ``watch`` follows the object with a resuming watch (``registry.watching``) from the
+  resourceVersion ``open`` read, so no change made in between is missed. A new
+  ``metadata.generation`` (a change of ``spec``) is offered to ``apply`` with the whole
+  route list, one change at a time; status-only changes (same generation) are ignored.
+  A refused change is offered again on the next event or after a short backoff, unless
+  a newer generation replaces it. Once the worker uses a generation's routes
+  (the one ``open`` read, when the watch starts; every applied one after that), the
+  source writes ``status.appliedGeneration`` (status subresource, merge patch), which
+  tells the operator the worker acknowledged the routes.
+* The object's deletion (a DELETED event, or a ``deletionTimestamp``) ends the watch with
+  a warning log line and calls ``on_deleted`` (the process passes ``worker.stop``: the
+  same graceful stop as a first SIGTERM). It does not apply ``[]``: a hand-back is the
+  operator's decision (``spec.handBack``), and an object gone means nobody will read
+  the worker's progress any more.
+* ``report(counters)`` merges ``status.counters`` (read, unmatched, fallback, failed,
+  lag, forwarded per session); sessions no longer counted are removed from
+  ``forwarded``.
+
+A watch that gives up (``UnavailableError`` after its ``retry_for``, a 403) raises out
+of ``watch``: the worker cannot know its routes any more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from pymirror.errors import PymirrorError, UsageError
+from pymirror.worker.sources import Apply, _offer
+from registry.errors import NotFoundError, RegistryError
+from registry.objects import Kube, Obj
+from registry.session_models import QueueSplit, SplitCounters
+from registry.watching import WatchEvent
+from splitter.errors import FilterError
+from splitter.filters import FilterSpec, compile_filter
+from splitter.routing import SessionRoute
+
+log = structlog.get_logger()
+
+#: Seconds before a refused change (or a failed status write) is tried again, at first;
+#: doubled on each further refusal up to ``BACKOFF_MAX``.
+BACKOFF_FIRST = 0.5
+BACKOFF_MAX = 5.0
+
+
+class QueueSplitError(PymirrorError):
+    """The worker's QueueSplit does not exist or cannot be used; the message names it."""
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A route left out of a generation: its session and why."""
+
+    session: str
+    error: str
+
+
+@dataclass(frozen=True)
+class SplitRoutes:
+    """What one generation of a QueueSplit's spec asks of the worker."""
+
+    generation: int
+    routes: list[SessionRoute]
+    rejected: list[Rejection]
+    hand_back: bool
+
+
+def split_routes(obj: Mapping[str, Any]) -> SplitRoutes:
+    """The routes of a QueueSplit object (a JSON dict), in sequence order.
+
+    ``QueueSplitError`` if the object is not a valid QueueSplit; a route whose filter
+    does not compile, or whose sequence another route has, is rejected (see
+    :class:`Rejection`), not an error. With ``spec.handBack`` there are no routes.
+    """
+    meta = obj.get("metadata") or {}
+    what = f"QueueSplit {meta.get('namespace', '?')}/{meta.get('name', '?')}"
+    try:
+        split = QueueSplit.model_validate(dict(obj))
+    except ValidationError as e:
+        raise QueueSplitError(f"{what} is not a valid QueueSplit: {e}") from None
+    generation = meta.get("generation")
+    generation = generation if type(generation) is int else 0
+    if split.spec.hand_back:
+        return SplitRoutes(generation, [], [], hand_back=True)
+    routes: list[SessionRoute] = []
+    rejected: list[Rejection] = []
+    sequences: dict[int, str] = {}
+    for route in sorted(split.spec.routes or (), key=lambda r: (r.sequence, r.session)):
+        if route.sequence in sequences:
+            rejected.append(
+                Rejection(
+                    route.session,
+                    f"{what} route {route.session!r} shares sequence {route.sequence} "
+                    f"with route {sequences[route.sequence]!r}",
+                )
+            )
+            continue
+        spec = FilterSpec(
+            message_filter=route.message_filter or {},
+            jq_filter=route.jq_filter,
+            mode=route.mode,
+        )
+        try:
+            flt = compile_filter(spec, where=f"{what} route {route.session!r} messageFilter")
+        except FilterError as e:
+            rejected.append(Rejection(route.session, str(e)))
+            continue
+        sequences[route.sequence] = route.session
+        routes.append(SessionRoute(route.session, route.sequence, flt, route.destination))
+    return SplitRoutes(generation, routes, rejected, hand_back=False)
+
+
+def _deleting(obj: Mapping[str, Any]) -> bool:
+    return bool((obj.get("metadata") or {}).get("deletionTimestamp"))
+
+
+class QueueSplitSource:
+    """Sessions from one QueueSplit object (see the module docstring)."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        namespace: str,
+        name: str,
+        *,
+        on_deleted: Callable[[], object] | None = None,
+        backoff: float = BACKOFF_FIRST,
+        retry_for: float | None = 300.0,
+    ) -> None:
+        self.objects = kube.objects(QueueSplit.RESOURCE, namespace)
+        self.namespace = namespace
+        self.name = name
+        self.on_deleted = on_deleted
+        self.backoff = backoff
+        self.retry_for = retry_for
+        self.what = f"QueueSplit {namespace}/{name}"
+        self.rejected: list[Rejection] = []
+        """The routes left out of the generation read last."""
+        self.applied_generation: int | None = None
+        """The generation the worker uses (written to the status once acknowledged)."""
+        self._opened: SplitRoutes | None = None
+        self._resource_version: str | None = None
+        self._forwarded: set[str] = set()
+
+    # --- start-up -------------------------------------------------------------------
+
+    async def open(self) -> list[SessionRoute]:
+        """Read the object once; its routes. ``QueueSplitError`` if missing or invalid."""
+        try:
+            obj = await self.objects.get(self.name)
+        except NotFoundError:
+            raise QueueSplitError(
+                f"{self.what} does not exist; the operator creates it before the worker"
+            ) from None
+        if _deleting(obj):
+            raise QueueSplitError(f"{self.what} is being deleted; nothing to split")
+        read = split_routes(obj)
+        self._note(read)
+        self._opened = read
+        self._resource_version = str(obj["metadata"].get("resourceVersion", "")) or None
+        return read.routes
+
+    def load(self) -> list[SessionRoute]:
+        """The routes ``open`` read (``open`` must have been awaited first)."""
+        if self._opened is None:
+            raise QueueSplitError(f"{self.what}: await open() before load()")
+        return self._opened.routes
+
+    # --- following changes ----------------------------------------------------------
+
+    async def watch(self, apply: Apply, done: asyncio.Event) -> None:
+        if self._opened is None:
+            await self.open()
+        assert self._opened is not None
+        seen = self._opened.generation  # the generation read last
+        unacked: int | None = seen  # the worker uses it; the status does not say so yet
+        pending: SplitRoutes | None = None  # read, not accepted yet
+        delay = self.backoff
+        refused = False  # ``pending`` was refused before (logged once)
+        events: asyncio.Queue[WatchEvent | BaseException | None] = asyncio.Queue()
+
+        async def read_events() -> None:
+            stream = self.objects.watch(
+                resource_version=self._resource_version,
+                field_selector=f"metadata.name={self.name}",
+                retry_for=self.retry_for,
+            )
+            try:
+                async with stream:
+                    async for event in stream:
+                        await events.put(event)
+            except Exception as e:
+                await events.put(e)
+
+        async def on_done() -> None:
+            await done.wait()
+            await events.put(None)
+
+        tasks = [
+            asyncio.create_task(read_events(), name=f"watch {self.what}"),
+            asyncio.create_task(on_done(), name="sessions done"),
+        ]
+        try:
+            while not done.is_set():
+                if unacked is not None and await self._acknowledge(unacked):
+                    unacked = None
+                if pending is not None:
+                    if await _offer(apply, pending.routes):
+                        self.applied_generation = pending.generation
+                        unacked, pending = pending.generation, None
+                        delay, refused = self.backoff, False
+                        continue  # acknowledge at once
+                    if not refused:
+                        refused = True
+                        log.info("sessions refused, offered again later", split=self.what)
+                waiting = pending is not None or unacked is not None
+                try:
+                    async with asyncio.timeout(delay if waiting else None):
+                        item = await events.get()
+                except TimeoutError:
+                    delay = min(delay * 2, BACKOFF_MAX)
+                    continue
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if item.type == "DELETED" or _deleting(item.object):
+                    log.warning(
+                        "QueueSplit deleted: the sessions watch ends, the worker stops",
+                        split=self.what,
+                    )
+                    if self.on_deleted is not None:
+                        self.on_deleted()
+                    return
+                generation = item.object["metadata"].get("generation")
+                if generation == seen:
+                    continue  # a status-only change (ours included)
+                seen = generation
+                try:
+                    read = split_routes(item.object)
+                except QueueSplitError as e:
+                    log.warning("QueueSplit unusable, keeping the current sessions", error=str(e))
+                    continue
+                self._note(read)
+                log.info(
+                    "sessions changed",
+                    split=self.what,
+                    generation=read.generation,
+                    sessions=[r.session_id for r in read.routes],
+                    hand_back=read.hand_back,
+                )
+                pending, delay, refused = read, self.backoff, False
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def _note(self, read: SplitRoutes) -> None:
+        self.rejected = read.rejected
+        for rejection in read.rejected:
+            log.warning(
+                "route rejected; the other sessions are kept",
+                split=self.what,
+                session=rejection.session,
+                generation=read.generation,
+                error=rejection.error,
+            )
+
+    async def _acknowledge(self, generation: int) -> bool:
+        """Write ``status.appliedGeneration``; False (logged) if the write failed."""
+        try:
+            await self.objects.patch_status(self.name, {"appliedGeneration": generation})
+        except NotFoundError:
+            return True  # deleted: the watch sees it next
+        except RegistryError as e:
+            log.warning("cannot acknowledge the routes yet", split=self.what, error=str(e))
+            return False
+        log.info("routes acknowledged", split=self.what, generation=generation)
+        return True
+
+    # --- counters -------------------------------------------------------------------
+
+    async def report(self, counters: SplitCounters | Mapping[str, Any]) -> Obj:
+        """Merge ``counters`` into ``status.counters``; ``forwarded`` is replaced as a whole
+        (sessions reported before and absent now are removed)."""
+        model = (
+            counters
+            if isinstance(counters, SplitCounters)
+            else SplitCounters.model_validate(dict(counters))
+        )
+        body: dict[str, Any] = model.model_dump(by_alias=True, mode="json", exclude_none=True)
+        forwarded = dict(body.get("forwarded") or {})
+        gone = self._forwarded - set(forwarded)
+        if forwarded or gone:
+            body["forwarded"] = {**forwarded, **dict.fromkeys(gone)}
+        result = await self.objects.patch_status(self.name, {"counters": body})
+        self._forwarded = set(forwarded)
+        return result
+
+
+# --- wiring ---------------------------------------------------------------------------
+
+
+def parse_split_ref(text: str) -> tuple[str, str]:
+    """``NAMESPACE/NAME`` of a QueueSplit (``--split``); ``UsageError`` otherwise."""
+    namespace, sep, name = text.partition("/")
+    if not sep or not namespace or not name or "/" in name:
+        raise UsageError(f"--split {text!r} must look like NAMESPACE/NAME (a QueueSplit)")
+    return namespace, name
+
+
+@contextlib.asynccontextmanager
+async def open_split_source(
+    ref: str, kubeconfig: str | None = None, context: str | None = None
+) -> AsyncIterator[QueueSplitSource]:
+    """The source of the QueueSplit ``NAMESPACE/NAME``, opened (``load`` works); its
+    Kubernetes client (kubeconfig if named, else in-cluster in a pod) closes on exit."""
+    namespace, name = parse_split_ref(ref)
+    async with Kube.connect(kubeconfig, context) as kube:
+        source = QueueSplitSource(kube, namespace, name)
+        await source.open()
+        yield source
