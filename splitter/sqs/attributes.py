@@ -1,4 +1,4 @@
-"""The attributes of a temporary SQS queue, derived from the original's (DESIGN §5).
+"""The attributes of a temporary SQS queue, derived from the original's (docs/how-it-works.md).
 
 Pure: data in, data out. A temporary queue (a session's, or the fallback the
 workload reads) copies the original's writable attributes - FIFO, KMS and

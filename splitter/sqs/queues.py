@@ -1,4 +1,4 @@
-"""Provisioning temporary SQS queues: plan, create, delete and find them (DESIGN §5).
+"""Provisioning temporary SQS queues: plan, create, delete and find them (docs/how-it-works.md).
 
 A temporary queue (a session's, or the fallback the workload reads) is shaped
 like the original: attributes and Policy from :mod:`splitter.sqs.attributes`,
