@@ -1,6 +1,6 @@
 """The SQS split worker end to end on real servers (moto and LocalStack).
 
-Routing for every DESIGN §4 rule, what a forward carries, FIFO order and
+Routing for every routing rule (docs/how-it-works.md), what a forward carries, FIFO order and
 deduplication, sessions changing while messages flow, the hand-back after the
 last session, and bad input refused by ``pymirror worker sqs`` before anything
 happens. Destinations are temporary queues made by ``create_temporary_queue``.
@@ -68,7 +68,7 @@ async def sqs(sqs_endpoint: ServerEndpoint) -> AsyncIterator[SqsClient]:
         yield client
 
 
-# --- routing: one case per DESIGN §4 rule ----------------------------------------
+# --- routing: one case per routing rule ----------------------------------------
 
 
 @dataclass(frozen=True)
