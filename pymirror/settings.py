@@ -22,9 +22,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pymirror.errors import ConfigError, UsageError
 from pymirror.logs import LogFormat
-from splitter.errors import NameFormatError
 from splitter.kafka.settings import KafkaSettings
-from splitter.naming import Broker, NameFormat
+from splitter.naming import checked_format
 from splitter.sqs.settings import SqsSettings
 from traffic.settings import TrafficSettings
 
@@ -47,14 +46,6 @@ class LogSettings(BaseModel):
     format: LogFormat = Field(
         "auto", description="json | console | auto (console on a terminal, JSON otherwise)."
     )
-
-
-def _name_format(template: str, broker: Broker) -> NameFormat:
-    """``template`` as a :class:`NameFormat`; ``ValueError`` (-> ``ConfigError``) if bad."""
-    try:
-        return NameFormat(template, broker)
-    except NameFormatError as e:
-        raise ValueError(str(e)) from e
 
 
 class Settings(BaseSettings):
@@ -85,7 +76,7 @@ class Settings(BaseSettings):
     @classmethod
     def _valid_operator_format(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            _name_format(value, "kafka" if "kafka" in str(info.field_name) else "sqs")
+            checked_format(value, "kafka" if "kafka" in str(info.field_name) else "sqs")
         return value
 
     @model_validator(mode="after")

@@ -141,3 +141,12 @@ class NameFormat:
 
     def __repr__(self) -> str:
         return f"NameFormat({self.template!r}, {self.broker!r})"
+
+
+def checked_format(template: str, broker: Broker) -> NameFormat:
+    """``template`` as a :class:`NameFormat`, for settings validators: a bad format is a
+    ``ValueError`` (pydantic turns it into the setting's error, the CLI into ``ConfigError``)."""
+    try:
+        return NameFormat(template, broker)
+    except NameFormatError as e:
+        raise ValueError(str(e)) from e

@@ -4,16 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from splitter.errors import NameFormatError
-from splitter.naming import DEFAULT_KAFKA_TOPIC_FORMAT, NameFormat
-
-
-def _name_format(template: str) -> NameFormat:
-    """``template`` as a :class:`NameFormat`; ``ValueError`` (-> ``ConfigError``) if bad."""
-    try:
-        return NameFormat(template, "kafka")
-    except NameFormatError as e:
-        raise ValueError(str(e)) from e
+from splitter.naming import DEFAULT_KAFKA_TOPIC_FORMAT, NameFormat, checked_format
 
 
 class KafkaSettings(BaseModel):
@@ -123,7 +114,7 @@ class KafkaSettings(BaseModel):
     @field_validator("topic_format")
     @classmethod
     def _valid_topic_format(cls, value: str) -> str:
-        _name_format(value)
+        checked_format(value, "kafka")
         return value
 
     @property

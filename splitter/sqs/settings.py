@@ -11,16 +11,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from splitter.errors import NameFormatError
-from splitter.naming import DEFAULT_SQS_QUEUE_FORMAT, NameFormat
-
-
-def _name_format(template: str) -> NameFormat:
-    """``template`` as a :class:`NameFormat`; ``ValueError`` (-> ``ConfigError``) if bad."""
-    try:
-        return NameFormat(template, "sqs")
-    except NameFormatError as e:
-        raise ValueError(str(e)) from e
+from splitter.naming import DEFAULT_SQS_QUEUE_FORMAT, NameFormat, checked_format
 
 
 class SqsSettings(BaseModel):
@@ -114,7 +105,7 @@ class SqsSettings(BaseModel):
     @field_validator("queue_format")
     @classmethod
     def _valid_queue_format(cls, value: str) -> str:
-        _name_format(value)
+        checked_format(value, "sqs")
         return value
 
     @property
