@@ -71,7 +71,8 @@ def install_script() -> Path:
 def moto_argv(port: int) -> list[str]:
     if importlib.util.find_spec("moto.server") is None:
         raise SandboxError("moto's server is not installed (pip install 'moto[server]')")
-    return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    # through pymirror.local_sqs: moto with its concurrent-receive race fixed
+    return [sys.executable, "-m", "pymirror.local_sqs", "-H", "127.0.0.1", "-p", str(port)]
 
 
 def noida_binary() -> Path:

@@ -9,6 +9,7 @@ started through ``localstack/run.sh``, the same way a developer runs it.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -61,13 +62,14 @@ def localstack_ready(url: str) -> bool:
 
 
 def moto_server_argv(port: int) -> list[str]:
-    script = Path(sys.executable).parent / "moto_server"
-    if not script.exists():
+    """moto's server through :mod:`pymirror.local_sqs`, which fixes moto's race that hands
+    one message to two concurrent receives (a duplicate no worker caused)."""
+    if importlib.util.find_spec("moto.server") is None:
         raise ServerError(
-            f"moto server is not installed ({script} missing); run scripts/bootstrap.sh "
+            "moto server is not installed; run scripts/bootstrap.sh "
             "(moto[server] is a dependency of pymirror)"
         )
-    return [str(script), "-H", "127.0.0.1", "-p", str(port)]
+    return [sys.executable, "-m", "pymirror.local_sqs", "-H", "127.0.0.1", "-p", str(port)]
 
 
 def localstack_python(cache: Path = CACHE) -> Path:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -116,3 +118,30 @@ async def test_localstack_init_hook_creates_the_queues_named_in_the_environment(
     assert sorted(url.rsplit("/", 1)[-1] for url in urls) == sorted(names)
     assert fifo["Attributes"]["FifoQueue"] == "true"
     assert fifo["Attributes"]["ContentBasedDeduplication"] == "true"
+
+
+async def test_concurrent_receives_never_get_one_message_twice(
+    sqs: Any, sqs_endpoint: SqsEndpoint, unique_name: str
+) -> None:
+    """8 receivers long-poll one queue of 500 messages that nobody deletes, under a
+    300 s visibility timeout: each message is received exactly once. Plain moto fails
+    this (its receive picks messages without a lock); pymirror.local_sqs fixes it, and
+    the worker tests' duplicate counts rely on that."""
+    created = await sqs.create_queue(QueueName=unique_name, Attributes={"VisibilityTimeout": "300"})
+    url = created["QueueUrl"]
+    total = 500
+    for start in range(0, total, 10):
+        entries = [{"Id": str(i), "MessageBody": f"m{start + i}"} for i in range(10)]
+        await sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    received: Counter[str] = Counter()
+
+    async def receiver() -> None:
+        while len(received) < total:
+            got = await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+            received.update(m["Body"] for m in got.get("Messages", []))
+
+    await asyncio.gather(*(receiver() for _ in range(8)))
+    duplicated = {body: n for body, n in received.items() if n > 1}
+    assert duplicated == {}
+    assert len(received) == total
+    await sqs.delete_queue(QueueUrl=url)
