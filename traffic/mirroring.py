@@ -44,6 +44,11 @@ class MirrorStats(Summary):
     handoff_dropped: int = 0
     """Frames the replay leg never saw because it was behind (capture thread never waits)."""
     kernel_drops: int = 0
+    truncated_packets: int = 0
+    """Frames cut short by the source's snap length (a pcap file captured with ``-s N``):
+    their flows have a gap, which the replay counts as dropped."""
+    truncated_bytes: int = 0
+    """Bytes of those frames the source never saved."""
     segments: int = 0
     replay: ReplayStats = field(default_factory=ReplayStats)
     error: BaseException | None = field(default=None, metadata=OMIT)
@@ -97,6 +102,13 @@ class Handoff:
         return items
 
 
+def _count_truncated(batch: list[Record], stats: MirrorStats) -> None:
+    for record in batch:
+        if record.wirelen > len(record.data):
+            stats.truncated_packets += 1
+            stats.truncated_bytes += record.wirelen - len(record.data)
+
+
 def _capture(
     source: Source,
     output: BinaryIO | None,
@@ -131,6 +143,7 @@ def _capture(
                     writer.write(record.ts, record.data, record.wirelen)
                 writer.flush()
             stats.packets += len(batch)
+            _count_truncated(batch, stats)
             handoff.put(linktype, batch)
             if count is not None and stats.packets >= count:
                 break

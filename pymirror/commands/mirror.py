@@ -321,6 +321,11 @@ def _summary(stats: MirrorStats, target: ReplayTarget | None, as_json: bool) -> 
         f"captured   {stats.packets} packets ({stats.kernel_drops} dropped by the kernel)",
         f"flows      {r.flows} ({r.flows_completed} completed)",
     ]
+    if stats.truncated_packets:
+        lines.append(
+            f"truncated  {stats.truncated_packets} packets cut short by the capture's snap length "
+            f"({stats.truncated_bytes} bytes never captured; capture with `tcpdump -s 0`)"
+        )
     if target is not None:
         lines += [
             f"replayed   {r.bytes_sent} bytes to {target} ({r.response_bytes} response bytes "

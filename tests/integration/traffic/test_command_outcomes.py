@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import json
 import os
 import signal
 import socket
@@ -135,6 +136,31 @@ def test_a_capture_that_starts_replaces_the_existing_output_file_keeping_its_mod
     assert out.read_bytes() == source.read_bytes()  # same header and records
     assert out.stat().st_mode & 0o777 == 0o640
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.pcap", "out.pcap"]
+
+
+def test_mirror_of_a_pcap_cut_by_its_snap_length_counts_the_cut_packets(tmp_path: Path) -> None:
+    """A capture taken with ``-s 100``: the request packet is cut (its body never saved).
+    ``mirror pcap:FILE`` counts it and the bytes lost, in the summary and in ``--json``."""
+    body = b"POST /x HTTP/1.1\r\nContent-Length: 400\r\n\r\n" + b"b" * 400
+    source = tmp_path / "cut.pcap"
+    segments = [seg(1, flags=SYN), seg(2, body), seg(2 + len(body), flags=FIN | ACK)]
+    source.write_bytes(pcap_bytes(segments, snaplen=100))
+    frame = 14 + 20 + 20 + len(body)
+    for extra in ([], ["--json"]):
+        result = subprocess.run(
+            [*PYMIRROR, "mirror", f"pcap:{source}", "--port", "80", "-o", str(tmp_path / "o.pcap"),
+             *extra],
+            capture_output=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        if extra:
+            summary = json.loads(result.stderr.splitlines()[-1])
+            assert (summary["truncated_packets"], summary["truncated_bytes"]) == (1, frame - 100)
+        else:
+            assert (
+                f"truncated  1 packets cut short by the capture's snap length "
+                f"({frame - 100} bytes never captured".encode()
+            ) in result.stderr
 
 
 # 21. Ctrl-C on mirror with a stalled --to exits without waiting for the write deadline.

@@ -51,6 +51,8 @@ def test_stats_dicts_flatten_the_replay_counters_in_field_order() -> None:
         "packets": 5,
         "handoff_dropped": 0,
         "kernel_drops": 0,
+        "truncated_packets": 0,
+        "truncated_bytes": 0,
         "segments": 4,
         "flows": 2,
         "flows_completed": 0,
