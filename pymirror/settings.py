@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pymirror.errors import ConfigError, UsageError
 from pymirror.logs import LogFormat
+from pymirror.operator.settings import OperatorSettings
 from splitter.kafka.settings import KafkaSettings
 from splitter.naming import checked_format
 from splitter.sqs.settings import SqsSettings
@@ -59,6 +60,7 @@ class Settings(BaseSettings):
     traffic: TrafficSettings = Field(default_factory=TrafficSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     sqs: SqsSettings = Field(default_factory=SqsSettings)
+    operator: OperatorSettings = Field(default_factory=OperatorSettings)
     operator_sqs_queue_format: str | None = Field(
         None,
         validation_alias="OPERATOR_SQS_SPLITTING_QUEUE_FORMAT",
@@ -72,6 +74,19 @@ class Settings(BaseSettings):
         description="mirrord's env name for kafka.topic_format; wins when set.",
     )
 
+    operator_sqs_splitting: bool | None = Field(
+        None,
+        validation_alias="OPERATOR_SQS_SPLITTING",
+        exclude=True,
+        description="mirrord's env name for operator.sqs_splitting; wins when set.",
+    )
+    operator_kafka_splitting: bool | None = Field(
+        None,
+        validation_alias="OPERATOR_KAFKA_SPLITTING",
+        exclude=True,
+        description="mirrord's env name for operator.kafka_splitting; wins when set.",
+    )
+
     @field_validator("operator_kafka_topic_format", "operator_sqs_queue_format")
     @classmethod
     def _valid_operator_format(cls, value: str | None, info: ValidationInfo) -> str | None:
@@ -81,11 +96,15 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _operator_format_aliases(self) -> Settings:
-        """mirrord's operator variables win over ``PYMIRROR_*`` for the name formats."""
+        """mirrord's operator variables win over ``PYMIRROR_*`` (name formats, switches)."""
         if self.operator_sqs_queue_format is not None:
             self.sqs.queue_format = self.operator_sqs_queue_format
         if self.operator_kafka_topic_format is not None:
             self.kafka.topic_format = self.operator_kafka_topic_format
+        if self.operator_sqs_splitting is not None:
+            self.operator.sqs_splitting = self.operator_sqs_splitting
+        if self.operator_kafka_splitting is not None:
+            self.operator.kafka_splitting = self.operator_kafka_splitting
         return self
 
 

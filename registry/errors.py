@@ -8,7 +8,9 @@ True means the condition is temporary and the caller may retry::
     ├── ModelError              an object does not match its kind's model (registry.models)
     ├── KubeConfigError         no usable kubeconfig / in-cluster configuration
     ├── WorkloadError           a workload, its pod template or container cannot be used
-    │   └── WorkloadNotFoundError   the workload (or a Rollout's workloadRef) does not exist
+    │   ├── WorkloadNotFoundError   the workload (or a Rollout's workloadRef) does not exist
+    │   ├── EnvAnnotationError      the original-env annotation (registry.env_patch) is unreadable
+    │   └── RolloutTimeoutError     a workload did not finish its rollout in time
     ├── ConfigSourceError       a ConfigMap or Secret (or a key of it) cannot be read
     │   └── ConfigSourceNotFoundError   no such object or key
     ├── EnvReadingError         a queue name/topic/group id cannot be read from a pod template
@@ -116,6 +118,23 @@ class WorkloadError(RegistryError):
 
 class WorkloadNotFoundError(WorkloadError):
     """The workload (or the Deployment a Rollout's ``workloadRef`` names) does not exist."""
+
+
+class EnvAnnotationError(WorkloadError):
+    """The ``pymirror.dev/original-env`` annotation of a workload is not in the format
+    ``registry.env_patch`` writes (edited by hand?): nothing can be restored from it."""
+
+
+class RolloutTimeoutError(WorkloadError):
+    """A workload did not finish its rollout within ``workloadRestartTimeout``.
+
+    ``workload`` names it (``Deployment shop/meme-app``), ``missing`` says what was still
+    missing when the time ran out (``2 of 3 updated replicas ready``)."""
+
+    def __init__(self, message: str, *, workload: str, missing: str) -> None:
+        super().__init__(message)
+        self.workload = workload
+        self.missing = missing
 
 
 class ConfigSourceError(RegistryError):

@@ -22,6 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pymirror.commands.mirror",
         "mirror a target's inbound TCP to --to and/or a pcap file",
     ),
+    "operator": (
+        "pymirror.commands.operator",
+        "run the operator: drive SplitSessions and their QueueSplits in a cluster",
+    ),
     "replay": ("pymirror.commands.replay", "replay a pcap file's TCP flows to --to"),
     "sandbox": (
         "pymirror.commands.sandbox",

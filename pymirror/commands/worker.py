@@ -87,6 +87,24 @@ def _sessions_arguments(parser: argparse.ArgumentParser, destination: str) -> No
         "--kubeconfig", default=None, help="with --split (default: in-cluster, else ~/.kube/config)"
     )
     parser.add_argument("--context", default=None, help="with --split: the kubeconfig context")
+    parser.add_argument(
+        "--report-interval",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="with --split: seconds between two writes of the counters to the QueueSplit's "
+        "status (default 10)",
+    )
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return seconds
 
 
 def _positive(text: str) -> int:
@@ -158,6 +176,11 @@ def parse_properties(items: Sequence[str]) -> dict[str, str]:
     return properties
 
 
+def _report(args: argparse.Namespace) -> dict[str, float]:
+    """``report_interval`` for the process, when given (else the process's default)."""
+    return {} if args.report_interval is None else {"report_interval": args.report_interval}
+
+
 def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
     from pymirror.worker.kafka_process import KafkaProcess, serve
     from splitter.kafka.worker import KafkaWorkerIdentity
@@ -183,6 +206,7 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
         kubeconfig=args.kubeconfig,
         context=args.context,
         metrics_port=args.metrics_port,
+        **_report(args),
     )
     asyncio.run(serve(process, with_flags(settings.kafka, drain_timeout=args.drain_timeout)))
     return 0
@@ -199,6 +223,7 @@ def run_sqs(args: argparse.Namespace, settings: Settings) -> int:
         kubeconfig=args.kubeconfig,
         context=args.context,
         metrics_port=args.metrics_port,
+        **_report(args),
     )
     sqs = with_flags(
         settings.sqs,

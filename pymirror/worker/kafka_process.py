@@ -5,6 +5,11 @@ the sessions and their filters, and that the original, the fallback and every
 session topic exist (a consumer's metadata request could auto-create a missing
 one; nothing is created here). Then the runtime runs the worker until the last
 session's hand-back finishes or a signal stops it.
+
+With ``--split`` the worker's progress goes into the QueueSplit's status (session
+ends, hand-back phases, counters every ``report_interval`` s and at exit); a
+QueueSplit with ``spec.handBack`` at start-up resumes the hand-back, and one whose
+fallback topic is gone already is reported ``Done`` at once (exit 0).
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ import structlog
 
 from pymirror.worker.runtime import Metrics, run_worker
 from pymirror.worker.sources import FileSessionSource, SessionSource
-from pymirror.worker.split_source import QueueSplitSource, open_split_source
+from pymirror.worker.split_source import REPORT_INTERVAL, QueueSplitSource, open_split_source
+from registry.session_models import SplitCounters
 from splitter.kafka.clients import KafkaClients
 from splitter.kafka.properties import KafkaClientOptions, translate_properties
 from splitter.kafka.settings import KafkaSettings
-from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity
+from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity, KafkaWorkerStats
 
 log = structlog.get_logger()
 
@@ -39,6 +45,22 @@ class KafkaProcess:
     kubeconfig: str | None = None
     context: str | None = None
     metrics_port: int | None = None
+    #: With ``split``: seconds between two periodic status writes.
+    report_interval: float = REPORT_INTERVAL
+
+
+def kafka_counters(stats: KafkaWorkerStats) -> SplitCounters:
+    """``status.counters`` of a Kafka worker (``lag``: the workload group's on the
+    fallback, measured during the hand-back only; 0 before)."""
+    forwarded = {k: v for k, v in stats.forwarded.items() if k != "fallback"}
+    return SplitCounters(
+        read=stats.read,
+        unmatched=stats.unmatched,
+        fallback=stats.forwarded.get("fallback", 0),
+        failed=stats.forward_failures,
+        lag=stats.lag,
+        forwarded=forwarded,
+    )
 
 
 async def serve(process: KafkaProcess, settings: KafkaSettings) -> None:
@@ -50,7 +72,12 @@ async def serve(process: KafkaProcess, settings: KafkaSettings) -> None:
         source: SessionSource
         if process.split is not None:
             source = await stack.enter_async_context(
-                open_split_source(process.split, process.kubeconfig, process.context)
+                open_split_source(
+                    process.split,
+                    process.kubeconfig,
+                    process.context,
+                    report_interval=process.report_interval,
+                )
             )
         else:
             assert process.sessions_file is not None
@@ -67,14 +94,38 @@ async def _serve(
     routes = source.load()
     clients = KafkaClients(options)
     identity = process.identity
+    split_source = source if isinstance(source, QueueSplitSource) else None
     async with clients.admin() as admin:  # KafkaTopicError names a missing topic
+        resumed = split_source is not None and split_source.hand_back
+        if resumed and not await admin.exists(identity.fallback_topic):
+            assert split_source is not None
+            await _handed_back(split_source)
+            return
         for topic in (identity.topic, identity.fallback_topic, *(r.destination for r in routes)):
             await admin.partitions(topic)
     worker = KafkaSplitWorker(clients, identity, settings, routes)
-    if isinstance(source, QueueSplitSource):
-        source.on_deleted = worker.stop  # the split is gone: stop as on SIGTERM
+    if split_source is not None:
+        _wire(worker, split_source)
     structlog.contextvars.bind_contextvars(topic=identity.topic)
     metrics = None
     if process.metrics_port is not None:
         metrics = Metrics("kafka", identity.topic, process.metrics_port, gauges=("lag",))
-    await run_worker(worker, source, metrics=metrics)
+    await run_worker(worker, source, metrics=metrics, reporter=split_source)
+
+
+def _wire(worker: KafkaSplitWorker, source: QueueSplitSource) -> None:
+    """The worker's progress into the QueueSplit's status; a recorded hand-back resumed."""
+    source.on_deleted = worker.stop  # the split is gone: stop as on SIGTERM
+    worker.on_session_ended = source.session_ended
+    worker.on_hand_back = source.hand_back_progress
+    source.counters = lambda: kafka_counters(worker.stats)
+    if source.hand_back:
+        log.info("kafka resuming the hand-back the QueueSplit asks for", split=source.what)
+        worker.begin_hand_back()
+
+
+async def _handed_back(source: QueueSplitSource) -> None:
+    """spec.handBack and the fallback gone: the hand-back finished before a restart."""
+    log.info("kafka fallback already deleted; the hand-back is done", split=source.what)
+    source.hand_back_progress("Done", 0)
+    await source.final_report()

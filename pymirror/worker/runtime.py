@@ -16,6 +16,11 @@ refuses (a session queue that does not exist yet, a destination that is the
 original or the fallback, two sessions sharing a sequence) leaves the current
 sessions in place and is reported to the source, which offers it again on its
 next poll; the refusal is logged once until the reason changes.
+
+A ``reporter`` (the QueueSplit source) writes the worker's progress to its status
+while the worker runs (:meth:`StatusReporter.run_reports`, never in the way of the
+messages) and once more after ``run`` returned (:meth:`StatusReporter.final_report`,
+bounded; a second signal cuts it short too).
 """
 
 from __future__ import annotations
@@ -51,6 +56,14 @@ class SplitWorker(Protocol):
     def set_routes(self, routes: Sequence[SessionRoute]) -> None: ...
 
 
+class StatusReporter(Protocol):
+    """Writes the worker's progress somewhere (the QueueSplit's status)."""
+
+    async def run_reports(self, done: asyncio.Event) -> None: ...
+
+    async def final_report(self) -> bool: ...
+
+
 class ForcedExit(PymirrorError):
     """A second SIGTERM/SIGINT arrived during a graceful stop; the worker was cancelled."""
 
@@ -77,6 +90,7 @@ async def run_worker(
     *,
     prepare: Prepare = _same,
     metrics: Metrics | None = None,
+    reporter: StatusReporter | None = None,
 ) -> None:
     """Run ``worker`` until it returns (hand-back finished or stopped); see the module doc."""
     main = asyncio.current_task()
@@ -115,6 +129,9 @@ async def run_worker(
     try:
         async with asyncio.TaskGroup() as tg:
             watcher = tg.create_task(source.watch(apply, done), name="sessions")
+            reports = None
+            if reporter is not None:
+                reports = tg.create_task(reporter.run_reports(done), name="status")
             if metrics is not None:
                 from pymirror.worker.metrics import StatsExporter, serve_metrics
 
@@ -129,6 +146,10 @@ async def run_worker(
             finally:
                 done.set()
                 watcher.cancel()  # a change being prepared is not waited for
+                if reports is not None:
+                    reports.cancel()  # a write being retried: the final report follows
+        if reporter is not None:
+            await reporter.final_report()
     except asyncio.CancelledError:
         if signals > 1:
             raise ForcedExit(

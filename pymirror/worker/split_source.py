@@ -30,6 +30,31 @@ for one ``QueueSplit`` (crds/queuesplits.yaml, operator namespace)::
 * ``report(counters)`` merges ``status.counters`` (read, unmatched, fallback, failed,
   lag, forwarded per session); sessions no longer counted are removed from
   ``forwarded``.
+* The worker's progress goes into the status through hooks the process wires to the
+  engine's callbacks (the splitter never imports this module): :meth:`session_ended`
+  (a session ref whose end finished: leftovers moved or, for ``mirror``, dropped, and
+  its queue/topic deleted; resumed ends included) and :meth:`hand_back_progress`
+  (``handBack {phase, remaining}``). They only note the change and wake the status
+  writer (:meth:`QueueSplitSource.run_reports`), so message flow never waits for the
+  API server. The writer writes ``endedSessions``, ``handBack``, ``activeSessions`` and
+  ``counters`` (from the ``counters`` callable) at once after a change and every
+  ``report_interval`` seconds, and once more at exit (:meth:`final_report`). Each write
+  reads the object and merge-patches the status guarded by its resourceVersion (a
+  409 reads again), so the ``endedSessions`` of several replicas add up; a failed
+  write is retried with backoff.
+* ``endedSessions`` stays bounded: a ref leaves it once a route names it again (a new
+  end is reported again), and at most ``MAX_ENDED`` refs are kept, the most recent ends
+  (refs found there at start-up, an earlier worker's or another replica's, count as the
+  oldest), so a restarted worker keeps what an earlier one reported. An end the engine
+  names by its queue/topic (a Kafka end resumed from the hand-back file) is reported by
+  the ref that routed there (routes seen, ``status.temporaryResources``); only valid
+  session refs (``namespace/name``) are written, anything else is logged. A route
+  removed before the worker ever applied it is never reported: nothing was routed to
+  its queue/topic.
+* Exit: ``final_report`` writes once more, for ``FINAL_REPORT_STOPPED`` s at most after a
+  stop (within the pod's grace) and ``FINAL_REPORT_DONE`` s once ``handBack`` is
+  ``Done`` (the operator waits for it). A worker restarted with ``spec.handBack`` whose
+  fallback is gone reports ``Done`` again (see the process modules).
 
 A watch that gives up (``UnavailableError`` after its ``retry_for``, a 403) raises out
 of ``watch``: the worker cannot know its routes any more.
@@ -39,16 +64,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from pydantic import ValidationError
 
 from pymirror.errors import PymirrorError, UsageError
 from pymirror.worker.sources import Apply, _offer
-from registry.errors import NotFoundError, RegistryError
+from registry.errors import ConflictError, NotFoundError, RegistryError
+from registry.models import SECRET_REF
 from registry.objects import Kube, Obj
 from registry.session_models import QueueSplit, SplitCounters
 from registry.watching import WatchEvent
@@ -62,6 +90,19 @@ log = structlog.get_logger()
 #: doubled on each further refusal up to ``BACKOFF_MAX``.
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 5.0
+#: Seconds between two periodic status writes (counters), by default.
+REPORT_INTERVAL = 10.0
+#: At most this many refs are kept in ``status.endedSessions`` (the most recent ends).
+MAX_ENDED = 100
+#: Seconds the status write at exit is retried: short after a stop (SIGTERM must stay
+#: within the pod's grace), long after a finished hand-back (the operator waits for Done).
+FINAL_REPORT_STOPPED = 5.0
+FINAL_REPORT_DONE = 120.0
+
+HandBackPhase = Literal["Draining", "Returning", "Done"]
+#: The counters of the worker now, as ``status.counters`` holds them.
+CountersFn = Callable[[], "SplitCounters | Mapping[str, Any]"]
+_SESSION_REF = re.compile(SECRET_REF)
 
 
 class QueueSplitError(PymirrorError):
@@ -147,6 +188,8 @@ class QueueSplitSource:
         on_deleted: Callable[[], object] | None = None,
         backoff: float = BACKOFF_FIRST,
         retry_for: float | None = 300.0,
+        report_interval: float = REPORT_INTERVAL,
+        counters: CountersFn | None = None,
     ) -> None:
         self.objects = kube.objects(QueueSplit.RESOURCE, namespace)
         self.namespace = namespace
@@ -162,6 +205,20 @@ class QueueSplitSource:
         self._opened: SplitRoutes | None = None
         self._resource_version: str | None = None
         self._forwarded: set[str] = set()
+        self.report_interval = report_interval
+        self.counters = counters
+        """Called at each status write for ``status.counters`` (None: not written)."""
+        self.hand_back = False
+        """``spec.handBack`` as ``open`` read it (a hand-back to begin or resume)."""
+        self._ended: dict[str, float] = {}  # ref -> when it ended (monotonic), oldest first
+        self._hand_back_status: dict[str, Any] | None = None
+        self._active: int | None = None
+        self._routed: set[str] = set()  # refs of the routes the worker uses
+        #: Session refs by destination (routes seen, status.temporaryResources): an end the
+        #: engine names by its queue/topic (a Kafka hand-back file's) is reported by ref.
+        self._refs: dict[str, str] = {}
+        self._changed = asyncio.Event()  # something to write at once
+        self._written = 0  # status writes that succeeded
 
     # --- start-up -------------------------------------------------------------------
 
@@ -178,6 +235,17 @@ class QueueSplitSource:
         read = split_routes(obj)
         self._note(read)
         self._opened = read
+        self.hand_back = read.hand_back
+        self._use(read.routes)
+        for resource in (obj.get("status") or {}).get("temporaryResources") or []:
+            if isinstance(resource, dict) and isinstance(resource.get("session"), str):
+                for key in ("name", "url"):
+                    if isinstance(resource.get(key), str):
+                        self._refs[resource[key]] = resource["session"]
+        ended = ((obj.get("status") or {}).get("endedSessions")) or []
+        for ref in ended:
+            if isinstance(ref, str) and ref not in self._routed:
+                self._ended.setdefault(ref, 0.0)
         self._resource_version = str(obj["metadata"].get("resourceVersion", "")) or None
         return read.routes
 
@@ -228,6 +296,7 @@ class QueueSplitSource:
                 if pending is not None:
                     if await _offer(apply, pending.routes):
                         self.applied_generation = pending.generation
+                        self._use(pending.routes)
                         unacked, pending = pending.generation, None
                         delay, refused = self.backoff, False
                         continue  # acknowledge at once
@@ -301,11 +370,78 @@ class QueueSplitSource:
         log.info("routes acknowledged", split=self.what, generation=generation)
         return True
 
-    # --- counters -------------------------------------------------------------------
+    # --- the worker's progress in the status ------------------------------------------
 
-    async def report(self, counters: SplitCounters | Mapping[str, Any]) -> Obj:
-        """Merge ``counters`` into ``status.counters``; ``forwarded`` is replaced as a whole
-        (sessions reported before and absent now are removed)."""
+    def _use(self, routes: list[SessionRoute]) -> None:
+        """The worker routes by ``routes`` now: a ref routed again is no longer ended."""
+        self._routed = {r.session_id for r in routes}
+        self._refs.update({r.destination: r.session_id for r in routes})
+        for ref in self._routed & set(self._ended):
+            del self._ended[ref]
+        if self._active != len(routes):
+            self._active = len(routes)
+            self._changed.set()
+
+    def session_ended(self, ref: str) -> None:
+        """A session's end finished (the engine's ``on_session_ended``: a session ref, or
+        the queue/topic of an end resumed from the engine's own record); never blocks."""
+        ref = ref if _SESSION_REF.match(ref) else self._refs.get(ref, ref)
+        if not _SESSION_REF.match(ref):
+            log.warning(
+                "ended session is not a session ref (namespace/name); not reported",
+                split=self.what,
+                session=ref,
+            )
+            return
+        if ref in self._routed:
+            return  # routed again meanwhile: its end is not what the status should say
+        self._ended.pop(ref, None)
+        self._ended[ref] = time.monotonic()
+        while len(self._ended) > MAX_ENDED:
+            del self._ended[next(iter(self._ended))]
+        log.info("session end reported", split=self.what, session=ref)
+        self._changed.set()
+
+    def hand_back_progress(self, phase: HandBackPhase, remaining: int) -> None:
+        """The hand-back's progress (the engine's ``on_hand_back``); never blocks. A new
+        phase is written at once; a new ``remaining`` with the next periodic write."""
+        status = {"phase": phase, "remaining": max(int(remaining), 0)}
+        if status == self._hand_back_status:
+            return
+        new_phase = (self._hand_back_status or {}).get("phase") != phase
+        self._hand_back_status = status
+        self._active = 0  # a hand-back runs once no session is left
+        if new_phase:
+            log.info("hand-back progress", split=self.what, **status)
+            self._changed.set()
+
+    @property
+    def ended_sessions(self) -> list[str]:
+        """The refs the next write puts in ``status.endedSessions`` (oldest end first)."""
+        return list(self._ended)
+
+    @property
+    def handed_back(self) -> bool:
+        """The worker reported ``handBack.phase: Done``."""
+        return (self._hand_back_status or {}).get("phase") == "Done"
+
+    def _status(self, current: Mapping[str, Any]) -> dict[str, Any]:
+        """What to merge into ``current`` (the status read now)."""
+        ended = dict(self._ended)
+        for ref in current.get("endedSessions") or []:  # other replicas' (and older) ends
+            if isinstance(ref, str) and ref not in self._routed:
+                ended.setdefault(ref, 0.0)
+        refs = sorted(ended, key=lambda r: ended[r])[-MAX_ENDED:]
+        body: dict[str, Any] = {"endedSessions": sorted(refs)}
+        if self._active is not None:
+            body["activeSessions"] = self._active
+        if self._hand_back_status is not None:
+            body["handBack"] = dict(self._hand_back_status)
+        if self.counters is not None:
+            body["counters"] = self._counters_body(self.counters())
+        return body
+
+    def _counters_body(self, counters: SplitCounters | Mapping[str, Any]) -> dict[str, Any]:
         model = (
             counters
             if isinstance(counters, SplitCounters)
@@ -316,8 +452,77 @@ class QueueSplitSource:
         gone = self._forwarded - set(forwarded)
         if forwarded or gone:
             body["forwarded"] = {**forwarded, **dict.fromkeys(gone)}
+        return body
+
+    async def write_status(self) -> None:
+        """One guarded write of the worker's progress (read, merge-patch with the
+        resourceVersion read, a 409 reads again). Raises ``RegistryError`` if it failed."""
+        for _ in range(8):
+            obj = await self.objects.get(self.name)
+            current = obj.get("status") or {}
+            body = self._status(current)
+            patch = {
+                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+                "status": body,
+            }
+            try:
+                await self.objects.patch(self.name, patch, "merge", subresource="status")
+            except ConflictError:
+                continue
+            forwarded = (body.get("counters") or {}).get("forwarded") or {}
+            if "counters" in body:
+                self._forwarded = {k for k, v in forwarded.items() if v is not None}
+            self._written += 1
+            return
+        raise ConflictError(f"{self.what}: the status kept changing under the worker's writes")
+
+    async def _write_retrying(self, deadline: float | None) -> bool:
+        """``write_status`` retried with backoff until it works or ``deadline`` passes."""
+        delay = self.backoff
+        while True:
+            try:
+                await self.write_status()
+            except NotFoundError:
+                return False  # deleted: nobody reads the status any more
+            except RegistryError as e:
+                log.warning("cannot write the worker's status yet", split=self.what, error=str(e))
+            else:
+                return True
+            if deadline is not None and time.monotonic() + delay > deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX)
+
+    async def run_reports(self, done: asyncio.Event) -> None:
+        """Write the status after each change and every ``report_interval`` s until ``done``."""
+        while not done.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.report_interval):
+                    await self._changed.wait()
+            self._changed.clear()
+            if done.is_set():
+                return
+            await self._write_retrying(None)
+
+    async def final_report(self) -> bool:
+        """The write at exit, retried for a bounded time (longer once handed back); True if
+        it was written."""
+        bound = FINAL_REPORT_DONE if self.handed_back else FINAL_REPORT_STOPPED
+        try:
+            async with asyncio.timeout(bound):  # a write that hangs is cut at the bound too
+                return await self._write_retrying(time.monotonic() + bound)
+        except TimeoutError:
+            log.warning("the worker's last status was not written", split=self.what)
+            return False
+
+    # --- counters -------------------------------------------------------------------
+
+    async def report(self, counters: SplitCounters | Mapping[str, Any]) -> Obj:
+        """Merge ``counters`` into ``status.counters``; ``forwarded`` is replaced as a whole
+        (sessions reported before and absent now are removed)."""
+        body = self._counters_body(counters)
         result = await self.objects.patch_status(self.name, {"counters": body})
-        self._forwarded = set(forwarded)
+        self._forwarded = {k for k, v in (body.get("forwarded") or {}).items() if v is not None}
         return result
 
 
@@ -334,12 +539,16 @@ def parse_split_ref(text: str) -> tuple[str, str]:
 
 @contextlib.asynccontextmanager
 async def open_split_source(
-    ref: str, kubeconfig: str | None = None, context: str | None = None
+    ref: str,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    report_interval: float = REPORT_INTERVAL,
 ) -> AsyncIterator[QueueSplitSource]:
     """The source of the QueueSplit ``NAMESPACE/NAME``, opened (``load`` works); its
     Kubernetes client (kubeconfig if named, else in-cluster in a pod) closes on exit."""
     namespace, name = parse_split_ref(ref)
     async with Kube.connect(kubeconfig, context) as kube:
-        source = QueueSplitSource(kube, namespace, name)
+        source = QueueSplitSource(kube, namespace, name, report_interval=report_interval)
         await source.open()
         yield source

@@ -20,8 +20,9 @@
 so lag is measured against :meth:`TopicReader.end_offsets`, which probes
 past the listed end.
 
-Both return how many records they moved and report lag through an optional
-callback: the worker keeps its own counters (this module never imports it).
+Both return how many records they moved and report progress through optional
+callbacks (``on_lag`` while the workload drains, ``on_returning`` with what is left
+to move back): the worker keeps its own counters (this module never imports it).
 The worker runs them under :func:`retrying`: a broker error during either is
 retried with backoff, never the end of the worker.
 """
@@ -180,11 +181,13 @@ async def hand_back(
     group_id: str,
     settings: KafkaSettings,
     on_lag: Callable[[int], None] | None = None,
+    on_returning: Callable[[int], None] | None = None,
 ) -> int:
     """Wait for the workload to drain ``fallback``; move leftovers to ``original``.
 
     Waits ``settings.drain_timeout`` at most, looking every
     ``settings.lag_poll_interval`` (``on_lag`` gets each measured lag).
+    ``on_returning`` gets the records left to move back, before and after the move.
     Returns how many records were moved back. Deleting the fallback is a
     separate step (:func:`delete_topic`): it must wait until the workload no
     longer reads it (env restored), or a consumer would re-create it. The
@@ -232,6 +235,8 @@ async def hand_back(
             )
 
     leftovers = lag.leftovers()
+    if on_returning is not None:
+        on_returning(sum(end - start for start, end in leftovers.values()))
     if leftovers:
         if lag.skipped:
             log.info(
@@ -247,6 +252,8 @@ async def hand_back(
                 idle_ms=settings.end_probe_ms,
             )
         await _await_all(futures, f"returning {fallback!r} to {original!r}")
+    if on_returning is not None:
+        on_returning(0)
     return len(futures)
 
 

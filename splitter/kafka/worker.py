@@ -62,6 +62,14 @@ owes) the moment the last session ends; the next start with no sessions listed
 finds it, finishes those session ends and the hand-back, and never consumes
 the original again.
 
+Progress goes out through optional callbacks (the caller's status; the splitter
+imports no caller): ``on_session_ended(session_id)`` once a session's topic was
+emptied and deleted (or found gone), and ``on_hand_back(phase, remaining)`` with
+``Draining`` (the workload group's lag on the fallback), ``Returning`` (records left
+to move back) and ``Done`` (the fallback deleted, or left to the caller).
+:meth:`~KafkaSplitWorker.begin_hand_back` resumes a hand-back the caller's record
+asks for (a restart mid-way, the sessions list empty).
+
 The module is one class of ~700 lines on purpose: the fetch loop, the
 committer and its retries, revocation, rejoin, session end, hand-back and the
 stop deadline share the ledgers, two locks (batch, commit) and the stop event,
@@ -77,10 +85,10 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 
@@ -116,6 +124,9 @@ from splitter.switching import SessionSwitch
 
 log = structlog.get_logger()
 
+#: The hand-back's phases as reported to ``on_hand_back``.
+HandBackPhase = Literal["Draining", "Returning", "Done"]
+
 
 @dataclass(frozen=True)
 class KafkaWorkerIdentity:
@@ -142,6 +153,8 @@ class KafkaWorkerStats:
     """Counters the process form exports as metrics."""
 
     read: int = 0
+    #: Records that matched no session (forwarded to the fallback only).
+    unmatched: int = 0
     #: Records whose offsets this worker committed (each counted once).
     committed: int = 0
     forwarded: Counter[str] = field(default_factory=Counter)  # session id or "fallback"
@@ -171,9 +184,13 @@ class KafkaSplitWorker(SessionSwitch):
         routes: Sequence[SessionRoute] = (),
         *,
         consumer_overrides: Mapping[str, Any] | None = None,
+        on_session_ended: Callable[[str], None] | None = None,
+        on_hand_back: Callable[[HandBackPhase, int], None] | None = None,
     ) -> None:
         """``consumer_overrides``: extra aiokafka consumer arguments (tests: group timeouts)."""
         super().__init__(routes, identity.fallback_topic, original=identity.topic)
+        self.on_session_ended = on_session_ended
+        self.on_hand_back = on_hand_back
         self.clients = clients
         self.identity = identity
         self.settings = settings
@@ -208,6 +225,17 @@ class KafkaSplitWorker(SessionSwitch):
         self._check_partitions.set()
         if self._hand_back.is_set():
             self._record_hand_back()
+
+    def begin_hand_back(self) -> None:
+        """Hand the topic back as if the last session had just ended (a hand-back the
+        caller's record says a stopped worker left unfinished); call before :meth:`run`."""
+        self._had_sessions = True
+        self._hand_back.set()
+        self._wake.set()
+
+    def _progress_hand_back(self, phase: HandBackPhase, remaining: int) -> None:
+        if self.on_hand_back is not None:
+            self.on_hand_back(phase, remaining)
 
     def _record_hand_back(self) -> None:
         path = self.identity.hand_back_file
@@ -295,6 +323,7 @@ class KafkaSplitWorker(SessionSwitch):
                 group_id=ident.group_id,
                 settings=self.settings,
                 on_lag=self._set_lag,
+                on_returning=lambda left: self._progress_hand_back("Returning", left),
             ),
             self._retry_backoff(),
             "hand-back",
@@ -308,6 +337,7 @@ class KafkaSplitWorker(SessionSwitch):
             await delete_topic(self.clients, ident.fallback_topic)
         if ident.hand_back_file is not None:
             clear_hand_back(ident.hand_back_file)
+        self._progress_hand_back("Done", 0)
         self._log.info(
             "kafka topic handed back",
             fallback=ident.fallback_topic,
@@ -366,6 +396,7 @@ class KafkaSplitWorker(SessionSwitch):
 
     def _set_lag(self, lag: int) -> None:
         self.stats.lag = lag
+        self._progress_hand_back("Draining", lag)
 
     async def _join(self) -> GroupConsumer:
         """Join the group; a failed join is retried with a fresh consumer (bounded).
@@ -501,6 +532,9 @@ class KafkaSplitWorker(SessionSwitch):
                         [r.offset for r in records], forwards, zip(records, routes, strict=True)
                     )
                     counts.update([t.session_id for targets in routes for t in targets])
+                    self.stats.unmatched += sum(
+                        1 for targets in routes if all(t.session_id is None for t in targets)
+                    )
                 if None in counts:
                     counts["fallback"] = counts.pop(None)
                 topic_stats.update(counts)  # type: ignore[arg-type]
@@ -677,6 +711,8 @@ class KafkaSplitWorker(SessionSwitch):
         )
         self._unfinished.pop(route.destination, None)
         self.stats.rerouted += moved
+        if self.end_wanted(route) and self.on_session_ended is not None:
+            self.on_session_ended(route.session_id)  # its topic is gone now
         self._log.info(
             "kafka session ended",
             session=route.session_id,

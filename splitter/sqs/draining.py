@@ -20,6 +20,14 @@ through the forwarding pipeline, then delete the queue - with different routers:
   ``await_release`` (the operator restores the workload's env first), and
   deletes the fallback.
 
+Progress goes out through two optional callbacks (this module never imports who
+listens): ``on_ended(session_id)`` once a session's end finished (its queue deleted,
+or found deleted already), and ``on_hand_back(phase, remaining)`` as the hand-back
+goes: ``Draining`` (waiting for the workload; ``remaining`` = visible + in flight +
+delayed on the fallback), ``Returning`` (moving the leftovers back; what is left)
+and ``Done`` (the fallback deleted). Both are called in the worker's loop and must
+not block.
+
 Every call on this path retries a transient error (throttling, a 5xx, the
 endpoint unreachable) with backoff for as long as it lasts; a queue that is
 missing here was deleted already, so that end is done. Only queues pymirror
@@ -36,7 +44,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import structlog
 
@@ -56,6 +64,11 @@ from splitter.sqs.stats import SqsWorkerStats
 log = structlog.get_logger()
 
 T = TypeVar("T")
+
+#: The hand-back's phases as reported to ``on_hand_back``.
+HandBackPhase = Literal["Draining", "Returning", "Done"]
+#: ``on_hand_back(phase, remaining)``.
+OnHandBack = Callable[[HandBackPhase, int], None]
 
 #: Long-poll wait, seconds, while a queue is read to the end: short, it is expected to empty.
 _MOVE_WAIT_SECONDS = 1
@@ -93,6 +106,8 @@ class Draining:
         wake: asyncio.Event,
         awaiting_release: asyncio.Event | None = None,
         wanted: Callable[[SessionRoute], bool] | None = None,
+        on_ended: Callable[[str], None] | None = None,
+        on_hand_back: OnHandBack | None = None,
     ) -> None:
         self.client = client
         self.forwarding = forwarding
@@ -104,6 +119,8 @@ class Draining:
         self._stopped = stopped
         self._released = released
         self._wake = wake
+        self._on_ended = on_ended or (lambda _session: None)
+        self._on_hand_back = on_hand_back or (lambda _phase, _remaining: None)
         #: Set while no receive of a queue being emptied is in flight (a stop waits for it).
         self.idle = asyncio.Event()
         self.idle.set()
@@ -196,10 +213,12 @@ class Draining:
             return
         except SqsQueueMissingError:
             bound.info("sqs session queue already deleted; its end is done")
+            self._on_ended(route.session_id)
             return
         except _Stopped:
             bound.warning("sqs stopped during a session end; the next worker finishes it")
             return
+        self._on_ended(route.session_id)
         self.stats.rerouted += moved or 0
         bound.info(
             "sqs session ended",
@@ -224,16 +243,19 @@ class Draining:
         source: str,
         router: Callable[[], Router],
         wanted: Callable[[], bool] = lambda: True,
+        progress: Callable[[int], None] | None = None,
     ) -> int | None:
         """Route everything left in ``source`` by ``router()`` until it is empty (visible,
         in flight and delayed all 0, twice); None if the worker was stopped or ``wanted()``
         turned False (``source`` keeps the rest, nothing in flight). Raises
-        ``SqsQueueMissingError`` if ``source`` is deleted meanwhile."""
+        ``SqsQueueMissingError`` if ``source`` is deleted meanwhile. ``progress(left)``
+        gets what is left in ``source`` (measured, or estimated from what was moved)."""
         forwarding = self.forwarding
         moved = 0
         started = logged_at = time.monotonic()
         logged: tuple[int, int, int] | None = None
         fifo = source.endswith(".fifo")
+        estimate = sum(await self._counts(source)) if progress is not None else 0
         while True:
             await forwarding.reserve(BATCH_ENTRIES)
             if self._stopped.is_set() or not wanted():
@@ -258,10 +280,15 @@ class Draining:
             if messages:
                 moved += len(messages)
                 forwarding.submit(source, messages, router())
+                if progress is not None:
+                    progress(max(estimate - moved, 0))
                 continue
             await forwarding.wait_source(source)
             try:
                 counts = await self._counts(source)
+                estimate = moved + sum(counts)
+                if progress is not None:
+                    progress(sum(counts))
                 if sum(counts) == 0:
                     # Approximate counts: confirm once more before trusting an empty queue.
                     await asyncio.sleep(self.settings.drain_poll)
@@ -297,7 +324,11 @@ class Draining:
         try:
             drained = await self._wait_drained(split.fallback_url, self.settings.drain_timeout)
             back = Router((), split.queue_url)
-            returned = await self._move_out(split.fallback_url, lambda: back)
+            returned = await self._move_out(
+                split.fallback_url,
+                lambda: back,
+                progress=lambda left: self._on_hand_back("Returning", left),
+            )
             if returned is None:  # stopped: the fallback keeps what is left, so it stays
                 self._log.warning("sqs stopped during the hand-back; the fallback is kept")
                 return False
@@ -308,10 +339,12 @@ class Draining:
             await self._retry(lambda: self.client.delete_queue(url), f"deleting {url}")
         except SqsQueueMissingError:
             self._log.info("sqs fallback already deleted; the hand-back is done")
+            self._on_hand_back("Done", 0)
             return True
         except _Stopped:
             self._log.warning("sqs stopped during the hand-back; the fallback is kept")
             return False
+        self._on_hand_back("Done", 0)
         self._log.info(
             "sqs queue handed back",
             drained=drained,
@@ -338,7 +371,9 @@ class Draining:
         deadline = None if within is None else time.monotonic() + within
         poll = self.settings.drain_poll
         while True:
-            if sum(await self._counts(url)) == 0:
+            left = sum(await self._counts(url))
+            self._on_hand_back("Draining", left)
+            if left == 0:
                 # Approximate counts: confirm once more before trusting an empty queue.
                 await asyncio.sleep(poll)
                 if sum(await self._counts(url)) == 0:

@@ -33,6 +33,12 @@ FIFO receives carry a ``ReceiveRequestAttemptId``, new for each receive and
 the same on its retries, so a receive whose answer was lost returns the same
 messages on the retry instead of locking their group until they time out.
 
+What the worker finishes is told through two optional callbacks (the caller's
+status, e.g. a QueueSplit's; see :mod:`splitter.sqs.draining`): ``on_session_ended``
+(a session's end finished, resumed ones included) and ``on_hand_back`` (the hand-back's
+phase and what is left). :meth:`~SqsSplitWorker.begin_hand_back` starts a hand-back a
+previous worker began (the caller's record says so; the sessions list is empty then).
+
 The worker takes which split it runs (:class:`~splitter.sqs.split.SqsSplit`)
 and its bounds (:class:`~splitter.sqs.settings.SqsSettings`) separately.
 """
@@ -42,7 +48,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -52,7 +58,7 @@ from splitter.errors import NotOursError, SqsError
 from splitter.routing import SessionRoute
 from splitter.sqs.batching import BATCH_ENTRIES
 from splitter.sqs.client import SqsClient
-from splitter.sqs.draining import Draining, live_names
+from splitter.sqs.draining import Draining, OnHandBack, live_names
 from splitter.sqs.forwarding import Forwarding
 from splitter.sqs.queues import check_owned, mark_routed
 from splitter.sqs.settings import SqsSettings
@@ -77,8 +83,13 @@ class SqsSplitWorker(SessionSwitch):
         split: SqsSplit,
         settings: SqsSettings,
         routes: Sequence[SessionRoute] = (),
+        *,
+        on_session_ended: Callable[[str], None] | None = None,
+        on_hand_back: OnHandBack | None = None,
     ) -> None:
         super().__init__(routes, split.fallback_url, original=split.queue_url)
+        self.on_session_ended = on_session_ended
+        self.on_hand_back = on_hand_back
         self.client = client
         self.split = split
         self.settings = settings
@@ -102,6 +113,13 @@ class SqsSplitWorker(SessionSwitch):
         unmarked = [r.destination for r in routes if r.destination not in self._marked]
         if unmarked and self._tasks is not None:
             self._tasks.create_task(self._mark(unmarked), name="mark-routed")
+
+    def begin_hand_back(self) -> None:
+        """Hand the queue back as if the last session had just ended (a hand-back a stopped
+        worker left unfinished): unfinished session ends first, then the drain."""
+        self._had_sessions = True
+        self._hand_back.set()
+        self._wake.set()
 
     async def _mark(self, urls: Sequence[str]) -> None:
         """Tag session queues as routed to, so an end a restart must finish is found
@@ -195,6 +213,8 @@ class SqsSplitWorker(SessionSwitch):
                 wake=self._wake,
                 awaiting_release=self.awaiting_release,
                 wanted=self.end_wanted,
+                on_ended=self.on_session_ended,
+                on_hand_back=self.on_hand_back,
             )
             for orphan in await draining.orphans(live_names(list(self._router.sessions))):
                 self._log.info(
