@@ -21,13 +21,18 @@ listed again before its end is done must keep its queue. Ends are queued once
 per (id, destination) while they wait, and the worker asks
 :meth:`~SessionSwitch.end_wanted` before it starts an end, while it drains, and
 right before it deletes the queue: False means the destination routes again
-and the end is dropped.
+and the end is dropped. The delete itself runs inside :meth:`~SessionSwitch.deleting`:
+from that last check until the delete returns, a change of routes that sends a
+session to that destination is refused (``FilterError``; the session source offers
+it again later, when the queue is gone and the worker's queue checks reject it), so
+no message is ever routed to a queue while it is being deleted.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 
 import structlog
 
@@ -109,6 +114,8 @@ class SessionSwitch:
         check_routes(routes, fallback, original)
         self._router = Router(routes, fallback)
         self._live = frozenset(r.destination for r in routes)
+        #: Destinations whose delete is under way (see :meth:`deleting`).
+        self._deleting: set[str] = set()
         self._had_sessions = bool(routes)
         #: Sessions that disappeared, for the worker to end (leftovers routed again).
         self._ended = _Ends()
@@ -128,6 +135,13 @@ class SessionSwitch:
 
         Raises ``FilterError`` and changes nothing if ``routes`` cannot be routed by."""
         check_routes(routes, self._fallback, self._original)
+        for route in routes:
+            if route.destination in self._deleting:
+                raise FilterError(
+                    f"session {route.session_id!r} routes to {route.destination}, which the "
+                    "end of an earlier session is deleting; the change is refused until the "
+                    "delete is done"
+                )
         router = Router(routes, self._fallback)  # raises on a shared sequence
         remaining = {session_key(r) for r in routes}
         ended = [r for r in self._router.sessions if session_key(r) not in remaining]
@@ -153,6 +167,20 @@ class SessionSwitch:
         False once a current session routes to its destination again. Ask before the end
         starts, between drained batches and right before the delete."""
         return route.destination not in self._live
+
+    @contextlib.contextmanager
+    def deleting(self, route: SessionRoute) -> Iterator[bool]:
+        """The last :meth:`end_wanted` check before ``route``'s queue/topic is deleted, held
+        until the block ends: yields whether to delete; while the block runs (the delete's
+        awaits included) :meth:`set_routes` refuses any session routed there."""
+        if not self.end_wanted(route):
+            yield False
+            return
+        self._deleting.add(route.destination)
+        try:
+            yield True
+        finally:
+            self._deleting.discard(route.destination)
 
     def release_fallback(self) -> None:
         """The workload no longer reads the fallback: the worker may delete it."""

@@ -30,8 +30,10 @@ retried with backoff, never the end of the worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -71,22 +73,26 @@ async def end_session(
     router: Callable[[], Router],
     settings: KafkaSettings,
     wanted: Callable[[], bool] = lambda: True,
+    deleting: Callable[[], AbstractContextManager[bool]] | None = None,
     mirror: bool = False,
 ) -> int:
     """Route a session topic's unconsumed records again, then delete it; return how many.
 
     A ``mirror`` session's topic holds copies (the workload got every record too):
-    its leftovers are dropped, never routed again. ``wanted`` is asked again before
-    the delete: a session listed again meanwhile (same topic) keeps its topic (records
-    already routed again stay where they went)."""
+    its leftovers are dropped, never routed again. ``deleting()`` (default: ``wanted``
+    once) is the last check, held around the delete: a session listed again meanwhile
+    (same topic) keeps its topic (records already routed again stay where they went),
+    and none can be listed while the delete runs."""
+    last_check = deleting or (lambda: contextlib.nullcontext(wanted()))
     async with clients.admin() as admin:
         if not await admin.exists(topic):
             log.info("kafka session topic already gone", session_topic=topic)
             return 0
         if mirror:
-            if wanted():
-                await admin.delete_topic(topic)
-                log.info("kafka mirror session topic deleted; its copies dropped", topic=topic)
+            with last_check() as still_wanted:
+                if still_wanted:
+                    await admin.delete_topic(topic)
+                    log.info("kafka mirror session topic deleted; its copies dropped", topic=topic)
             return 0
         partitions = await admin.partitions(topic)
         committed = await admin.committed(group_id, topic, partitions)
@@ -113,10 +119,11 @@ async def end_session(
             starts = {(topic, p): committed[p] for p in range(partitions)}
             await reader.read_to_end(starts, reroute, idle_ms=settings.end_probe_ms)
         await _await_all(futures, f"re-routing {topic!r}")
-        if not wanted():
-            log.info("kafka session listed again; its topic is kept", session_topic=topic)
-            return len(futures)
-        await admin.delete_topic(topic)
+        with last_check() as still_wanted:
+            if not still_wanted:
+                log.info("kafka session listed again; its topic is kept", session_topic=topic)
+                return len(futures)
+            await admin.delete_topic(topic)
     return len(futures)
 
 

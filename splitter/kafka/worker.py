@@ -704,6 +704,7 @@ class KafkaSplitWorker(SessionSwitch):
                 router=lambda: self._router,
                 settings=self.settings,
                 wanted=lambda: self.end_wanted(route),
+                deleting=lambda: self.deleting(route),
                 mirror=route.filter.spec.mode == "mirror",
             ),
             self._retry_backoff(),

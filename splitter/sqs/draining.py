@@ -41,9 +41,11 @@ rest and is not deleted. Bounds come from :class:`~splitter.sqs.settings.SqsSett
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from typing import Literal, TypeVar
 
 import structlog
@@ -86,7 +88,9 @@ class Draining:
     """Ends sessions and hands the queue back for one worker; see the module docstring.
 
     ``router()`` is the worker's current router; ``wanted(route)`` says whether an
-    end is still wanted (False once a session routes to that queue again);
+    end is still wanted (False once a session routes to that queue again), and
+    ``deleting(route)`` holds its last check around the delete (the worker's
+    :meth:`~splitter.switching.SessionSwitch.deleting`);
     ``stopped``, ``released`` and ``wake`` are the worker's stop, release-fallback
     and wake-up events; ``awaiting_release`` is set when the hand-back waits for the
     release.
@@ -106,6 +110,7 @@ class Draining:
         wake: asyncio.Event,
         awaiting_release: asyncio.Event | None = None,
         wanted: Callable[[SessionRoute], bool] | None = None,
+        deleting: Callable[[SessionRoute], AbstractContextManager[bool]] | None = None,
         on_ended: Callable[[str], None] | None = None,
         on_hand_back: OnHandBack | None = None,
     ) -> None:
@@ -116,6 +121,7 @@ class Draining:
         self.stats = stats
         self._router = router
         self._wanted = wanted or (lambda _route: True)
+        self._deleting = deleting or (lambda _route: contextlib.nullcontext(True))
         self._stopped = stopped
         self._released = released
         self._wake = wake
@@ -205,9 +211,12 @@ class Draining:
             moved: int | None = 0
             if not mirror:  # a mirror queue holds copies: deleted, never routed again
                 moved = await self._move_out(url, self._router, lambda: self._wanted(route))
-                if moved is None or not self._wanted(route):
+                if moved is None:
                     return
-            await self._retry(lambda: self.client.delete_queue(url), f"deleting {url}")
+            with self._deleting(route) as still_wanted:
+                if not still_wanted:
+                    return
+                await self._retry(lambda: self.client.delete_queue(url), f"deleting {url}")
         except NotOursError as e:
             bound.error("sqs session queue not drained or deleted", error=str(e))
             return

@@ -213,6 +213,7 @@ class SqsSplitWorker(SessionSwitch):
                 wake=self._wake,
                 awaiting_release=self.awaiting_release,
                 wanted=self.end_wanted,
+                deleting=self.deleting,
                 on_ended=self.on_session_ended,
                 on_hand_back=self.on_hand_back,
             )

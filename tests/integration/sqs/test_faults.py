@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from splitter.errors import FilterError
 from splitter.sqs.client import SqsClient
 from splitter.sqs.split import SqsSplit
 from tests.faults.sqs_proxy import Rule, SqsProxy
@@ -171,6 +172,39 @@ async def test_a_session_queue_already_deleted_at_its_end_is_a_finished_end_not_
         await wait_for("alice's queue to be gone", lambda: gone(sqs, alice_q))
         worker.set_routes([bob])
         await asyncio.wait_for(worker._ended.join(), 60)
+        assert not task.done(), task.exception()
+        await send(sqs, original, numbered(1, "bob"))
+        got = await drain(sqs, {"bob": bob_q}, expect=1)
+    assert [mid_of(m) for m in got["bob"]] == ["m000"]
+
+
+async def test_no_session_is_routed_to_a_queue_while_its_delete_is_under_way(
+    sqs: SqsClient, faulty: SqsClient, proxy: SqsProxy, unique_name: str
+) -> None:
+    """1. alice's session ends; the proxy holds her queue's ``DeleteQueue`` for 3 s;
+    2. while the delete is held, a change routing a new session to her queue is
+       refused with ``FilterError`` (before: accepted, and its messages went to a
+       queue about to vanish);
+    3. the delete lands, her end is done, and bob's session still routes."""
+    original = await make_queue(sqs, unique_name)
+    fallback = await temporary(sqs, original)
+    alice_q = await temporary(sqs, original, "alice")
+    bob_q = await temporary(sqs, original, "bob")
+    alice = route("alice", 1, alice_q, {"user": "^alice$"})
+    bob = route("bob", 2, bob_q, {"user": "^bob$"})
+    held = proxy.add(Rule("DeleteQueue", "delay", queue=name_of(alice_q), delay=3.0))
+    async with running(faulty, SqsSplit(original, fallback), [alice, bob]) as (worker, task):
+        worker.set_routes([bob])
+        await wait_for("the delete to reach the proxy", lambda: held.hits == 1, within=60)
+        carol = route("carol", 3, alice_q, {"user": "^carol$"})
+        with pytest.raises(FilterError, match="which the end of an earlier session is deleting"):
+            worker.set_routes([bob, carol])
+        assert [r.session_id for r in worker.router.sessions] == ["bob"]
+        await wait_moving(
+            "alice's queue to be deleted",
+            lambda: task.done() or gone(sqs, alice_q),
+            lambda: len(proxy.calls),
+        )
         assert not task.done(), task.exception()
         await send(sqs, original, numbered(1, "bob"))
         got = await drain(sqs, {"bob": bob_q}, expect=1)

@@ -115,3 +115,32 @@ def test_the_last_session_ending_starts_the_hand_back_once_there_were_sessions()
     assert switch._hand_back.is_set()
     assert switch._wake.is_set()
     assert ended(switch) == [("alice", "q-alice")]
+
+
+def test_no_session_can_be_routed_to_a_queue_while_its_delete_runs() -> None:
+    """1. alice's session ends; the worker takes its last check before the delete;
+    2. while the delete runs, a change routing a session to alice's queue is refused
+       whole (the current routes stay);
+    3. once the delete is done, the same change is accepted (the worker's queue checks
+       then reject the session, its queue being gone)."""
+    switch = SessionSwitch([route("alice", 1), route("bob", 2)], FALLBACK, original=ORIGINAL)
+    switch.set_routes([route("bob", 2)])
+    alice = switch._ended.get_nowait()
+    with switch.deleting(alice) as delete:
+        assert delete is True
+        with pytest.raises(FilterError, match="'carol' routes to q-alice, which the end of"):
+            switch.set_routes([route("bob", 2), route("carol", 3, "q-alice")])
+        assert routed(switch) == [("bob", "q-bob")]
+    switch.set_routes([route("bob", 2), route("carol", 3, "q-alice")])
+    assert routed(switch) == [("bob", "q-bob"), ("carol", "q-alice")]
+
+
+def test_the_delete_is_skipped_when_the_queue_routes_again_before_its_last_check() -> None:
+    switch = SessionSwitch([route("alice", 1)], FALLBACK, original=ORIGINAL)
+    switch.set_routes([route("bob", 2)])
+    alice = switch._ended.get_nowait()
+    switch.set_routes([route("bob", 2), route("carol", 3, "q-alice")])
+    with switch.deleting(alice) as delete:
+        assert delete is False
+    switch.set_routes([route("carol", 3, "q-alice")])  # nothing was held
+    assert routed(switch) == [("carol", "q-alice")]
