@@ -13,6 +13,10 @@ thread each, so a long watch never holds a request slot)::
         async for event in registries.watch():               # survives reconnects, 410
             ...
 
+``kube.objects(resource, None)`` is the resource in every namespace: it lists and
+watches cluster-wide (each object's ``metadata.namespace`` says where it lives) and
+refuses everything else (``ValueError``: a get or a write needs the namespace).
+
 Objects are plain JSON dicts; ``registry.models`` parses the registry kinds.
 Errors are ``registry.errors`` (``NotFoundError``, ``ConflictError``, ``InvalidError``,
 ``UnavailableError``...).
@@ -94,8 +98,9 @@ class Kube:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
 
-    def objects(self, resource: Resource, namespace: str) -> Objects:
-        """The objects of ``resource`` in ``namespace``."""
+    def objects(self, resource: Resource, namespace: str | None) -> Objects:
+        """The objects of ``resource`` in ``namespace``; None: in every namespace (list and
+        watch only)."""
         return Objects(self, resource, namespace)
 
     async def exec(
@@ -127,17 +132,49 @@ def _name_of(body: Mapping[str, Any]) -> str:
     return name
 
 
-class Objects:
-    """The objects of one resource type in one namespace."""
+def all_namespaces_path(resource: Resource) -> str:
+    """``/apis/{group}/{version}/{plural}`` (``/api/{version}/{plural}`` for core): the
+    collection across every namespace."""
+    return ("/apis/{group}/{version}" if resource.group else "/api/{version}") + "/{plural}"
 
-    def __init__(self, kube: Kube, resource: Resource, namespace: str) -> None:
+
+class Objects:
+    """The objects of one resource type in one namespace, or in all (``namespace`` None:
+    list and watch only)."""
+
+    def __init__(self, kube: Kube, resource: Resource, namespace: str | None) -> None:
         self.kube = kube
         self.resource = resource
         self.namespace = namespace
 
+    @property
+    def all_namespaces(self) -> bool:
+        return self.namespace is None
+
+    @property
+    def where(self) -> str:
+        """The namespace, or ``all namespaces`` (for messages)."""
+        return self.namespace if self.namespace is not None else "(all namespaces)"
+
     def _what(self, verb: str, name: str | None = None) -> str:
-        where = f"{self.namespace}/{name}" if name else self.namespace
+        where = f"{self.namespace}/{name}" if name and self.namespace else self.where
         return f"{verb} {self.resource} {where}"
+
+    def _collection(self) -> tuple[str, dict[str, str]]:
+        """The collection's path and its parameters."""
+        r = self.resource
+        if self.namespace is None:
+            params = {"group": r.group, "version": r.version, "plural": r.plural}
+            return all_namespaces_path(r), params
+        return r.collection_path(), r.path_params(self.namespace)
+
+    def _namespace(self, verb: str) -> str:
+        if self.namespace is None:
+            raise ValueError(
+                f"cannot {verb} {self.resource} across all namespaces: "
+                "use kube.objects(resource, <the object's namespace>)"
+            )
+        return self.namespace
 
     async def _request(
         self,
@@ -151,14 +188,19 @@ class Objects:
         content_type: str | None = None,
         what_name: str | None = None,
     ) -> Any:
-        r = self.resource
-        path = r.collection_path() if name is None else r.object_path(subresource)
+        if method == "GET" and name is None:
+            path, params = self._collection()
+        else:
+            r = self.resource
+            namespace = self._namespace(verb)
+            path = r.collection_path() if name is None else r.object_path(subresource)
+            params = r.path_params(namespace, name)
         return await self.kube.run(
             self.kube.transport.request,
             method,
             path,
             what=self._what(verb, name or what_name),
-            params=r.path_params(self.namespace, name),
+            params=params,
             query=query,
             body=body,
             content_type=content_type,
@@ -178,7 +220,8 @@ class Objects:
         field_selector: str | None = None,
         page_size: int = 500,
     ) -> ObjectList:
-        """Every object (all pages, one consistent snapshot) and the list's resourceVersion."""
+        """Every object (all pages, one consistent snapshot) and the list's resourceVersion;
+        across every namespace when ``namespace`` is None."""
         items: list[Obj] = []
         token: str | None = None
         while True:
@@ -216,11 +259,11 @@ class Objects:
 
     def open_watch_stream(self, query: Query, read_timeout: float) -> LineStream:
         """One watch connection, blocking (``Watch`` calls it from its own reader thread)."""
-        r = self.resource
+        path, params = self._collection()
         return self.kube.transport.stream(
-            r.collection_path(),
+            path,
             what=self._what("watch"),
-            params=r.path_params(self.namespace),
+            params=params,
             query=query,
             read_timeout=read_timeout,
         )

@@ -10,8 +10,10 @@
   failures back off exponentially (0.1 s doubling to 5 s) and give up with
   ``UnavailableError`` after ``retry_for`` seconds of failing in a row;
 * a 410 Gone (that resourceVersion is no longer kept) re-lists and yields the
-  difference with what the watch has seen: ADDED for new names, MODIFIED for a
-  changed resourceVersion, DELETED (with the last object seen) for names gone;
+  difference with what the watch has seen, keyed by (namespace, name) so a watch of
+  every namespace (``kube.objects(resource, None).watch()``) never mixes up objects of
+  the same name: ADDED for new keys, MODIFIED for a changed resourceVersion, DELETED
+  (with the last object seen) for keys gone;
 * any other error (403, 404...) ends the iteration with that registry error.
 
 Each connection is read in its own daemon thread (a blocked read holds no slot
@@ -43,6 +45,13 @@ EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 _EVENT_TYPES: tuple[EventType, ...] = ("ADDED", "MODIFIED", "DELETED")
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 5.0
+ObjectKey = tuple[str, str]
+"""``(namespace, name)``: what identifies an object in a watch of every namespace."""
+
+
+def object_key(obj: dict[str, Any]) -> ObjectKey:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace") or ""), str(meta.get("name", "")))
 
 
 @dataclass(frozen=True)
@@ -55,12 +64,21 @@ class WatchEvent:
         return str(self.object["metadata"]["name"])
 
     @property
+    def namespace(self) -> str:
+        """The object's namespace ("" for a cluster-scoped one)."""
+        return str(self.object["metadata"].get("namespace") or "")
+
+    @property
+    def key(self) -> ObjectKey:
+        return (self.namespace, self.name)
+
+    @property
     def resource_version(self) -> str:
         return str(self.object["metadata"].get("resourceVersion", ""))
 
 
 class Watch:
-    """Changes of one resource in one namespace (see the module docstring)."""
+    """Changes of one resource in one namespace, or in all (see the module docstring)."""
 
     def __init__(
         self,
@@ -79,7 +97,7 @@ class Watch:
         self._selectors = selectors
         self._timeout_seconds = timeout_seconds
         self._retry_for = retry_for
-        self._known: dict[str, dict[str, Any]] = {}
+        self._known: dict[ObjectKey, dict[str, Any]] = {}
         self._events = self._run()
 
     def __aiter__(self) -> Watch:
@@ -152,7 +170,7 @@ class Watch:
             raise error_from_status(
                 code if isinstance(code, int) else None,
                 json.dumps(obj),
-                what=f"watch {self.objects.resource} {self.objects.namespace}",
+                what=f"watch {self.objects.resource} {self.objects.where}",
             )
         meta = obj.get("metadata") or {}
         version = meta.get("resourceVersion")
@@ -160,11 +178,11 @@ class Watch:
             self.resource_version = str(version)
         if kind not in _EVENT_TYPES:  # BOOKMARK (only moves the resourceVersion on)
             return None
-        name = str(meta.get("name", ""))
+        key = object_key(obj)
         if kind == "DELETED":
-            self._known.pop(name, None)
+            self._known.pop(key, None)
         else:
-            self._known[name] = obj
+            self._known[key] = obj
         return WatchEvent(kind, obj)
 
     async def _relist(self) -> list[WatchEvent]:
@@ -172,17 +190,17 @@ class Watch:
             label_selector=dict(self._selectors).get("labelSelector"),
             field_selector=dict(self._selectors).get("fieldSelector"),
         )
-        now = {str(o["metadata"]["name"]): o for o in listed.items}
+        now = {object_key(o): o for o in listed.items}
         events: list[WatchEvent] = []
-        for name, obj in now.items():
-            before = self._known.get(name)
+        for key, obj in now.items():
+            before = self._known.get(key)
             if before is None:
                 events.append(WatchEvent("ADDED", obj))
             elif before["metadata"].get("resourceVersion") != obj["metadata"].get(
                 "resourceVersion"
             ):
                 events.append(WatchEvent("MODIFIED", obj))
-        events += [WatchEvent("DELETED", o) for n, o in self._known.items() if n not in now]
+        events += [WatchEvent("DELETED", o) for k, o in self._known.items() if k not in now]
         self._known = now
         self.resource_version = listed.resource_version
         return events

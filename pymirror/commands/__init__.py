@@ -14,6 +14,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pymirror.commands.demo",
         "split an SQS queue between two sessions on an embedded SQS endpoint",
     ),
+    "exec": (
+        "pymirror.commands.exec",
+        "run a local command inside a split session (mirrord's feature.split_queues)",
+    ),
     "info": (
         "pymirror.commands.info",
         "print versions of pymirror and its libraries (and the settings)",

@@ -1,6 +1,6 @@
 """``pymirror operator``: the operator process (drives SplitSessions and QueueSplits).
 
-    pymirror operator --namespace shop [--namespace billing ...] \\
+    pymirror operator [--namespace shop [--namespace billing ...]] \\
         [--kubeconfig PATH] [--context NAME] [--metrics-port 9401]
 
 Settings come from the environment (``PYMIRROR_OPERATOR__*``: the operator's namespace,
@@ -8,7 +8,9 @@ the worker Deployments, the resync interval...; ``PYMIRROR_SQS__ENDPOINT_URL`` a
 ``PYMIRROR_SQS__REGION`` for SQS; ``pymirror info --settings`` prints them). The cluster
 is the kubeconfig when one is named, else the pod's service account inside a pod, else
 ``$KUBECONFIG`` / ``~/.kube/config``. SplitSessions are watched in each ``--namespace``
-(repeat the flag); QueueSplits in the operator's namespace. Run one replica: the
+(repeat the flag); without one, in the namespaces of ``PYMIRROR_OPERATOR__SESSION_NAMESPACES``
+(JSON, what the Helm chart sets), and when that is empty too, in every namespace (one
+cluster-wide watch). QueueSplits are watched in the operator's namespace. Run one replica: the
 session sequence is assigned by this one process. SIGTERM/SIGINT stop it cleanly: no
 new reconcile starts, the ones under way are cancelled (every step is recorded before it
 is taken, so the next operator resumes them), and the process exits 0.
@@ -29,7 +31,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAMESPACE",
-        help="watch SplitSessions in this namespace (repeat for more; required)",
+        help="watch SplitSessions in this namespace (repeat for more); default: "
+        "PYMIRROR_OPERATOR__SESSION_NAMESPACES, and when that is empty, every namespace",
     )
     parser.add_argument(
         "--kubeconfig", default=None, help="default: in-cluster, else ~/.kube/config"
@@ -41,18 +44,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(func=run)
 
 
+def session_namespaces(given: list[str], settings: Settings) -> list[str]:
+    """The namespaces to watch SplitSessions in: ``--namespace`` values, else the setting;
+    empty = every namespace. ``UsageError`` for an empty ``--namespace ""``."""
+    if any(not n for n in given):
+        raise UsageError("--namespace needs a namespace name; leave the flag out for all")
+    return list(dict.fromkeys(given or settings.operator.session_namespaces))
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     from pymirror.operator.controller import serve
 
-    namespaces = list(dict.fromkeys(args.namespace))
-    if not namespaces:
-        raise UsageError(
-            "name the namespaces to watch SplitSessions in: --namespace NS (repeat for more)"
-        )
     asyncio.run(
         serve(
             settings,
-            namespaces=namespaces,
+            namespaces=session_namespaces(args.namespace, settings),
             kubeconfig=args.kubeconfig,
             context=args.context,
             metrics_port=args.metrics_port,

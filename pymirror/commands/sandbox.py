@@ -2,16 +2,18 @@
 
   up       start etcd + apiextensions-apiserver (with pymirror's CRDs and stand-in
            Deployment/StatefulSet/Rollout/Secret kinds), a moto SQS server, a noida-db
-           Kafka broker and the local runtime, on free loopback ports
+           Kafka broker, the local runtime and the operator, on free loopback ports
   down     stop all of it; nothing is left running
-  status   each component's pid, port and health
-  env      `export` lines for KUBECONFIG, AWS_* and KAFKA_BOOTSTRAP_SERVERS:
+  status   each component's pid, port, health and log
+  env      `export` lines for KUBECONFIG, AWS_*, KAFKA_BOOTSTRAP_SERVERS and the
+           operator's namespace (for boto3, Kafka clients and `pymirror exec`):
            eval "$(pymirror sandbox env)"
   runtime  run the local runtime in the foreground (what `up` starts in the background)
 
 The local runtime is a stand-in for the kubelet and the Deployment controller: it runs
 each replica of a Deployment, StatefulSet or Rollout as local processes (the
-containers' command/args with their env). See docs/sandbox.md.
+containers' command/args with their env), the operator's split workers included. See
+docs/sandbox.md.
 """
 
 from __future__ import annotations
@@ -41,9 +43,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--namespace",
         action="append",
         default=None,
-        help="namespace the local runtime watches (repeatable; default: default)",
+        help="demo namespace: the local runtime runs its workloads, the operator watches its "
+        "SplitSessions (repeatable; default: default)",
     )
     up.add_argument("--no-kafka", action="store_true", help="do not start the Kafka broker")
+    up.add_argument("--no-operator", action="store_true", help="do not start the operator")
+    up.add_argument(
+        "--operator-namespace",
+        default="pymirror-system",
+        help="the operator's namespace: QueueSplits and worker Deployments (default: "
+        "pymirror-system)",
+    )
     up.add_argument(
         "--timeout",
         type=float,
@@ -106,6 +116,8 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         state_dir=_dir(args),
         namespaces=tuple(args.namespace or ["default"]),
         kafka=not args.no_kafka,
+        operator=not args.no_operator,
+        operator_namespace=args.operator_namespace,
         timeout=args.timeout,
     )
     state, started = up(options)
@@ -131,11 +143,14 @@ def run_status(args: argparse.Namespace, settings: Settings) -> int:
     elif state is None:
         print(f"sandbox is not up ({_dir(args)})")
     else:
-        print(f"{'COMPONENT':<10} {'PID':>8} {'PORT':>6}  {'HEALTH':<9} CHECK")
+        print(f"{'COMPONENT':<10} {'PID':>8} {'PORT':>6}  {'HEALTH':<9} {'CHECK':<18} LOG")
         for row in rows:
             health = "healthy" if row["healthy"] else "UNHEALTHY"
             port = row["port"] or "-"
-            print(f"{row['name']:<10} {row['pid']:>8} {port:>6}  {health:<9} {row['probe']}")
+            print(
+                f"{row['name']:<10} {row['pid']:>8} {port:>6}  {health:<9} "
+                f"{row['probe']:<18} {row['log']}"
+            )
     return 0 if state is not None and all(r["healthy"] for r in rows) else 1
 
 

@@ -2,9 +2,9 @@
 
 ``Controller.run(stop)`` until ``stop`` is set:
 
-* watches SplitSessions in each namespace of ``namespaces`` (``registry.objects`` lists
-  and watches one namespace at a time, and its watch's re-list bookkeeping is keyed by
-  name, so a cluster-wide watch is not possible yet) and QueueSplits in the operator's
+* watches SplitSessions in each namespace of ``namespaces``, or, when it is empty, in
+  every namespace with one cluster-wide watch (``kube.objects(resource, None)``; the
+  watch's bookkeeping is keyed by (namespace, name)), and QueueSplits in the operator's
   namespace; each watch resumes from its last resourceVersion and re-lists on 410
   (``registry.watching``), so no change is missed;
 * an event enqueues its object's key (``("session", ns, name)``, ``("split", ns, name)``);
@@ -20,12 +20,14 @@
   left); every ``lease_check_seconds`` the cached sessions are checked with the pure
   ``sessions.next_step``, and those whose lease lapsed are enqueued at once;
 * garbage collection (``pymirror.operator.gc.collect``, when given) once the watches
-  listed, then every ``gc_seconds`` (settings.gc_interval).
+  listed, then every ``gc_seconds`` (settings.gc_interval); each QueueSplit event is also
+  handed to ``on_split`` (the GC's ``KnownOriginals``), deletions included.
 
 A session is always reconciled as read fresh from the API server, never from the watch
 cache (the cache only decides what to enqueue). Logs are bound with namespace/session
 (or split). Metrics (``prometheus_client``, when a registry is given): sessions by phase,
-reconcile latency per kind, reconcile errors per kind.
+reconcile latency per kind, reconcile errors per kind, garbage-collection actions per
+action (``pymirror_gc_actions_total{action}``).
 """
 
 from __future__ import annotations
@@ -136,8 +138,15 @@ class Metrics:
     sessions: Gauge = field(init=False)
     latency: Histogram = field(init=False)
     errors: Counter = field(init=False)
+    gc_actions: Counter = field(init=False)
 
     def __post_init__(self) -> None:
+        self.gc_actions = Counter(
+            "pymirror_gc_actions",
+            "garbage-collection actions (route_left, env_restored, worker_deleted, queue_deleted)",
+            ["action"],
+            registry=self.registry,
+        )
         self.sessions = Gauge(
             "pymirror_operator_sessions",
             "SplitSessions by phase",
@@ -194,13 +203,14 @@ class Controller:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         gc: Callable[[], Awaitable[object]] | None = None,
         gc_seconds: float = 300.0,
+        on_split: Callable[[Obj], None] | None = None,
     ) -> None:
-        if not namespaces:
-            raise ValueError("the controller needs at least one namespace to watch sessions in")
         self.kube = kube
         self.sessions = sessions
         self.splits = splits
         self.namespaces = list(dict.fromkeys(namespaces))
+        """Where SplitSessions are watched; empty: every namespace."""
+        self.on_split = on_split
         self.operator_namespace = operator_namespace
         self.resync_seconds = resync_seconds
         self.lease_check_seconds = lease_check_seconds
@@ -216,7 +226,8 @@ class Controller:
         self.reconciled = 0
         """Reconciles finished (with or without an error), for tests and logs."""
         self.watching: set[tuple[str, str]] = set()
-        """(resource plural, namespace) of the watches that have delivered their list."""
+        """(resource plural, namespace or "(all namespaces)") of the watches that have
+        delivered their list."""
         self.started = asyncio.Event()
         """Set once every watch delivered its first list."""
         self.collected = asyncio.Event()
@@ -228,13 +239,13 @@ class Controller:
         """Watch and reconcile until ``stop`` is set; a watch that gives up raises."""
         log.info(
             "operator controller starting",
-            namespaces=self.namespaces,
+            namespaces=self.namespaces or "all",
             operator_namespace=self.operator_namespace,
         )
         try:
             async with asyncio.TaskGroup() as group:
                 tasks = [
-                    *(group.create_task(self._watch_sessions(ns)) for ns in self.namespaces),
+                    *(group.create_task(self._watch_sessions(ns)) for ns in self._scopes()),
                     group.create_task(self._watch_splits()),
                     group.create_task(self._every(self.resync_seconds, self._resync)),
                     group.create_task(self._every(self.lease_check_seconds, self._check_leases)),
@@ -251,7 +262,14 @@ class Controller:
 
     # --- watches ----------------------------------------------------------------------
 
-    async def _watch_sessions(self, namespace: str) -> None:
+    def _scopes(self) -> list[str | None]:
+        """The session watches' namespaces (None: one watch of every namespace)."""
+        return [*self.namespaces] or [None]
+
+    def _watched(self, namespace: str) -> bool:
+        return not self.namespaces or namespace in self.namespaces
+
+    async def _watch_sessions(self, namespace: str | None) -> None:
         objects = self.kube.objects(SplitSession.RESOURCE, namespace)
         await self._follow(objects, "session", self._on_session)
 
@@ -265,8 +283,9 @@ class Controller:
         listed = await objects.list()
         for obj in listed.items:
             handle(WatchEvent("ADDED", obj))
-        self.watching.add((objects.resource.plural, objects.namespace))
-        if len(self.watching) == len(self.namespaces) + 1:
+        self.watching.add((objects.resource.plural, objects.where))
+        if len(self.watching) == len(self._scopes()) + 1:
+            log.info("operator watching", watches=sorted(" ".join(w) for w in self.watching))
             self.started.set()
         async with objects.watch(resource_version=listed.resource_version, retry_for=None) as w:
             async for event in w:
@@ -286,6 +305,8 @@ class Controller:
         self.queue.add(key)
 
     def _on_split(self, event: WatchEvent) -> None:
+        if self.on_split is not None:
+            self.on_split(event.object)
         key = self._key("split", event.object)
         if event.type == "DELETED":
             self.known.pop(key, None)
@@ -301,7 +322,7 @@ class Controller:
             and (obj.get("status") or {}).get("phase") not in ("Ready", "Failed")
         }
         for session in sorted(named | waiting):
-            if session[1] in self.namespaces:
+            if self._watched(session[1]):
                 self.queue.add(session)
 
     # --- timers -----------------------------------------------------------------------
@@ -317,11 +338,18 @@ class Controller:
         await self.started.wait()
         while True:
             try:
-                await gc()
+                self._count_gc(await gc())
             except Exception as e:
                 log.warning("garbage collection failed", error=str(e), exc_info=e)
             self.collected.set()
             await asyncio.sleep(self.gc_seconds)
+
+    def _count_gc(self, result: object) -> None:
+        counts = getattr(result, "counts", None)
+        if self.metrics is None or not callable(counts):
+            return
+        for action, count in counts().items():
+            self.metrics.gc_actions.labels(action=action).inc(count)
 
     def _resync(self) -> None:
         log.debug("resync", keys=len(self.known))
@@ -397,13 +425,15 @@ def build(
     registry: CollectorRegistry | None = None,
 ) -> Controller:
     """The controller with its reconcilers, wired from ``settings``; its metrics in
-    ``registry`` (none without one)."""
-    from pymirror.operator.gc import collect
+    ``registry`` (none without one). ``namespaces`` empty: sessions in every namespace."""
+    from pymirror.operator.gc import KnownOriginals, QueueSweep, collect
     from pymirror.operator.planning import plan_session
     from pymirror.operator.splits import Splits
 
     operator = settings.operator
     splits = Splits(kube, settings)
+    originals = KnownOriginals()
+    sweep = QueueSweep(splits.endpoint, settings.sqs.name_format, originals)
 
     async def planner(kube: Kube, session: SplitSession) -> SessionPlan:
         return await plan_session(kube, session, settings=operator)
@@ -430,8 +460,11 @@ def build(
             namespaces=namespaces,
             operator_namespace=operator.namespace,
             kinds=operator.kinds(),
+            workers=operator.worker_resource(),
+            queues=sweep if operator.gc_queues else None,
         ),
         gc_seconds=operator.gc_interval,
+        on_split=originals.remember,
     )
 
 

@@ -12,7 +12,11 @@ serves the kind), the target's registry in the session's namespace (SQS: the
 and container; Kafka: the ``MirrordKafkaTopicsConsumer`` whose ``consumerName`` and
 ``consumerKind`` name it), every ``spec.queues[i].id`` (``"*"``: every queue of that kind
 in the registry), compiles each ``messageFilter`` and ``jqFilter`` as the worker will,
-and reads each queue's name or URL, topic and group id from the pod template.
+and reads each queue's name or URL, topic and group id from the pod template *as it was
+before any pymirror patch*: once a session's split pointed the workload's env at a
+fallback, the originals live in the workload's ``pymirror.dev/original-env`` annotation
+(``registry.env_patch``), and :func:`unpatched_template` puts them back before reading,
+so every session plans the true originals (and the same splits) whatever is patched.
 
 Anything a developer (or the registry's author) can fix is a :class:`SessionInvalid`
 whose message starts with the session field (``spec.target``, ``spec.queues[1].id``,
@@ -28,6 +32,7 @@ names the QueueSplit of one original: a DNS-1123 label, deterministic, unique pe
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
@@ -36,7 +41,10 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from pymirror.errors import PymirrorError
 from registry.config_sources import ConfigKinds
-from registry.env_refs import FoundQueue, FoundTopic
+from registry.container_envs import ContainerEnv, config_map_names, container_env
+from registry.env_patch import read_originals
+from registry.env_reading import find_queue, find_topic
+from registry.env_refs import FoundQueue, FoundTopic, NameSource, TopicSources
 from registry.errors import (
     ConfigSourceError,
     EnvReadingError,
@@ -50,8 +58,14 @@ from registry.models import (
 )
 from registry.objects import Kube, Obj
 from registry.session_models import SessionQueue, SessionTarget, SplitSession
-from registry.workload_queues import read_kafka_topics, read_registry_queues
-from registry.workloads import Workload, WorkloadKinds, WorkloadRef, get_workload
+from registry.workloads import (
+    Workload,
+    WorkloadKinds,
+    WorkloadRef,
+    container_of,
+    containers_of,
+    get_workload,
+)
 from splitter.errors import FilterError
 from splitter.filters import FilterSpec, compile_filter
 
@@ -169,6 +183,43 @@ def split_name(target: WorkloadRef, queue_id: str, kind: QueueKind = "SQS") -> s
     return f"{readable}-{digest}" if readable else digest
 
 
+def unpatched_template(workload: Workload) -> Obj:
+    """``workload``'s pod template with every env var a pymirror patch changed put back as
+    it was: the originals recorded in ``pymirror.dev/original-env`` on the template's owner
+    (owner -> container -> var -> env item without ``name``, or null: the patch added the
+    var, so it goes). Every owner records the same true original of a var, so any record
+    will do. ``EnvAnnotationError`` (a ``WorkloadError``) when the annotation is not in
+    that format. The workload's own objects are not changed."""
+    template = copy.deepcopy(workload.template)
+    recorded = read_originals(workload.template_owner_obj, workload.label)
+    originals: dict[str, dict[str, Obj | None]] = {}
+    for containers in recorded.values():
+        for container, env in containers.items():
+            for var, item in env.items():
+                originals.setdefault(container, {}).setdefault(var, item)
+    for container in (template.get("spec") or {}).get("containers") or ():
+        put_back = originals.get(str(container.get("name")), {})
+        if put_back:
+            container["env"] = _put_back(list(container.get("env") or ()), put_back)
+    return template
+
+
+def _put_back(env: list[Obj], originals: Mapping[str, Obj | None]) -> list[Obj]:
+    """``env`` with each var of ``originals`` as it was (in its place; null: removed), as
+    ``registry.env_patch.restore_env`` puts it back."""
+    out = copy.deepcopy(env)
+    for var, original in originals.items():
+        places = [i for i, item in enumerate(out) if item.get("name") == var]
+        if original is None:
+            if places:
+                del out[places[-1]]
+        elif places:
+            out[places[-1]] = {"name": var, **copy.deepcopy(original)}
+        else:
+            out.append({"name": var, **copy.deepcopy(original)})
+    return out
+
+
 def target_kinds(target: SessionTarget, kinds: WorkloadKinds) -> WorkloadKinds:
     """``kinds`` with the target's kind served at ``spec.target.apiVersion``."""
     try:
@@ -264,6 +315,7 @@ class _Planner:
         self._originals: dict[tuple[str, str], tuple[int, str]] = {}
         self._registries: list[Obj] | None = None
         self._consumers: list[Obj] | None = None
+        self._unpatched: Obj | None = None
 
     async def add(self, index: int, queue: SessionQueue) -> None:
         if not self.enabled[queue.kind]:
@@ -337,24 +389,50 @@ class _Planner:
         else:
             ids = [queue.id]
         try:
-            read = await read_registry_queues(
-                self.kube,
-                registry,
-                ids,
-                namespace=self.namespace,
-                workloads=self.kinds,
-                config=self.config,
-            )
+            container, found = await self._read_queues(registry, ids, what)
         except (EnvReadingError, WorkloadError, ConfigSourceError) as e:
             raise SessionInvalid(f"spec.queues[{index}]", f"{e}") from e
         timeout = registry.spec.workload_restart_timeout
         return [
             p
             for qid in ids
-            for p in self._sqs_queues(
-                queue, read.queues[qid], read.container, queues[qid].tags, timeout
-            )
+            for p in self._sqs_queues(queue, found[qid], container, queues[qid].tags, timeout)
         ]
+
+    async def _read_queues(
+        self, registry: MirrordWorkloadQueueRegistry, ids: list[str], what: str
+    ) -> tuple[str, dict[str, FoundQueue]]:
+        """The registry's container and its queues ``ids``, read from the unpatched env."""
+        spec = _wire(registry)["spec"]
+        chosen = container_of(self._template(), spec["consumer"].get("container"), self._label)
+        env = (await self._envs([chosen]))[str(chosen.get("name"))]
+        found = {}
+        for qid in ids:
+            where = f"{what} queue {qid!r}"
+            source = NameSource.from_wire(spec["queues"][qid], where)
+            found[qid] = find_queue(qid, source, env, what=where)
+        return env.container, found
+
+    def _template(self) -> Obj:
+        """The target's pod template before any pymirror patch (read once per plan)."""
+        if self._unpatched is None:
+            self._unpatched = unpatched_template(self.workload)
+        return self._unpatched
+
+    @property
+    def _label(self) -> str:
+        return self.workload.label
+
+    async def _envs(self, containers: list[Obj]) -> dict[str, ContainerEnv]:
+        """Each container's effective env (name -> env), its ConfigMaps read from the API."""
+        config_maps = self.config.sources(self.kube).config_maps
+        data = {
+            name: await config_maps.optional_data(self.namespace, name)
+            for name in config_map_names(containers)
+        }
+        return {
+            str(c.get("name")): container_env(c, data.get, workload=self._label) for c in containers
+        }
 
     def _sqs_queues(
         self,
@@ -481,19 +559,26 @@ class _Planner:
         ids: list[str],
     ) -> list[PlannedQueue]:
         try:
-            read = await read_kafka_topics(
-                self.kube,
-                consumer,
-                ids,
-                namespace=self.namespace,
-                workloads=self.kinds,
-                config=self.config,
-            )
+            found = await self._read_topics(consumer, ids)
         except (EnvReadingError, WorkloadError, ConfigSourceError) as e:
             raise SessionInvalid(f"spec.queues[{index}]", f"{e}") from e
         configs = {t.id: t.client_config for t in consumer.spec.topics}
         timeout = consumer.spec.consumer_restart_timeout
-        return [self._kafka_queue(queue, read.topics[tid], configs[tid], timeout) for tid in ids]
+        return [self._kafka_queue(queue, found[tid], configs[tid], timeout) for tid in ids]
+
+    async def _read_topics(
+        self, consumer: MirrordKafkaTopicsConsumer, ids: list[str]
+    ) -> dict[str, FoundTopic]:
+        """The topics ``ids`` of ``consumer``, read from the unpatched env of every container."""
+        what = f"{_CONSUMER} {self.namespace}/{consumer.metadata.name}"
+        topics = {str(t.get("id")): t for t in _wire(consumer)["spec"].get("topics") or ()}
+        envs = await self._envs(containers_of(self._template(), self._label))
+        return {
+            tid: find_topic(
+                TopicSources.from_wire(topics[tid], what), envs, what=f"{what} topic {tid!r}"
+            )
+            for tid in ids
+        }
 
     def _kafka_queue(
         self, queue: SessionQueue, found: FoundTopic, client_config: str, timeout: int | None
@@ -550,3 +635,8 @@ class _Planner:
 
 def _name(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("name"))
+
+
+def _wire(model: MirrordWorkloadQueueRegistry | MirrordKafkaTopicsConsumer) -> dict[str, Any]:
+    """The object as JSON with wire names (fields the model does not know included)."""
+    return model.model_dump(by_alias=True, mode="json", exclude_none=True)

@@ -15,7 +15,10 @@ The life of a session (``status.phase``):
   knows which splits to leave. Then each queue is joined until every join is ready;
   ``message`` is the current step of each queue still provisioning.
 * **Ready.** ``status.queues[]`` lists ``{id, original, kind, split, temporary, envVar,
-  value}``: what the local process gets. The lease runs from then on.
+  value}``: what the local process gets. ``original`` is the plan's (the env before any
+  pymirror patch: ``planning.unpatched_template``); ``value`` is the env var's value,
+  one JSON object per env var for ``namesFromJsonMap`` queues (:func:`merged_values`).
+  The lease runs from then on.
 * **Ending** (endReason): the object was deleted (``Completed``; ``Killed`` when it
   carries the annotation ``pymirror.dev/killed``, which ``pymirror session kill`` sets
   before deleting, its value saying who killed it); its lease lapsed (``Expired``: no
@@ -49,8 +52,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, Protocol
 
@@ -235,6 +239,40 @@ def queue_status(queue: PlannedQueue, joined: Joined | None = None) -> dict[str,
     return entry
 
 
+def merged_values(joined: Sequence[tuple[PlannedQueue, Joined]]) -> list[str | None]:
+    """What each queue's env var gets in the local process: its ``Joined.value``, except
+    that the ``namesFromJsonMap`` queues of one env var (same container and var) all get
+    one JSON object with *each* of their keys set to its own temporary queue.
+    ``Splits.join`` gives each of them the workload's original JSON with only its own key
+    replaced, and the local process has one env var for all of them. A value that is not
+    a JSON object holding its key is kept as it is."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for queue, result in joined:
+        names = _json_names(queue, result)
+        if names is not None and queue.json_key is not None:
+            base = merged.setdefault((queue.container, queue.env_var), names)
+            base[queue.json_key] = names[queue.json_key]
+    values: list[str | None] = []
+    for queue, result in joined:
+        names = merged.get((queue.container, queue.env_var))
+        if names is not None and _json_names(queue, result) is not None:
+            values.append(json.dumps(names, separators=(",", ":")))
+        else:
+            values.append(result.value)
+    return values
+
+
+def _json_names(queue: PlannedQueue, joined: Joined) -> dict[str, Any] | None:
+    """A ``namesFromJsonMap`` queue's value as a JSON object holding its key (else None)."""
+    if queue.json_key is None or joined.value is None:
+        return None
+    try:
+        names = json.loads(joined.value)
+    except ValueError:
+        return None
+    return names if isinstance(names, dict) and queue.json_key in names else None
+
+
 def recorded_splits(obj: Mapping[str, Any]) -> list[str]:
     """The QueueSplits a session joined or was about to join (``status.queues[].split``)."""
     splits = [q.get("split") for q in (obj.get("status") or {}).get("queues") or ()]
@@ -393,7 +431,11 @@ class SessionReconciler:
             if (fresh.get("status") or {}).get("sequence") is not None:
                 return fresh  # assigned meanwhile (by an earlier reconcile of ours)
             sessions: list[Obj] = []
-            for namespace in sorted({*self.namespaces, meta["namespace"]}):
+            if not self.namespaces:  # the operator follows every namespace: count them all
+                sessions = (await self.kube.objects(SplitSession.RESOURCE, None).list()).items
+            for namespace in sorted(
+                {*self.namespaces, meta["namespace"]} if self.namespaces else ()
+            ):
                 sessions += (await self._objects(namespace).list()).items
             splits = (
                 await self.kube.objects(QueueSplit.RESOURCE, self.operator_namespace).list()
@@ -411,7 +453,6 @@ class SessionReconciler:
         plan = await self._plan(obj)
         if plan is None:
             return await self._objects(obj["metadata"]["namespace"]).get(obj["metadata"]["name"])
-        plan = await self._with_split_originals(plan)
         obj = await self._record_queues(obj, plan)
         sequence = int(obj["status"]["sequence"])
         joined: list[tuple[PlannedQueue, Joined]] = []
@@ -439,6 +480,9 @@ class SessionReconciler:
             )
             raise _Wait(self.poll_seconds)
         queues = [queue_status(q, j) for q, j in joined]
+        for entry, value in zip(queues, merged_values(joined), strict=True):
+            if value is not None:
+                entry["value"] = value
         bound.info("session ready", queues=[q["id"] for q in queues])
         message = f"ready: {len(queues)} queue(s) split"
         return await self._write(
@@ -481,24 +525,6 @@ class SessionReconciler:
         await self._objects(obj["metadata"]["namespace"]).patch_status(
             obj["metadata"]["name"], status
         )
-
-    async def _with_split_originals(self, plan: SessionPlan) -> SessionPlan:
-        """``plan`` with each queue's original as its QueueSplit records it, when the split
-        exists: once a first session patched the workload, its env holds the fallback, and
-        the split's ``spec.original`` is the truth (``Splits.join`` goes by it too)."""
-        splits = self.kube.objects(QueueSplit.RESOURCE, self.operator_namespace)
-        queues = []
-        for queue in plan.queues:
-            try:
-                split = await splits.get(queue.split)
-            except NotFoundError:
-                queues.append(queue)
-                continue
-            original = (split.get("spec") or {}).get("original")
-            if isinstance(original, str) and original and original != queue.original:
-                queue = replace(queue, original=original)
-            queues.append(queue)
-        return replace(plan, queues=queues)
 
     async def _record_queues(self, obj: Obj, plan: SessionPlan) -> Obj:
         """Write the planned queues (and their splits) before any is joined; a split

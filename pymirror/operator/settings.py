@@ -17,6 +17,7 @@ it still releases or commits what it holds.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Self, TypeVar
 
@@ -49,6 +50,7 @@ DEFAULT_WORKLOAD_KINDS = {
 DEFAULT_CONFIG_KINDS = {"ConfigMap": "v1", "Secret": "v1"}
 _CONFIG_PLURALS = {"ConfigMap": CONFIG_MAPS.plural, "Secret": SECRETS.plural}
 _RESOURCE_KEYS = ("requests", "limits")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 
 
 def _api_version(kind: str, text: str) -> tuple[str, str]:
@@ -158,6 +160,11 @@ class OperatorSettings(BaseModel):
         description="The operator's namespace: QueueSplits, worker Deployments and "
         "MirrordKafkaClientConfigs live here.",
     )
+    session_namespaces: list[str] = Field(
+        default_factory=list,
+        description='Namespaces to watch SplitSessions in, JSON (e.g. ["shop", "billing"]); '
+        "empty = every namespace. `pymirror operator --namespace` overrides it.",
+    )
     sqs_splitting: bool = Field(
         True,
         description="Split SQS queues; false refuses SQS queues in sessions. Also read from "
@@ -183,8 +190,16 @@ class OperatorSettings(BaseModel):
     gc_interval: float = Field(
         300.0,
         gt=0,
-        description="Seconds between two garbage collections of temporary queues/topics and "
-        "workload patches no live session or split owns (also at start-up).",
+        description="Seconds between two garbage collections (also at start-up): routes of "
+        "sessions that are gone, workload env patches, worker Deployments and temporary "
+        "queues whose QueueSplit is gone.",
+    )
+    gc_queues: bool = Field(
+        True,
+        description="Let garbage collection delete pymirror's temporary SQS queues that no "
+        "QueueSplit records, for the originals this operator has split. Turn it off when "
+        "another pymirror operator (another cluster or operator namespace) splits the same "
+        "queues in the same AWS account: the queue tags do not say which operator made them.",
     )
     workload_kinds: WorkloadApiVersions = Field(
         default_factory=lambda: WorkloadApiVersions(DEFAULT_WORKLOAD_KINDS),
@@ -252,6 +267,17 @@ class OperatorSettings(BaseModel):
         description="Writable directory of the Kafka worker's own files (group member id, "
         "hand-back record); an emptyDir in the pod.",
     )
+
+    @field_validator("session_namespaces", mode="after")
+    @classmethod
+    def _valid_namespaces(cls, value: list[str]) -> list[str]:
+        bad = [n for n in value if not _NAMESPACE.fullmatch(n)]
+        if bad:
+            raise ValueError(
+                f"not a namespace name: {', '.join(map(repr, bad))}; namespaces are DNS-1123 "
+                "labels (lowercase letters, digits and '-', at most 63 characters)"
+            )
+        return list(dict.fromkeys(value))
 
     @field_validator("worker_resources", mode="after")
     @classmethod

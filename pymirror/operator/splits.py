@@ -34,10 +34,20 @@ route and the queue lacks the ``routed`` tag), and its recorded queue is gone.
 Done`` (or no worker was ever recorded): restore the env exactly, wait for the rollout,
 delete what is still recorded (tag-checked), the worker Deployment, and the QueueSplit.
 
-Nothing is deleted that pymirror did not create: every delete goes through
-``splitter.sqs.queues.delete_temporary_queue`` (bookkeeping tag checked); a recorded
-queue without the tag is left alone and logged. SQS only; a Kafka queue is a
-``SplitError`` for now.
+Kafka topics go the same way (pymirror/operator/kafka_splits.py does the broker's
+part): the QueueSplit also carries ``spec.groupId`` and ``spec.clientConfig`` (the
+``MirrordKafkaClientConfig`` the operator and the worker connect with); the temporary
+topics are named by ``kafka.topic_format`` and shaped like the original; the env patch
+changes the topic's env vars to the fallback and leaves the group id alone (the workload
+reads the fallback with its own group, whose lag there the hand-back waits for); a
+route's destination is the session's topic. ``leave`` takes "never routed" to mean no
+worker was made, or the worker applied a spec without the route and the session's topic
+never held a record.
+
+Nothing is deleted that pymirror did not create: every SQS delete goes through
+``splitter.sqs.queues.delete_temporary_queue`` (bookkeeping tag checked), and a Kafka
+topic is deleted only if it is recorded and the topic format gives exactly its name for
+the split's original and the record's role; anything else is left alone and logged.
 """
 
 from __future__ import annotations
@@ -45,14 +55,16 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from pymirror.errors import PymirrorError
+from pymirror.operator.kafka_splits import KafkaTopics, open_topics
 from pymirror.operator.planning import PlannedQueue, SessionPlan
 from pymirror.operator.worker_deployments import delete_worker, ensure_worker, worker_name
 from pymirror.settings import Settings
@@ -168,17 +180,41 @@ def split_body(plan: SessionPlan, queue: PlannedQueue, namespace: str) -> Obj:
         "container": queue.container,
         "envVar": queue.env_var,
     }
+    spec: Obj = {
+        "kind": queue.kind,
+        "queueId": queue.id,
+        "original": queue.original,
+        "target": target,
+    }
+    if queue.kind == "Kafka":
+        spec["groupId"] = kafka_group_id(queue)
+        spec["clientConfig"] = kafka_client_config(queue)
     return {
         "apiVersion": API_VERSION,
         "kind": "QueueSplit",
         "metadata": {"name": queue.split, "namespace": namespace},
-        "spec": {
-            "kind": queue.kind,
-            "queueId": queue.id,
-            "original": queue.original,
-            "target": target,
-        },
+        "spec": spec,
     }
+
+
+def kafka_group_id(queue: PlannedQueue) -> str:
+    if not queue.group_id:
+        raise SplitError(
+            f"Kafka topic {queue.id!r} has no consumer group id: the worker consumes the "
+            "original with the workload's group; add groupIdSources to the topic in its "
+            "MirrordKafkaTopicsConsumer"
+        )
+    return queue.group_id
+
+
+def kafka_client_config(queue: PlannedQueue) -> str:
+    if not queue.client_config:
+        raise SplitError(
+            f"Kafka topic {queue.id!r} names no client config; set clientConfig of the topic "
+            "in its MirrordKafkaTopicsConsumer (a MirrordKafkaClientConfig in the operator's "
+            "namespace)"
+        )
+    return queue.client_config
 
 
 def route_body(session: str, sequence: int, destination: str, queue: PlannedQueue) -> Obj:
@@ -248,6 +284,37 @@ def json_value(current: str | None, key: str, value: str, what: str) -> str:
 # --- the reconciler ---------------------------------------------------------------------------
 
 
+class _Side(Protocol):
+    """One broker's part of a split: its temporary queues/topics (SQS or Kafka)."""
+
+    def complete(self, record: Obj) -> bool:
+        """A created record has all it needs (SQS: its URL)."""
+        ...
+
+    async def original_is_temporary(self, original: str, what: str) -> bool:
+        """The original is itself one of pymirror's temporary queues/topics (an env still
+        patched); raises naming ``what`` when it does not exist."""
+        ...
+
+    async def new_name(self, original: str, session: str | None) -> str: ...
+
+    async def create(self, original: str, session: str | None, name: str) -> Obj:
+        """Create recorded ``name``; the fields to add to its record."""
+        ...
+
+    def address(self, record: Obj) -> str:
+        """What a route or the worker names it by (SQS: its URL; Kafka: the topic)."""
+        ...
+
+    async def unrouted(self, record: Obj) -> bool:
+        """The worker, which applied a spec without the session's route, never routed there."""
+        ...
+
+    async def delete(self, split: str, record: Obj) -> None:
+        """Delete a recorded queue/topic if pymirror made it (else log and leave it)."""
+        ...
+
+
 class Splits:
     """Joins, leaves and hands back QueueSplits (see the module docstring)."""
 
@@ -263,13 +330,34 @@ class Splits:
 
     async def join(self, plan: SessionPlan, queue: PlannedQueue, sequence: int) -> Joined:
         """One step further for ``queue`` of ``plan``; ``ready`` once the worker routes it."""
-        if queue.kind != "SQS":
+        if queue.kind == "SQS":
+            async with connect(self.endpoint) as client:
+                side = _SqsSide(self, client, queue)
+                return await _Join(self, side, plan, queue, sequence).run()
+        try:
+            original = str((await self.objects.get(queue.split))["spec"]["original"])
+        except NotFoundError:
+            original = queue.original
+        config = kafka_client_config(queue)
+        async with open_topics(self.kube, self.settings, config, original) as topics:
+            return await _Join(self, _KafkaSide(topics), plan, queue, sequence).run()
+
+    @asynccontextmanager
+    async def _side_of(self, obj: Obj) -> AsyncIterator[_Side]:
+        """The broker side of an existing QueueSplit."""
+        spec = obj.get("spec") or {}
+        if spec.get("kind") != "Kafka":
+            async with connect(self.endpoint) as client:
+                yield _SqsSide(self, client, None)
+            return
+        config = spec.get("clientConfig")
+        if not config:
             raise SplitError(
-                f"queue {queue.id!r} is a Kafka topic; the operator splits only SQS queues so "
-                "far: remove it from the session"
+                f"QueueSplit {self.operator.namespace}/{obj['metadata']['name']} is a Kafka "
+                "split without spec.clientConfig; set it to the topic's MirrordKafkaClientConfig"
             )
-        async with connect(self.endpoint) as client:
-            return await _Join(self, client, plan, queue, sequence).run()
+        async with open_topics(self.kube, self.settings, str(config), str(spec["original"])) as t:
+            yield _KafkaSide(t)
 
     # --- leave ------------------------------------------------------------------------------
 
@@ -284,28 +372,21 @@ class Splits:
             return True
         status = obj.get("status") or {}
         ended = session_ref in (status.get("endedSessions") or ())
-        async with connect(self.endpoint) as client:
-            if not ended and not await self._never_routed(client, obj, record):
+        async with self._side_of(obj) as side:
+            if not ended and not await self._never_routed(side, obj, record):
                 return False
-            await self._delete_recorded(client, split, record)
+            await self._delete_recorded(side, split, record)
         log.info("session left the split", split=split, session=session_ref, ended_by_worker=ended)
         return True
 
-    async def _never_routed(self, client: SqsClient, obj: Obj, record: Obj) -> bool:
+    async def _never_routed(self, side: _Side, obj: Obj, record: Obj) -> bool:
         """No worker routed to the recorded queue, nor will: no worker was made, or the worker
-        applied a spec without the route and never tagged the queue as routed."""
+        applied a spec without the route and never routed there (``_Side.unrouted``)."""
         if not (obj.get("status") or {}).get("workerDeployment"):
             return True
         if not applied(obj):
             return False
-        url = record.get("url")
-        if not url:
-            return True
-        try:
-            tags = await client.tags(str(url))
-        except SqsQueueMissingError:
-            return True
-        return tags.get(TAG_ROUTED) != "true"
+        return await side.unrouted(record)
 
     # --- hand-back --------------------------------------------------------------------------
 
@@ -326,9 +407,9 @@ class Splits:
         ref = WorkloadRef(target.kind, target.namespace, target.name)
         kinds = self._kinds(target.kind, target.api_version)
         await self._restore(name, ref, kinds)
-        async with connect(self.endpoint) as client:
+        async with self._side_of(obj) as side:
             for record in records(obj):
-                await self._delete_recorded(client, name, record)
+                await self._delete_recorded(side, name, record)
         await delete_worker(self.kube, name, self.operator)
         meta = obj["metadata"]
         await self.objects.delete(name, missing_ok=True, uid=meta.get("uid"))
@@ -352,24 +433,9 @@ class Splits:
 
     # --- shared steps -----------------------------------------------------------------------
 
-    async def _delete_recorded(self, client: SqsClient, split: str, record: Obj) -> None:
-        """Delete a recorded queue if it is pymirror's (tag checked), then drop the record."""
-        url = record.get("url")
-        try:
-            url = str(url) if url else await client.queue_url(str(record["name"]))
-            tags = await client.tags(url)
-        except SqsQueueMissingError:
-            tags = None  # gone already (the worker deleted it, or it was never created)
-        if tags is not None and tags.get(TAG_CREATED_BY) != CREATED_BY:
-            log.warning(
-                "recorded queue lacks pymirror's bookkeeping tag: not pymirror's, left alone",
-                split=split,
-                queue=url,
-                tag=f"{TAG_CREATED_BY}={CREATED_BY}",
-            )
-        elif tags is not None:
-            await delete_temporary_queue(client, str(url))  # checks the tag again
-            log.info("temporary queue deleted", split=split, queue=url, role=record.get("role"))
+    async def _delete_recorded(self, side: _Side, split: str, record: Obj) -> None:
+        """Delete a recorded queue/topic if it is pymirror's, then drop the record."""
+        await side.delete(split, record)
         name = record["name"]
         await self._write_status(split, lambda o: _without_record(o, name))
 
@@ -423,19 +489,147 @@ def _workload_state(obj: Obj, state: str) -> Obj | None:
     return {"workload": {"state": state}}
 
 
+class _SqsSide:
+    """SQS queues: tagged, attributes copied, deleted only with pymirror's tag."""
+
+    def __init__(self, splits: Splits, client: SqsClient, queue: PlannedQueue | None) -> None:
+        self.s = splits
+        self.client = client
+        self.queue = queue
+        self._plans: dict[str, QueuePlan] = {}
+
+    def complete(self, record: Obj) -> bool:
+        return bool(record.get("url"))
+
+    async def original_is_temporary(self, original: str, what: str) -> bool:
+        try:
+            tags = await self.client.tags(await self.client.queue_url(original))
+        except SqsQueueMissingError as e:
+            raise SqsQueueMissingError(
+                f"original queue {original!r} of {what} does not exist; check the queue name "
+                "in the registry and the SQS endpoint/region the operator uses"
+            ) from e
+        return tags.get(TAG_CREATED_BY) == CREATED_BY
+
+    async def new_name(self, original: str, session: str | None) -> str:
+        plan = await self._plan(original, session, None)
+        self._plans[plan.name] = plan
+        return plan.name
+
+    async def create(self, original: str, session: str | None, name: str) -> Obj:
+        plan = self._plans.get(name)
+        if plan is None:
+            fallback = session is None
+            digits = digits_of(
+                name,
+                lambda d: self.s.name_format.render(
+                    queue_name(original), fallback=fallback, random_digits=d
+                ),
+            )
+            plan = await self._plan(original, session, digits)
+        created = await create_planned_queue(self.client, plan)
+        what = "the fallback" if session is None else f"session {session!r}:"
+        await check_owned(
+            self.client,
+            created.url,
+            self.s.name_format,
+            original,
+            fallback=session is None,
+            what=what,
+        )
+        return {"url": created.url}
+
+    async def _plan(self, original: str, session: str | None, digits: str | None) -> QueuePlan:
+        assert self.queue is not None, "queues are planned by a join only"
+        return await plan_temporary_queue(
+            self.client,
+            original,
+            self.s.name_format,
+            fallback=session is None,
+            session=session,
+            registry_tags=self.queue.tags,
+            random_digits=digits,
+            mode=self.queue.mode if session is not None else None,
+        )
+
+    def address(self, record: Obj) -> str:
+        return str(record["url"])
+
+    async def unrouted(self, record: Obj) -> bool:
+        url = record.get("url")
+        if not url:
+            return True
+        try:
+            tags = await self.client.tags(str(url))
+        except SqsQueueMissingError:
+            return True
+        return tags.get(TAG_ROUTED) != "true"
+
+    async def delete(self, split: str, record: Obj) -> None:
+        client = self.client
+        url = record.get("url")
+        try:
+            url = str(url) if url else await client.queue_url(str(record["name"]))
+            tags = await client.tags(url)
+        except SqsQueueMissingError:
+            tags = None  # gone already (the worker deleted it, or it was never created)
+        if tags is not None and tags.get(TAG_CREATED_BY) != CREATED_BY:
+            log.warning(
+                "recorded queue lacks pymirror's bookkeeping tag: not pymirror's, left alone",
+                split=split,
+                queue=url,
+                tag=f"{TAG_CREATED_BY}={CREATED_BY}",
+            )
+        elif tags is not None:
+            await delete_temporary_queue(client, str(url))  # checks the tag again
+            log.info("temporary queue deleted", split=split, queue=url, role=record.get("role"))
+
+
+class _KafkaSide:
+    """Kafka topics (``kafka_splits.KafkaTopics``): named by the topic format."""
+
+    def __init__(self, topics: KafkaTopics) -> None:
+        self.topics = topics
+
+    def complete(self, record: Obj) -> bool:
+        return True
+
+    async def original_is_temporary(self, original: str, what: str) -> bool:
+        if self.topics.is_temporary(original):
+            return True  # the env still names a fallback (gone or not): wait for the restore
+        await self.topics.check_original(what)
+        return False
+
+    async def new_name(self, original: str, session: str | None) -> str:
+        return self.topics.new_name(fallback=session is None)
+
+    async def create(self, original: str, session: str | None, name: str) -> Obj:
+        await self.topics.create(name, fallback=session is None)
+        return {}
+
+    def address(self, record: Obj) -> str:
+        return str(record["name"])
+
+    async def unrouted(self, record: Obj) -> bool:
+        return await self.topics.never_held_records(str(record["name"]))
+
+    async def delete(self, split: str, record: Obj) -> None:
+        await self.topics.delete(str(record["name"]), fallback=record.get("role") == "fallback")
+
+
 class _Join:
     """The steps of one ``Splits.join`` call (each re-reads what it needs)."""
 
     def __init__(
         self,
         splits: Splits,
-        client: SqsClient,
+        side: _Side,
         plan: SessionPlan,
         queue: PlannedQueue,
         sequence: int,
     ) -> None:
         self.s = splits
-        self.client = client
+        self.side = side
         self.plan = plan
         self.queue = queue
         self.sequence = sequence
@@ -464,7 +658,7 @@ class _Join:
         if not rolled_out:
             return self.wait(f"waiting for the rollout of {self.plan.workload.label}")
         await self._worker(obj)
-        obj = await self._route(str(mine["url"]))
+        obj = await self._route(self.side.address(mine))
         value = await self._value(original, mine)
         if handing_back(obj):
             return self.wait(f"waiting for the hand-back of {self.name}")
@@ -481,16 +675,7 @@ class _Join:
             return await self.s.objects.get(self.name)
         except NotFoundError:
             pass
-        original = self.queue.original
-        try:
-            tags = await self.client.tags(await self.client.queue_url(original))
-        except SqsQueueMissingError as e:
-            raise SqsQueueMissingError(
-                f"original queue {original!r} of {self.plan.workload.label} does not exist; "
-                "check the queue name in the registry and the SQS endpoint/region the operator "
-                "uses"
-            ) from e
-        if tags.get(TAG_CREATED_BY) == CREATED_BY:
+        if await self.side.original_is_temporary(self.queue.original, self.plan.workload.label):
             return None
         body = split_body(self.plan, self.queue, self.s.operator.namespace)
         try:
@@ -503,62 +688,30 @@ class _Join:
     # --- temporary queues -------------------------------------------------------------------
 
     async def _temporary(self, obj: Obj, original: str, session: str | None) -> Obj:
-        """The recorded queue (fallback when ``session`` is None), recorded then created."""
+        """The recorded queue/topic (fallback when ``session`` is None), recorded then
+        created (created again under the recorded name when the record is not marked)."""
         record = record_of(obj, session)
-        if record is not None and record.get("created") and record.get("url"):
+        if record is not None and record.get("created") and self.side.complete(record):
             return record
-        plan: QueuePlan | None = None
         if record is None:
-            plan = await self._plan(original, session, None)
-            record = await self._record(plan, session)
-        if plan is None or plan.name != record["name"]:
-            name = str(record["name"])
-            fallback = session is None
-            digits = digits_of(
-                name,
-                lambda d: self.s.name_format.render(
-                    queue_name(original), fallback=fallback, random_digits=d
-                ),
-            )
-            plan = await self._plan(original, session, digits)
-        created = await create_planned_queue(self.client, plan)
-        what = "the fallback" if session is None else f"session {session!r}:"
-        await check_owned(
-            self.client,
-            created.url,
-            self.s.name_format,
-            original,
-            fallback=session is None,
-            what=what,
-        )
-        done = {**record, "url": created.url, "created": True}
+            record = await self._record(await self.side.new_name(original, session), session)
+        extra = await self.side.create(original, session, str(record["name"]))
+        done = {**record, **extra, "created": True}
         await self.s._write_status(self.name, lambda o: _replaced_record(o, done))
         log.info(
             "temporary queue created",
             split=self.name,
-            queue=created.name,
+            queue=done["name"],
             role=done["role"],
             session=session,
         )
         return done
 
-    async def _plan(self, original: str, session: str | None, digits: str | None) -> QueuePlan:
-        return await plan_temporary_queue(
-            self.client,
-            original,
-            self.s.name_format,
-            fallback=session is None,
-            session=session,
-            registry_tags=self.queue.tags,
-            random_digits=digits,
-            mode=self.queue.mode if session is not None else None,
-        )
-
-    async def _record(self, plan: QueuePlan, session: str | None) -> Obj:
-        """Record ``plan``'s queue unless a queue of that role is recorded already: the
-        record that stands (ours or the one another join wrote first)."""
+    async def _record(self, name: str, session: str | None) -> Obj:
+        """Record ``name`` unless a queue of that role is recorded already: the record that
+        stands (ours or the one another join wrote first)."""
         new: Obj = {
-            "name": plan.name,
+            "name": name,
             "role": "session" if session else "fallback",
             "created": False,
         }
@@ -591,7 +744,7 @@ class _Join:
         ``RolloutTimeoutError`` after workloadRestartTimeout."""
         if ((obj.get("status") or {}).get("workload") or {}).get("state") == "RolledOut":
             return obj, True
-        value = in_form(original, str(fallback["name"]), str(fallback["url"]))
+        value = in_form(original, str(fallback["name"]), self.side.address(fallback))
         obj = await self.s._write_status(self.name, _patching)
         if handing_back(obj):
             return obj, False  # the last session left meanwhile: patch nothing more
@@ -627,7 +780,7 @@ class _Join:
     async def _value(self, original: str, mine: Obj) -> str:
         """What the local process's env var gets: the session's queue in the original's form;
         for ``namesFromJsonMap`` the workload's original JSON object with the key replaced."""
-        value = in_form(original, str(mine["name"]), str(mine["url"]))
+        value = in_form(original, str(mine["name"]), self.side.address(mine))
         q = self.queue
         if q.json_key is None:
             return value

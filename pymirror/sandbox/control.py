@@ -9,7 +9,10 @@ outlives the command:
 2. a moto server (SQS);
 3. a noida-db broker (Kafka), unless ``kafka=False``;
 4. the local runtime (stand-in for the kubelet and the Deployment controller),
-   watching the stand-in Deployments, StatefulSets and Rollouts;
+   watching the stand-in Deployments, StatefulSets and Rollouts in the demo namespaces
+   and the operator's namespace (where the split-worker Deployments go);
+5. the operator (``pymirror operator``, settings from ``pymirror.sandbox.operator``),
+   watching SplitSessions in the demo namespaces, unless ``operator=False``;
 
 and writes into the state directory ``state.json`` (pids, start times, ports,
 URLs), ``kubeconfig`` and ``env`` (``export`` lines). ``down`` stops them in
@@ -47,6 +50,13 @@ from pymirror.sandbox.kube_server import (
     write_kubeconfig,
     write_pki,
 )
+from pymirror.sandbox.operator import (
+    DEFAULT_NAMESPACE,
+    operator_argv,
+    operator_env,
+    operator_settings,
+    operator_started,
+)
 from pymirror.sandbox.probes import kafka_api_versions_ok, moto_ready, port_open
 from pymirror.sandbox.progress import Progress
 from pymirror.sandbox.provisioning import ensure_kube_binaries, install_crds
@@ -65,6 +75,9 @@ class UpOptions:
     state_dir: Path
     namespaces: Sequence[str] = ("default",)
     kafka: bool = True
+    operator: bool = True
+    operator_namespace: str = DEFAULT_NAMESPACE
+    """Where the operator keeps its QueueSplits and worker Deployments."""
     timeout: float = 120.0
     """Seconds each component may take to become ready."""
 
@@ -88,7 +101,11 @@ def up(options: UpOptions, progress: Progress | None = None) -> tuple[State, boo
                 )
             progress("the recorded sandbox processes are gone (a reboot?): starting afresh")
             clean(state_dir)
-        state = State(str(state_dir), namespaces=list(options.namespaces))
+        state = State(
+            str(state_dir),
+            namespaces=list(options.namespaces),
+            operator_namespace=options.operator_namespace if options.operator else None,
+        )
         try:
             _start(state, options, progress)
         except BaseException:
@@ -198,14 +215,45 @@ def _start(state: State, options: UpOptions, progress: Progress) -> None:
     argv += ["--groups-dir", str(state_dir / "groups"), "--ready-file", str(ready_file)]
     for kind in KINDS:
         argv += [f"--{kind.lower()}s", STAND_IN_KINDS.resource(kind).api_version]
-    for namespace in options.namespaces:
+    for namespace in dict.fromkeys([*options.namespaces, *_operator_namespaces(options)]):
         argv += ["--namespace", namespace]
     runtime = spawn(
         "runtime", argv, logs, ready=ready_file.exists, timeout=timeout, env={**os.environ, **env}
     )
     state.components.append(runtime)
     state.save()
+    if options.operator:
+        progress(f"starting the operator (namespace {options.operator_namespace})")
+        state.components.append(_start_operator(state, options, kubeconfig, logs))
+        # for `pymirror exec` and the like: where the operator keeps its QueueSplits
+        state.env["PYMIRROR_OPERATOR__NAMESPACE"] = options.operator_namespace
+        state.save()
     (state_dir / "env").write_text(env_lines(state))
+
+
+def _operator_namespaces(options: UpOptions) -> list[str]:
+    return [options.operator_namespace] if options.operator else []
+
+
+def _start_operator(state: State, options: UpOptions, kubeconfig: Path, logs: Path) -> Component:
+    """``pymirror operator`` on a free metrics port; ready once it logged that its watches
+    start (``operator_started``)."""
+    worker_state = Path(state.state_dir) / "operator" / "worker-state"
+    worker_state.mkdir(parents=True, exist_ok=True)
+    settings = operator_settings(options.operator_namespace, state.env, worker_state)
+    env = {**os.environ, **state.env, **operator_env(settings)}
+    log = logs / "operator.log"
+
+    def operator(ports: list[int]) -> Component:
+        argv = operator_argv(kubeconfig, options.namespaces, ports[0])
+        ready = functools.partial(operator_started, log)
+        url = f"http://127.0.0.1:{ports[0]}/metrics"
+        timeout = options.timeout
+        return spawn(
+            "operator", argv, logs, ready=ready, timeout=timeout, env=env, port=ports[0], url=url
+        )
+
+    return on_free_ports(1, operator)
 
 
 # --- down -------------------------------------------------------------------------------

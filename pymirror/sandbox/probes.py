@@ -1,4 +1,5 @@
-"""Loopback ports and the readiness probes of moto and the Kafka broker (network I/O)."""
+"""Loopback ports and the readiness probes of moto, the Kafka broker and the operator's
+metrics (network I/O)."""
 
 from __future__ import annotations
 
@@ -45,6 +46,15 @@ def kafka_api_versions_ok(port: int, timeout: float = 1.0) -> bool:
 def moto_ready(url: str) -> bool:
     try:
         status, _ = http_get(f"{url}/moto-api/")
+    except (OSError, urllib.error.URLError):
+        return False
+    return status == 200
+
+
+def metrics_ok(url: str) -> bool:
+    """A Prometheus ``/metrics`` endpoint answers 200 (the operator's)."""
+    try:
+        status, _ = http_get(url)
     except (OSError, urllib.error.URLError):
         return False
     return status == 200

@@ -51,6 +51,8 @@ class State:
     components: list[Component] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
+    operator_namespace: str | None = None
+    """The operator's namespace (None: no operator)."""
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from pymirror.sandbox.kube_server import Pki, apiserver_live, client_context, etcd_healthy
-from pymirror.sandbox.probes import kafka_api_versions_ok, moto_ready
+from pymirror.sandbox.probes import kafka_api_versions_ok, metrics_ok, moto_ready
 from pymirror.sandbox.state import Component, State
 
 
@@ -30,6 +30,8 @@ def health(state: State, component: Component) -> tuple[bool, str]:
         return moto_ready(component.url), "GET /moto-api/"
     if component.name == "kafka" and component.port:
         return kafka_api_versions_ok(component.port), "Kafka ApiVersions"
+    if component.name == "operator" and component.url:
+        return metrics_ok(component.url), "GET /metrics"
     return True, "running"
 
 
@@ -45,6 +47,7 @@ def status(state_dir: Path) -> tuple[State | None, list[dict[str, Any]]]:
             {
                 "name": component.name,
                 "pid": component.pid,
+                "alive": component.group.alive(),
                 "port": component.port,
                 "url": component.url,
                 "healthy": ok,

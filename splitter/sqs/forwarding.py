@@ -69,6 +69,9 @@ log = structlog.get_logger()
 
 #: Retries of a failed batch call: the first after 50 ms, doubling up to 2 s.
 _RETRY_FIRST, _RETRY_CEILING = 0.05, 2.0
+#: Seconds the deletes and releases at the end of a stop may spend retrying a throttle or
+#: 5xx (after the shutdown grace): a bounded stop, and nothing left in flight for long.
+_FINAL_CALLS_FOR = 2.0
 #: A message whose forward failed is visible again after 2 s, doubling with each
 #: receive of it up to 60 s, so a destination that keeps failing is not hammered.
 _RELEASE_FIRST, _RELEASE_CEILING = 2.0, 60.0
@@ -244,22 +247,46 @@ class Forwarding:
                 self.stats.extended += len(extended)
 
     async def _set_visibility(
-        self, source: str, messages: Sequence[Message], seconds: int, failure: str
+        self,
+        source: str,
+        messages: Sequence[Message],
+        seconds: int,
+        failure: str,
+        *,
+        retry_for: float = 0.0,
     ) -> list[int]:
         """Restart the visibility timeout of ``messages`` (received from ``source``) at
-        ``seconds``, 10 per call; the indexes of those changed. Best effort: a failed call
-        is logged as ``failure`` (its messages become visible when their timeout ends)."""
+        ``seconds``, 10 per call; the indexes of those changed. Best effort: a call or an
+        entry that failed with a retriable error is tried again for ``retry_for`` seconds
+        (0: not at all), then logged as ``failure`` (its messages become visible when their
+        timeout ends)."""
         changed: list[int] = []
         for start in range(0, len(messages), BATCH_ENTRIES):
             chunk = messages[start : start + BATCH_ENTRIES]
             entries = [(str(start + i), m["ReceiptHandle"]) for i, m in enumerate(chunk)]
-            try:
-                async with self._calls:
-                    result = await self.client.change_visibility_batch(source, entries, seconds)
-            except SqsError as e:
-                log.warning(failure, queue=source, error=str(e))
-                continue
-            changed += [int(entry_id) for entry_id in result.ok]
+            backoff = Backoff(_RETRY_FIRST, _RETRY_CEILING, deadline=retry_for)
+            while entries:
+                try:
+                    async with self._calls:
+                        result = await self.client.change_visibility_batch(source, entries, seconds)
+                except SqsError as e:
+                    if not e.retriable or backoff.expired:
+                        log.warning(failure, queue=source, error=str(e))
+                        break
+                    await backoff.sleep()
+                    continue
+                changed += [int(entry_id) for entry_id in result.ok]
+                retry = {
+                    entry_id
+                    for entry_id, (_code, _message, sender_fault) in result.failed.items()
+                    if not sender_fault
+                }
+                entries = [e for e in entries if e[0] in retry]
+                if entries and backoff.expired:
+                    log.warning(failure, queue=source, failed=len(entries))
+                    break
+                if entries:
+                    await backoff.sleep()
         return changed
 
     def _backoff(self) -> Backoff:
@@ -384,9 +411,17 @@ class Forwarding:
         held = self._deletes.pop(source)
         self._spawn(self._delete_batch(source, held), f"delete<-{source}")
 
-    async def _delete_batch(self, source: str, held: list[_InHand]) -> None:
+    async def _delete_batch(
+        self, source: str, held: list[_InHand], *, retry_for: float | None = None
+    ) -> None:
+        """Delete ``held`` (forwarded everywhere); retriable failures are tried again for
+        ``retry_for`` seconds (default: ``settings.retry_for``)."""
         entries = [(str(i), h.message["ReceiptHandle"]) for i, h in enumerate(held)]
-        backoff = self._backoff()
+        backoff = (
+            self._backoff()
+            if retry_for is None
+            else Backoff(_RETRY_FIRST, _RETRY_CEILING, deadline=retry_for)
+        )
         while entries:
             try:
                 async with self._calls:
@@ -412,20 +447,25 @@ class Forwarding:
                 await backoff.sleep()
         self._done(held)
 
-    async def _release(self, held: list[_InHand], visibility: int = 0) -> None:
-        """Make ``held`` visible again after ``visibility`` s (best effort: else its timeout)."""
+    async def _release(
+        self, held: list[_InHand], visibility: int = 0, *, retry_for: float = 0.0
+    ) -> None:
+        """Make ``held`` visible again after ``visibility`` s (best effort: else its timeout;
+        retriable failures tried again for ``retry_for`` s)."""
         by_source: dict[str, list[_InHand]] = {}
         for h in held:
             by_source.setdefault(h.source, []).append(h)
         for source, group in by_source.items():
             messages = [h.message for h in group]
-            await self._set_visibility(source, messages, visibility, _RELEASE_FAILED)
+            await self._set_visibility(
+                source, messages, visibility, _RELEASE_FAILED, retry_for=retry_for
+            )
         self.stats.released += len(held)
         self._done(held)
 
     async def give_back(self, source: str, messages: Sequence[Message]) -> None:
         """Make messages received from ``source`` but never submitted visible at once."""
-        await self._set_visibility(source, messages, 0, _RELEASE_FAILED)
+        await self._set_visibility(source, messages, 0, _RELEASE_FAILED, retry_for=_FINAL_CALLS_FOR)
         self.stats.released += len(messages)
 
     def _done(self, held: list[_InHand]) -> None:
@@ -482,14 +522,20 @@ class Forwarding:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # The last calls ride out a transient throttle or 5xx, within a bound of their own.
+        ends = time.monotonic() + _FINAL_CALLS_FOR
         forwarded = [h for h in self._in_hand if not h.pending and not h.failed]
         by_source: dict[str, list[_InHand]] = {}
         for h in forwarded:
             by_source.setdefault(h.source, []).append(h)
         for source, group in by_source.items():
             for start in range(0, len(group), BATCH_ENTRIES):
-                await self._delete_batch(source, group[start : start + BATCH_ENTRIES])
+                await self._delete_batch(
+                    source,
+                    group[start : start + BATCH_ENTRIES],
+                    retry_for=max(ends - time.monotonic(), 0.0),
+                )
         rest = list(self._in_hand)
         if rest:
             log.info("sqs releasing messages not forwarded in time", count=len(rest))
-            await self._release(rest)
+            await self._release(rest, retry_for=max(ends - time.monotonic(), 0.0))

@@ -4,7 +4,9 @@
   design notes the project was started from are not shipped; ``docs/`` replaces them);
 - the settings table in docs/configuration.md is what scripts/settings-reference.py
   generates from the code now;
-- every relative link in docs/*.md and README.md points to a file that exists.
+- every relative link in docs/*.md, README.md and examples/README.md points to a file
+  that exists, and a link's ``#anchor`` (into another page or the same one) to a heading
+  of that page, as GitHub renders headings into anchors.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ INLINE_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\
 REFERENCE_LINK = re.compile(r"^[ \t]{0,3}\[[^\]]+\]:[ \t]*<?(\S+?)>?(?:[ \t]|$)", re.MULTILINE)
 FENCE = re.compile(r"^(```|~~~).*?^\1", re.MULTILINE | re.DOTALL)
 CODE_SPAN = re.compile(r"`[^`\n]*`")
+HEADING = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 
 
 def tracked_files() -> list[Path]:
@@ -43,7 +46,7 @@ def tracked_files() -> list[Path]:
 
 
 def doc_files() -> list[Path]:
-    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    return [REPO / "README.md", *sorted((REPO / "docs").glob("*.md")), REPO / "examples/README.md"]
 
 
 def load_script() -> ModuleType:
@@ -67,6 +70,27 @@ def relative_links(text: str) -> list[tuple[int, str]]:
             if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE) or target.startswith("#"):
                 continue  # a URL (https:, mailto:) or an anchor in the same page
             found.append((text.count("\n", 0, m.start()) + 1, target))
+    return found
+
+
+def slug(heading: str) -> str:
+    """The anchor GitHub gives a heading: lowercase, markup and punctuation dropped,
+    spaces as ``-`` (``Session end and hand-back`` -> ``session-end-and-hand-back``)."""
+    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # a link: its text
+    text = re.sub(r"[^\w\- ]", "", text.lower())
+    return text.replace(" ", "-")
+
+
+def anchors(text: str) -> set[str]:
+    """Every heading anchor of a Markdown page (a repeated heading gets ``-1``, ``-2``...)."""
+    text = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    for m in HEADING.finditer(text):
+        base = slug(m.group(1))
+        count = seen.get(base, 0)
+        seen[base] = count + 1
+        found.add(base if count == 0 else f"{base}-{count}")
     return found
 
 
@@ -133,6 +157,45 @@ def test_every_relative_link_points_to_an_existing_file(doc: Path) -> None:
         elif not (doc.parent / path).resolve().is_relative_to(REPO):
             broken.append(f"{doc.relative_to(REPO)}:{number}: {target} (outside the repository)")
     assert not broken, "links to files that do not exist:\n" + "\n".join(broken)
+
+
+@pytest.mark.parametrize("doc", doc_files(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_anchor_of_a_link_names_a_heading_of_its_page(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    targets = [(n, t) for n, t in relative_links(text) if "#" in t]
+    targets += [(n, t) for n, t in same_page_links(text)]
+    broken = []
+    for number, target in targets:
+        path, _, anchor = target.partition("#")
+        page = (doc.parent / path) if path else doc
+        if page.suffix != ".md" or not page.is_file():
+            continue  # a missing file is the test above's; other files have no headings
+        if anchor not in anchors(page.read_text(encoding="utf-8")):
+            broken.append(f"{doc.relative_to(REPO)}:{number}: {target}")
+    assert not broken, "links to headings that do not exist:\n" + "\n".join(broken)
+
+
+def same_page_links(text: str) -> list[tuple[int, str]]:
+    """``(line, "#anchor")`` of every link to a heading of the same page, outside code."""
+    text = FENCE.sub(lambda m: "\n" * m.group(0).count("\n"), text)
+    text = CODE_SPAN.sub(lambda m: " " * len(m.group(0)), text)
+    return [
+        (text.count("\n", 0, m.start()) + 1, m.group(1))
+        for m in INLINE_LINK.finditer(text)
+        if m.group(1).startswith("#")
+    ]
+
+
+def test_heading_anchors_are_made_as_github_makes_them() -> None:
+    text = "# Session end and hand-back\n## `pymirror worker` and `--split`\n## Sessions\n"
+    text += "## Sessions\n```\n# not a heading\n```\n### What exists today, and what is planned\n"
+    assert anchors(text) == {
+        "session-end-and-hand-back",
+        "pymirror-worker-and---split",
+        "sessions",
+        "sessions-1",
+        "what-exists-today-and-what-is-planned",
+    }
 
 
 def test_the_link_finder_sees_links_and_skips_code() -> None:

@@ -4,13 +4,16 @@ The meme app of mirrord's documentation (examples/meme-app/ and
 examples/pymirror/split-session.yaml, applied unchanged but for the target's apiVersion,
 which is the stand-in Deployment kind here) is planned as the operator will provision it:
 its SQS queue from the queue registry, its Kafka topic and group id from the topics
-consumer. Each way a session can be wrong is refused with its exact message, naming the
-field and the fix, and nothing is written to the API server.
+consumer. A session planned while an earlier one's splits patched the workload reads the
+originals from before the patch (and so names the same splits). Each way a session can be
+wrong is refused with its exact message, naming the field and the fix, and nothing is
+written to the API server.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import AsyncIterator
 from typing import Any
@@ -18,8 +21,15 @@ from typing import Any
 import pytest
 import yaml
 
-from pymirror.operator.planning import PlannedQueue, SessionInvalid, plan_session, split_name
+from pymirror.operator.planning import (
+    PlannedQueue,
+    SessionInvalid,
+    SessionPlan,
+    plan_session,
+    split_name,
+)
 from pymirror.operator.settings import OperatorSettings
+from registry.env_patch import ORIGINAL_ENV_ANNOTATION, patch_env
 from registry.models import (
     MirrordKafkaTopicsConsumer,
     MirrordWorkloadQueueRegistry,
@@ -27,7 +37,7 @@ from registry.models import (
 from registry.objects import Kube
 from registry.resources import Resource
 from registry.session_models import QueueSplit, SplitSession, parse_pymirror_object
-from registry.workloads import WorkloadRef
+from registry.workloads import WorkloadRef, get_workload
 from tests.fixtures.kube import STAND_INS
 from tests.servers.kube import KubeApi
 from tests.servers.process import REPO
@@ -301,10 +311,9 @@ async def test_star_is_every_queue_of_its_kind_in_the_registry(
     assert plan.queues[2].jq_filter == ".big"
 
 
-async def test_a_regex_pattern_or_json_map_id_plans_one_split_per_queue_it_names(
-    kube: Kube, unique_name: str
-) -> None:
-    ns = unique_name
+async def setup_regex_and_json(kube: Kube, ns: str) -> None:
+    """The meme app with a regexPattern id naming three vars (two queues) and a
+    namesFromJsonMap id naming two queues in one JSON var."""
     await setup_meme_app(kube, ns)
     main, consumer = meme_app()["spec"]["template"]["spec"]["containers"]
     main["env"] += [
@@ -331,6 +340,13 @@ async def test_a_regex_pattern_or_json_map_id_plans_one_split_per_queue_it_names
             }
         },
     )
+
+
+async def test_a_regex_pattern_or_json_map_id_plans_one_split_per_queue_it_names(
+    kube: Kube, unique_name: str
+) -> None:
+    ns = unique_name
+    await setup_regex_and_json(kube, ns)
     session = await create_session(kube, ns, [sqs("all-queues"), sqs("json")])
 
     plan = await plan_session(kube, session, settings=settings(ns))
@@ -348,6 +364,73 @@ async def test_a_regex_pattern_or_json_map_id_plans_one_split_per_queue_it_names
         split_name(ref(ns), "json::JsonMemes"),
         split_name(ref(ns), "json::JsonAds"),
     ]
+
+
+async def patch_as_the_splits_do(kube: Kube, plan: SessionPlan) -> None:
+    """Point every var of every planned queue at a fallback of its own, one owner (the
+    QueueSplit) per queue, as ``Splits.join`` does: a JSON var gets only its key replaced."""
+    for queue in plan.queues:
+        workload = await get_workload(kube, plan.kinds, plan.namespace, "Deployment", "meme-app")
+        fallback = f"mirrord-tmp-0000000000-fallback-{queue.split}"
+        values = {var: fallback for _, var in queue.also_env_vars}
+        if queue.json_key is not None:
+            env = {e["name"]: e for e in workload.container(queue.container)["env"]}
+            names = json.loads(env[queue.env_var]["value"])
+            fallback = json.dumps({**names, queue.json_key: fallback})
+        values[queue.env_var] = fallback
+        await patch_env(kube, workload, queue.container, values, owner=queue.split)
+
+
+async def test_a_second_session_plans_the_originals_from_before_any_patch(
+    kube: Kube, unique_name: str
+) -> None:
+    ns = unique_name
+    await setup_regex_and_json(kube, ns)
+    queues = [sqs("all-queues"), sqs("json"), kafka("views-topic")]
+    first = await plan_session(kube, await create_session(kube, ns, queues), settings=settings(ns))
+    await patch_as_the_splits_do(kube, first)
+    patched = await kube.objects(DEPLOYMENTS, ns).get("meme-app")
+    env = {
+        e["name"]: e for c in patched["spec"]["template"]["spec"]["containers"] for e in c["env"]
+    }
+    assert "fallback" in env["INCOMING_MEME_QUEUE_NAME"]["value"]
+    assert "valueFrom" not in env["AD_QUEUE_NAME"]  # the ConfigMap reference was replaced
+    assert "JsonMemes" not in env["QUEUES_JSON"]["value"]
+    assert "JsonAds" not in env["QUEUES_JSON"]["value"]
+    assert "fallback" in env["KAFKA_TOPIC_NAME"]["value"]
+
+    second = await plan_session(
+        kube, await create_session(kube, ns, queues, session="bob"), settings=settings(ns)
+    )
+
+    assert second.queues == first.queues  # the true originals, so the same splits
+    assert [q.original for q in second.queues] == [
+        MEME_URL,
+        "AdQueue",  # from the ConfigMap, as the original env item referenced it
+        "JsonMemes",
+        "JsonAds",
+        "views",
+    ]
+    again = await kube.objects(DEPLOYMENTS, ns).get("meme-app")  # planning wrote nothing
+    assert again["metadata"]["resourceVersion"] == patched["metadata"]["resourceVersion"]
+
+
+async def test_an_unreadable_original_env_annotation_is_refused_naming_the_fix(
+    kube: Kube, unique_name: str
+) -> None:
+    ns = unique_name
+    await setup_meme_app(kube, ns)
+    await kube.objects(DEPLOYMENTS, ns).merge_patch(
+        "meme-app", {"metadata": {"annotations": {ORIGINAL_ENV_ANNOTATION: '["edited"]'}}}
+    )
+    session = await create_session(kube, ns, [sqs("meme-queue")])
+    with pytest.raises(SessionInvalid) as raised:
+        await plan_session(kube, session, settings=settings(ns))
+    assert str(raised.value) == (
+        f"spec.queues[0]: Deployment {ns}/meme-app: annotation {ORIGINAL_ENV_ANNOTATION} is "
+        "not a JSON object; it holds the original env values pymirror restores: put the env "
+        "vars right by hand, then remove the annotation"
+    )
 
 
 # --- refused --------------------------------------------------------------------------------

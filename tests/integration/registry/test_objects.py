@@ -61,6 +61,33 @@ async def test_create_get_list_and_delete(kube: Kube, unique_name: str) -> None:
     assert await objs.delete("a", missing_ok=True) is None
 
 
+async def test_all_namespaces_lists_every_namespace_and_refuses_the_rest(
+    kube: Kube, unique_name: str
+) -> None:
+    mine = {"labels": {"test": unique_name}}  # other tests' objects share the cluster
+    for namespace in (f"{unique_name}-a", f"{unique_name}-b"):
+        await kube.objects(REGISTRIES, namespace).create(registry_body("twin", **mine))
+    await kube.objects(REGISTRIES, f"{unique_name}-b").create(registry_body("solo", **mine))
+    everywhere = kube.objects(REGISTRIES, None)
+    assert everywhere.all_namespaces
+    listed = await everywhere.list(label_selector=f"test={unique_name}", page_size=1)
+    assert sorted((o["metadata"]["namespace"], o["metadata"]["name"]) for o in listed.items) == [
+        (f"{unique_name}-a", "twin"),
+        (f"{unique_name}-b", "solo"),
+        (f"{unique_name}-b", "twin"),
+    ]
+    assert int(listed.resource_version) > 0
+    with pytest.raises(ValueError, match="across all namespaces"):
+        await everywhere.get("twin")
+    with pytest.raises(ValueError, match=r"kube.objects\(resource, <the object's namespace>\)"):
+        await everywhere.create(registry_body("new"))
+    with pytest.raises(ValueError, match="across all namespaces"):
+        await everywhere.delete("twin")
+    # Nothing was created or deleted by the refused calls.
+    again = await everywhere.list(label_selector=f"test={unique_name}")
+    assert len(again.items) == 3
+
+
 async def test_a_422_names_the_fields_the_server_rejected(kube: Kube, unique_name: str) -> None:
     body = registry_body("bad")
     body["spec"]["queues"]["q"]["queueType"] = ""  # any non-empty type is kept

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ from registry.errors import NotFoundError, UnavailableError
 from registry.models import MirrordWorkloadQueueRegistry
 from registry.objects import Kube
 from registry.resources import Resource
-from registry.watching import Watch
+from registry.watching import Watch, object_key
 from tests.integration.registry.conftest import CuttableProxy, registry_body
 from tests.servers.kube import KubeApi
 
@@ -136,7 +137,7 @@ async def test_a_relist_yields_the_difference_with_what_the_watch_saw(
     watch = objs.watch(resource_version="1")  # 410 Gone: it re-lists
     # What an earlier connection of this watch had seen (before "changed" changed,
     # "gone" was deleted and "new" was created).
-    watch._known = {o["metadata"]["name"]: o for o in (kept, changed, gone)}
+    watch._known = {object_key(o): o for o in (kept, changed, gone)}
     await objs.merge_patch("changed", {"metadata": {"labels": {"v": "2"}}})
     await objs.delete("gone")
     await objs.create(registry_body("new"))
@@ -160,3 +161,86 @@ async def test_a_watch_of_an_unknown_resource_ends_with_its_error(
     with pytest.raises(NotFoundError):
         async with asyncio.timeout(HANG):
             await anext(watch)
+
+
+def mine(unique_name: str) -> dict[str, Any]:
+    """A label scoping a watch of every namespace to this test's objects."""
+    return {"labels": {"test": unique_name}}
+
+
+async def test_a_watch_of_every_namespace_tells_same_named_objects_apart(
+    kube: Kube, unique_name: str
+) -> None:
+    a, b = (kube.objects(REGISTRIES, f"{unique_name}-{x}") for x in "ab")
+    await a.create(registry_body("twin", **mine(unique_name)))
+    everywhere = kube.objects(REGISTRIES, None)
+    async with everywhere.watch(label_selector=f"test={unique_name}") as watch:
+        async with asyncio.timeout(HANG):
+            listed = await anext(watch)
+            assert (listed.type, listed.key) == ("ADDED", (f"{unique_name}-a", "twin"))
+            await b.create(registry_body("twin", **mine(unique_name)))
+            added = await anext(watch)
+            assert (added.type, added.key) == ("ADDED", (f"{unique_name}-b", "twin"))
+            await a.delete("twin")
+            deleted = await anext(watch)
+        assert (deleted.type, deleted.key) == ("DELETED", (f"{unique_name}-a", "twin"))
+        assert watch._known.keys() == {(f"{unique_name}-b", "twin")}
+
+
+async def test_a_relist_of_every_namespace_keeps_same_named_objects_apart(
+    kube: Kube, unique_name: str
+) -> None:
+    a, b, c = (kube.objects(REGISTRIES, f"{unique_name}-{x}") for x in "abc")
+    twin_a = await a.create(registry_body("twin", **mine(unique_name)))
+    twin_b = await b.create(registry_body("twin", **mine(unique_name)))
+    kept_b = await b.create(registry_body("kept", **mine(unique_name)))
+    # resourceVersion 1 is older than anything the server keeps: 410 Gone, a re-list.
+    watch = kube.objects(REGISTRIES, None).watch(
+        resource_version="1", label_selector=f"test={unique_name}"
+    )
+    # What an earlier connection had seen: both twins and "kept"; since then the twin in
+    # b was deleted, the one in a changed, and a third twin appeared in c.
+    watch._known = {object_key(o): o for o in (twin_a, twin_b, kept_b)}
+    await b.delete("twin")
+    await a.merge_patch("twin", {"metadata": {"labels": {"v": "2"}}})
+    await c.create(registry_body("twin", **mine(unique_name)))
+    async with watch:
+        got = await next_keyed(watch, 3)
+        assert watch.relists == 1
+        assert sorted(got) == [
+            ("ADDED", f"{unique_name}-c", "twin"),
+            ("DELETED", f"{unique_name}-b", "twin"),
+            ("MODIFIED", f"{unique_name}-a", "twin"),
+        ]
+        # And the stream goes on after the re-list, across namespaces.
+        await b.create(registry_body("twin", **mine(unique_name)))
+        assert await next_keyed(watch, 1) == [("ADDED", f"{unique_name}-b", "twin")]
+    assert set(watch._known) == {
+        (f"{unique_name}-a", "twin"),
+        (f"{unique_name}-b", "twin"),
+        (f"{unique_name}-b", "kept"),
+        (f"{unique_name}-c", "twin"),
+    }
+
+
+async def test_a_first_list_of_every_namespace_yields_each_same_named_object(
+    kube: Kube, unique_name: str
+) -> None:
+    for x in "ab":
+        await kube.objects(REGISTRIES, f"{unique_name}-{x}").create(
+            registry_body("twin", **mine(unique_name))
+        )
+    watch = kube.objects(REGISTRIES, None).watch(
+        resource_version="1", label_selector=f"test={unique_name}"
+    )
+    async with watch:
+        assert sorted(await next_keyed(watch, 2)) == [
+            ("ADDED", f"{unique_name}-a", "twin"),
+            ("ADDED", f"{unique_name}-b", "twin"),
+        ]
+    assert watch.relists == 1
+
+
+async def next_keyed(watch: Watch, n: int) -> list[tuple[str, str, str]]:
+    async with asyncio.timeout(HANG):
+        return [(e.type, *e.key) for e in [await anext(watch) for _ in range(n)]]

@@ -65,3 +65,35 @@ async def test_a_watch_survives_an_api_server_restart(
                 ("DELETED", "before"),
             ]
             assert watch.reconnects + watch.relists >= 1
+
+
+async def test_a_watch_of_every_namespace_survives_a_restart_with_same_named_objects(
+    private_kube: RunningKube, unique_name: str
+) -> None:
+    mine = {"labels": {"test": unique_name}}
+    async with Kube.from_kubeconfig(private_kube.api.kubeconfig) as kube:
+        a, b = (kube.objects(REGISTRIES, f"{unique_name}-{x}") for x in "ab")
+        await a.create(registry_body("twin", **mine))
+        await b.create(registry_body("twin", **mine))
+        everywhere = kube.objects(REGISTRIES, None)
+        async with (
+            everywhere.watch(retry_for=HANG, label_selector=f"test={unique_name}") as watch,
+            asyncio.timeout(HANG),
+        ):
+            listed = sorted([(await anext(watch)).key for _ in range(2)])
+            assert listed == [(f"{unique_name}-a", "twin"), (f"{unique_name}-b", "twin")]
+            await b.create(registry_body("probe", **mine))
+            streamed = await anext(watch)
+            assert (streamed.type, streamed.key) == ("ADDED", (f"{unique_name}-b", "probe"))
+
+            await asyncio.to_thread(private_kube.apiserver.stop)
+            await asyncio.to_thread(private_kube.apiserver.start)  # same port, same etcd
+
+            # Resumed or re-listed (410): the twin in b is gone, the one in a is not.
+            await b.delete("twin")
+            event = await anext(watch)
+            assert (event.type, event.key) == ("DELETED", (f"{unique_name}-b", "twin"))
+            await a.merge_patch("twin", {"metadata": {"labels": {"v": "2"}}})
+            event = await anext(watch)
+            assert (event.type, event.key) == ("MODIFIED", (f"{unique_name}-a", "twin"))
+            assert watch.reconnects + watch.relists >= 1

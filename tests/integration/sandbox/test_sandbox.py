@@ -110,7 +110,8 @@ def assert_nothing_left(state_dir: Path, state: dict[str, Any], extra_pids: list
 async def test_up_status_env_and_down_leave_nothing_behind(tmp_path: Path) -> None:
     """1. `up` starts every component and says where its state is; a second `up` says it is
        already up and starts nothing new;
-    2. `status` lists etcd, apiserver, moto, kafka and the runtime, each healthy with a pid;
+    2. `status` lists etcd, apiserver, moto, kafka, the runtime and the operator, each
+       healthy with a pid;
     3. `env` exports KUBECONFIG, AWS_* and KAFKA_BOOTSTRAP_SERVERS: the kubernetes client
        lists the stand-in Deployments CRD, boto3 creates a queue on moto, aiokafka creates
        a topic on the broker;
@@ -131,11 +132,11 @@ async def test_up_status_env_and_down_leave_nothing_behind(tmp_path: Path) -> No
         pymirror("sandbox", "status", "--state-dir", str(state_dir), "--json").stdout
     )
     rows = {row["name"]: row for row in status["components"]}
-    assert list(rows) == ["etcd", "apiserver", "moto", "kafka", "runtime"]
+    assert list(rows) == ["etcd", "apiserver", "moto", "kafka", "runtime", "operator"]
     assert all(row["healthy"] for row in rows.values()), rows
     assert all(row["pid"] > 0 for row in rows.values())
     table = pymirror("sandbox", "status", "--state-dir", str(state_dir)).stdout
-    assert table.count("healthy") == 5
+    assert table.count("healthy") == 6
 
     env = parse_env(pymirror("sandbox", "env", "--state-dir", str(state_dir)).stdout)
     assert env["AWS_ENDPOINT_URL"] == rows["moto"]["url"]
@@ -191,14 +192,15 @@ async def test_up_status_env_and_down_leave_nothing_behind(tmp_path: Path) -> No
 
 async def test_down_reaps_the_processes_of_a_killed_runtime(tmp_path: Path) -> None:
     """1. `up --no-kafka`, and a stand-in Deployment running one local process;
-    2. the runtime is killed with SIGKILL (it cannot stop its pod);
-    3. `status` reports the runtime as not running and exits 1;
+    2. the runtime and the operator are killed with SIGKILL (the runtime cannot stop its pod);
+    3. `status` reports both as not running and exits 1;
     4. `down` kills the container process the runtime left, from the runtime's records,
        and leaves nothing behind."""
     state_dir = tmp_path / "sandbox"
     pymirror("sandbox", "up", "--no-kafka", "--state-dir", str(state_dir))
     state = recorded(state_dir)
-    assert [c["name"] for c in state["components"]] == ["etcd", "apiserver", "moto", "runtime"]
+    names = [c["name"] for c in state["components"]]
+    assert names == ["etcd", "apiserver", "moto", "runtime", "operator"]
     out = tmp_path / "pod-env"
     deploy(str(state_dir / "kubeconfig"), "orphan", out)
     await eventually("the deployed process runs", out.exists)
@@ -206,12 +208,16 @@ async def test_down_reaps_the_processes_of_a_killed_runtime(tmp_path: Path) -> N
     pod = GroupId(int(record.stem), json.loads(record.read_text())["started"])
     assert pod.alive()
 
-    runtime = next(c for c in state["components"] if c["name"] == "runtime")
-    os.kill(runtime["pid"], signal.SIGKILL)
-    await eventually("the runtime is gone", lambda: not alive(runtime["pid"], runtime["started"]))
+    for name in ("runtime", "operator"):
+        killed = next(c for c in state["components"] if c["name"] == name)
+        os.kill(killed["pid"], signal.SIGKILL)
+        group = GroupId(killed["pid"], killed["started"])
+        await eventually(f"the {name} is gone", lambda g=group: not g.group_alive())
     status = pymirror("sandbox", "status", "--state-dir", str(state_dir), check=False)
     assert status.returncode == 1
-    assert "UNHEALTHY not running" in status.stdout
+    rows = {row.split()[0]: row for row in status.stdout.splitlines()[1:]}
+    assert "UNHEALTHY not running" in rows["runtime"]
+    assert "UNHEALTHY not running" in rows["operator"]
     assert pod.alive()  # its own process group: the runtime's death did not take it along
 
     down = pymirror("sandbox", "down", "--state-dir", str(state_dir))

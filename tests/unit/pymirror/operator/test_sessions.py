@@ -4,6 +4,8 @@ leases, conditions, the sequence, and the controller's work queue."""
 from __future__ import annotations
 
 import asyncio
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +19,7 @@ from pymirror.operator.sessions import (
     format_time,
     highest_sequence,
     lease_deadline,
+    merged_values,
     next_step,
     parse_time,
     queue_status,
@@ -233,6 +236,83 @@ def test_a_queue_status_before_and_after_the_join() -> None:
     assert after["temporary"] == after["value"] == "mirrord-tmp-1234567890-memes"
 
 
+@dataclass(frozen=True)
+class Value:
+    """A ``Joined`` as ``Splits.join`` returns it, ready, with ``value``."""
+
+    value: str | None
+    temporary: str | None = "mirrord-tmp-1234567890-memes"
+    ready: bool = True
+    step: str = "ready"
+
+
+ORIGINAL_JSON = {"memes": "Memes", "ads": "Ads", "other": "Other"}
+
+
+def json_queue(key: str, var: str = "QUEUES", container: str = "main") -> PlannedQueue:
+    return planned(
+        id="json", original=ORIGINAL_JSON[key], env_var=var, container=container, json_key=key
+    )
+
+
+def with_key(key: str, temporary: str) -> Value:
+    """What ``Splits.join`` gives a namesFromJsonMap queue: the original JSON, its key set."""
+    return Value(json.dumps({**ORIGINAL_JSON, key: temporary}, separators=(",", ":")))
+
+
+def test_json_map_queues_of_one_env_var_get_one_value_with_every_key_replaced() -> None:
+    joined = [
+        (json_queue("memes"), with_key("memes", "tmp-memes")),
+        (planned(), Value("mirrord-tmp-1234567890-memes")),
+        (json_queue("ads"), with_key("ads", "tmp-ads")),
+    ]
+
+    values = merged_values(joined)
+
+    merged = {"memes": "tmp-memes", "ads": "tmp-ads", "other": "Other"}
+    assert values[1] == "mirrord-tmp-1234567890-memes"  # a plain queue keeps its value
+    assert values[0] == values[2]
+    assert values[0] is not None
+    assert json.loads(values[0]) == merged
+    assert list(json.loads(values[0])) == ["memes", "ads", "other"]  # the original's key order
+
+
+def test_json_values_are_merged_per_env_var_and_container() -> None:
+    joined = [
+        (json_queue("memes"), with_key("memes", "a")),
+        (json_queue("ads", var="OTHER_QUEUES"), with_key("ads", "b")),
+        (json_queue("other", container="sidecar"), with_key("other", "c")),
+        (json_queue("ads"), with_key("ads", "d")),
+    ]
+
+    values = [json.loads(v or "") for v in merged_values(joined)]
+
+    assert values[0] == values[3] == {**ORIGINAL_JSON, "memes": "a", "ads": "d"}
+    assert values[1] == {**ORIGINAL_JSON, "ads": "b"}
+    assert values[2] == {**ORIGINAL_JSON, "other": "c"}
+
+
+def test_a_single_json_queue_and_values_not_yet_known_are_kept() -> None:
+    single = with_key("memes", "tmp-memes")
+    joined = [(json_queue("memes"), single), (json_queue("ads"), Value(None))]
+
+    assert merged_values(joined) == [single.value, None]
+    assert merged_values([]) == []
+
+
+def test_a_value_that_is_not_a_json_object_with_its_key_is_left_alone() -> None:
+    joined = [
+        (json_queue("memes"), with_key("memes", "tmp-memes")),
+        (json_queue("ads"), Value("not json")),
+        (json_queue("other"), Value('{"memes": "x"}')),  # no key "other"
+    ]
+
+    values = merged_values(joined)
+
+    assert values[1:] == ["not json", '{"memes": "x"}']
+    assert json.loads(values[0] or "") == {**ORIGINAL_JSON, "memes": "tmp-memes"}
+
+
 # --- the controller's pure parts ------------------------------------------------------------
 
 
@@ -286,13 +366,15 @@ def test_metrics_count_sessions_by_phase() -> None:
 # --- the command ----------------------------------------------------------------------------
 
 
-def test_the_operator_command_needs_a_namespace_to_watch(
+def test_the_operator_command_refuses_an_empty_namespace(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Without ``--namespace`` it watches every namespace (pymirror/commands/operator.py);
+    an empty one is a usage error before anything connects."""
     from pymirror.cli import main
 
-    assert main(["operator"]) == 2
-    assert "--namespace NS" in capsys.readouterr().err
+    assert main(["operator", "--namespace", ""]) == 2
+    assert "--namespace needs a namespace name" in capsys.readouterr().err
 
 
 def test_which_errors_are_retried_and_which_fail_the_session() -> None:

@@ -22,6 +22,8 @@ def test_the_defaults_are_the_production_ones() -> None:
     assert settings.kafka_splitting
     assert settings.workload_restart_timeout == 120.0
     assert settings.gc_interval == 300.0
+    assert settings.session_namespaces == []  # every namespace
+    assert settings.gc_queues
     assert settings.worker_command == ["pymirror"]
     assert settings.worker_replicas == 1
     assert settings.worker_service_account == "pymirror-worker"
@@ -113,6 +115,8 @@ def test_an_invalid_worker_setting_in_worker_env_is_named() -> None:
         ("worker_resources", {"request": {"cpu": "1"}}, "unknown key(s) request"),
         ("worker_replicas", 0, "worker_replicas"),
         ("worker_command", [], "worker_command"),
+        ("session_namespaces", ["Shop"], "not a namespace name: 'Shop'"),
+        ("session_namespaces", [""], "not a namespace name: ''"),
     ],
 )
 def test_bad_values_are_refused_naming_the_problem(field: str, value: object, named: str) -> None:
@@ -125,3 +129,27 @@ def test_a_bad_operator_variable_is_a_config_error(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("PYMIRROR_OPERATOR__WORKER_GRACE_SECONDS", "10")
     with pytest.raises(ConfigError, match=r"invalid settings: operator: .*worker_grace_seconds"):
         load_settings()
+
+
+def test_session_namespaces_come_from_the_environment_as_json(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("PYMIRROR_OPERATOR__SESSION_NAMESPACES", '["shop", "billing", "shop"]')
+    assert load_settings().operator.session_namespaces == ["shop", "billing"]  # once each
+
+
+def test_the_operator_command_watches_the_flags_then_the_setting_then_everything() -> None:
+    from pymirror.commands.operator import session_namespaces
+    from pymirror.settings import Settings
+
+    listed = Settings(operator=OperatorSettings(session_namespaces=["shop", "billing"]))
+    assert session_namespaces(["a", "b", "a"], listed) == ["a", "b"]  # the flags win
+    assert session_namespaces([], listed) == ["shop", "billing"]  # then the setting
+    assert session_namespaces([], Settings()) == []  # then every namespace
+
+
+def test_an_empty_namespace_flag_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from pymirror.cli import main
+
+    assert main(["operator", "--namespace", ""]) == 2
+    assert "--namespace needs a namespace name" in capsys.readouterr().err

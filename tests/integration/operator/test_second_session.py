@@ -1,0 +1,267 @@
+"""A second session on a workload the first one's splits already patched, end to end.
+
+The operator runs for real as in test_operator.py (``controller.build``, the sandbox's
+local runtime running the app and the split workers as processes, moto). Once a first
+session is Ready, the app's env names fallback queues; a second session must still plan
+the true originals (from the ``pymirror.dev/original-env`` annotation) and join the same
+QueueSplits, whether the env var holds a queue URL or a name, and for ids naming several
+queues (``regexPattern``, ``namesFromJsonMap``), whose split names include the original.
+``namesFromJsonMap`` queues of one env var get one value: the JSON object with each key
+set to the session's own temporary queue. Every wait is on a watched status change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pymirror.operator.controller import build
+from pymirror.operator.planning import split_name
+from pymirror.sandbox.pods import RestartPolicy
+from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
+from pymirror.sandbox.workloads import STAND_IN_KINDS
+from registry.env_patch import ORIGINAL_ENV_ANNOTATION
+from registry.objects import Kube, Obj, Objects
+from registry.session_models import QueueSplit, SplitSession
+from registry.workloads import WorkloadRef
+from splitter.sqs.client import SqsClient
+from tests.integration.operator.test_operator import (
+    APP,
+    DEPLOYMENTS,
+    HANG,
+    IDLE,
+    REGISTRIES,
+    cleanup,
+    operator_settings,
+    phase_is,
+    running,
+    session_body,
+    watch_session,
+)
+from tests.integration.sqs.support import client_for, make_queue
+from tests.servers.kube import KubeApi
+from tests.servers.sqs import SqsEndpoint
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+MEMES_VAR, ADS_VAR, JSON_VAR = "MEMES_QUEUE_NAME", "ADS_QUEUE_NAME", "QUEUES_JSON"
+
+
+@dataclass
+class World:
+    kube: Kube
+    namespace: str
+    sessions: Objects
+    splits: Objects
+    deployments: Objects
+    sqs: SqsClient
+    memes: str
+    """The meme queue's URL."""
+    ads: str
+    """The ad queue's URL."""
+
+    @property
+    def ref(self) -> WorkloadRef:
+        return WorkloadRef("Deployment", self.namespace, APP)
+
+    async def app_env(self) -> dict[str, str]:
+        app = await self.deployments.get(APP)
+        main = app["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value", "") for e in main.get("env") or []}
+
+    async def ready(self, name: str, queue_id: str) -> Obj:
+        await self.sessions.create(session_body(name, queue_id))
+        obj = await watch_session(self.sessions, name, phase_is("Ready", "Failed"))
+        assert obj is not None
+        assert obj["status"]["phase"] == "Ready", obj["status"]
+        return obj
+
+
+def app_body(env: list[dict[str, Any]]) -> Obj:
+    return {
+        "apiVersion": DEPLOYMENTS.api_version,
+        "kind": "Deployment",
+        "metadata": {"name": APP},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": APP}},
+            "template": {
+                "metadata": {"labels": {"app": APP}},
+                "spec": {
+                    "terminationGracePeriodSeconds": 5,
+                    "containers": [{"name": "main", "image": "local", "command": IDLE, "env": env}],
+                },
+            },
+        },
+    }
+
+
+def registry_body() -> Obj:
+    """One id per way of naming queues: an env var, a regexPattern naming two, a JSON map."""
+    return {
+        "apiVersion": f"{REGISTRIES.group}/{REGISTRIES.version}",
+        "kind": "MirrordWorkloadQueueRegistry",
+        "metadata": {"name": "app-queues"},
+        "spec": {
+            "queues": {
+                "memes": {"queueType": "SQS", "nameSource": {"envVar": MEMES_VAR}},
+                "named": {"queueType": "SQS", "nameSource": {"regexPattern": "_QUEUE_NAME$"}},
+                "json": {
+                    "queueType": "SQS",
+                    "nameSource": {"envVar": JSON_VAR},
+                    "namesFromJsonMap": True,
+                },
+            },
+            "consumer": {"name": APP, "container": "main", "workloadType": "Deployment"},
+        },
+    }
+
+
+@pytest.fixture(params=["url", "name"])
+async def world(
+    request: pytest.FixtureRequest,
+    kube_api: KubeApi,
+    kube_crds: list[str],
+    moto_endpoint: SqsEndpoint,
+    unique_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[World]:
+    """The app with its two queues in MEMES_QUEUE_NAME, ADS_QUEUE_NAME and QUEUES_JSON
+    (as URLs or as names: the fixture's parameter), its registry, and the operator."""
+    for var, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", moto_endpoint.region)
+    namespace, operator_namespace = unique_name, f"{unique_name}-ops"
+    settings = operator_settings(kube_api, moto_endpoint, operator_namespace)
+    runtime_config = RuntimeConfig(
+        namespaces=[namespace, operator_namespace],
+        log_dir=tmp_path / "pods",
+        kinds=STAND_IN_KINDS,
+        watch_kinds=("Deployment",),
+        groups_dir=tmp_path / "groups",
+        restart=RestartPolicy(first=0.2, ceiling=1.0),
+    )
+    async with Kube.from_kubeconfig(kube_api.kubeconfig) as kube, client_for(moto_endpoint) as sqs:
+        memes = await make_queue(sqs, f"memes-{unique_name}")
+        ads = await make_queue(sqs, f"ads-{unique_name}")
+
+        def form(url: str) -> str:
+            return url if request.param == "url" else url.rpartition("/")[2]
+
+        names = json.dumps({"memes": form(memes), "ads": form(ads)})
+        env = [
+            {"name": MEMES_VAR, "value": form(memes)},
+            {"name": ADS_VAR, "value": form(ads)},
+            {"name": JSON_VAR, "value": names},
+        ]
+        deployments = kube.objects(DEPLOYMENTS, namespace)
+        await deployments.create(app_body(env))
+        await kube.objects(REGISTRIES, namespace).create(registry_body())
+        runtime = LocalRuntime(kube, runtime_config)
+        controller = build(kube, settings, namespaces=[namespace], registry=CollectorRegistry())
+        stop = asyncio.Event()
+        async with running(runtime.run), running(lambda: controller.run(stop)) as operator:
+            async with asyncio.timeout(HANG):
+                await runtime.ready.wait()
+                await controller.started.wait()
+            yield World(
+                kube=kube,
+                namespace=namespace,
+                sessions=kube.objects(SplitSession.RESOURCE, namespace),
+                splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
+                deployments=deployments,
+                sqs=sqs,
+                memes=form(memes),
+                ads=form(ads),
+            )
+            await cleanup(kube, namespace, operator_namespace)
+            stop.set()
+            async with asyncio.timeout(HANG):
+                await operator
+
+
+def by_original(obj: Obj) -> dict[str, dict[str, Any]]:
+    return {q["original"]: q for q in obj["status"]["queues"]}
+
+
+async def routed_sessions(world: World, split: str) -> list[str]:
+    routes = (await world.splits.get(split))["spec"].get("routes") or []
+    return sorted(r["session"] for r in routes)
+
+
+async def test_a_second_session_plans_the_true_original_of_an_env_var(world: World) -> None:
+    alice = await world.ready("alice", "memes")
+    assert (await world.app_env())[MEMES_VAR] != world.memes  # the app reads the fallback
+
+    bob = await world.ready("bob", "memes")
+
+    (first,), (second,) = alice["status"]["queues"], bob["status"]["queues"]
+    assert first["original"] == second["original"] == world.memes
+    assert first["split"] == second["split"] == split_name(world.ref, "memes")
+    assert second["temporary"] not in (first["temporary"], world.memes)
+    assert ("://" in second["value"]) == ("://" in world.memes)  # the original's form
+    assert await routed_sessions(world, second["split"]) == [
+        f"{world.namespace}/alice",
+        f"{world.namespace}/bob",
+    ]
+
+
+async def test_a_second_session_joins_the_splits_of_a_regex_pattern_naming_two_queues(
+    world: World,
+) -> None:
+    alice = await world.ready("alice", "named")
+    env = await world.app_env()
+    assert world.memes not in (env[MEMES_VAR], env[ADS_VAR])  # both patched to fallbacks
+    app = await world.deployments.get(APP)
+    assert ORIGINAL_ENV_ANNOTATION in app["metadata"]["annotations"]
+
+    bob = await world.ready("bob", "named")
+
+    expected = {
+        world.memes: split_name(world.ref, f"named::{world.memes}"),
+        world.ads: split_name(world.ref, f"named::{world.ads}"),
+    }
+    for obj in (alice, bob):
+        queues = by_original(obj)
+        assert {o: q["split"] for o, q in queues.items()} == expected
+    for split in expected.values():
+        assert await routed_sessions(world, split) == [
+            f"{world.namespace}/alice",
+            f"{world.namespace}/bob",
+        ]
+    assert len((await world.splits.list()).items) == 2  # no split for a fallback "original"
+
+
+async def test_json_map_queues_get_one_merged_value_and_a_second_session_joins_them(
+    world: World,
+) -> None:
+    alice = await world.ready("alice", "json")
+    bob = await world.ready("bob", "json")
+
+    for obj in (alice, bob):
+        queues = by_original(obj)
+        assert set(queues) == {world.memes, world.ads}
+        memes, ads = queues[world.memes], queues[world.ads]
+        assert memes["split"] == split_name(world.ref, f"json::{world.memes}")
+        assert ads["split"] == split_name(world.ref, f"json::{world.ads}")
+        assert memes["envVar"] == ads["envVar"] == JSON_VAR
+        assert memes["value"] == ads["value"]  # one value for the one env var
+        value = json.loads(memes["value"])
+        assert set(value) == {"memes", "ads"}  # each key set to the session's own queue
+        assert value["memes"].rpartition("/")[2] == memes["temporary"]
+        assert value["ads"].rpartition("/")[2] == ads["temporary"]
+        assert ("://" in value["memes"]) == ("://" in world.memes)  # the original's form
+    assert (
+        by_original(alice)[world.memes]["temporary"] != by_original(bob)[world.memes]["temporary"]
+    )
+    patched = json.loads((await world.app_env())[JSON_VAR])
+    assert set(patched) == {"memes", "ads"}
+    assert not {world.memes, world.ads} & set(patched.values())  # the app reads fallbacks
