@@ -18,9 +18,11 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
+from aiokafka.structs import OffsetAndMetadata
 
+from splitter.kafka.draining import fallback_lag
 from splitter.kafka.forwarding import NullableProducer
 from splitter.kafka.settings import KafkaSettings
 from splitter.kafka.topics import create_temporary_topic
@@ -275,3 +277,50 @@ async def test_records_of_an_aborted_transaction_are_never_forwarded(
     assert task.exception() is None
     assert [g.id for g in got] == ["kept", "after"]
     assert (await committed_offsets(kafka_broker, f"{original}-g", original, 1))[0] >= 3
+
+
+async def test_the_fallback_lag_skips_a_partition_the_group_never_committed_as_the_workload_would(
+    kafka_broker: KafkaBroker, unique_name: str
+) -> None:
+    """The hand-back's drain waits for the workload group's lag on the fallback. 30 records
+    over 3 partitions; the group committed partition 0 to its end, partition 1 to 2 of its
+    10, partition 2 never. With ``auto.offset.reset`` latest (the default) the workload
+    would start partition 2 at its end: the drain waits only for partition 1 and reports
+    partition 2 as skipped (before: its lag counted from 0 and the drain could wait
+    forever). With ``earliest`` it waits for partition 2 from its start too."""
+    fallback, group = f"{unique_name}-fb", f"{unique_name}-g"
+    await create_topics(kafka_broker, 3, fallback)
+    records = make_records(30, 3, ["bob"])
+    for record in records:  # one at a time: Tansu lists a wrong end after a batched produce
+        await produce(kafka_broker, fallback, [record])
+    sizes = {p: sum(1 for r in records if r.partition == p) for p in range(3)}
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=kafka_broker.bootstrap, group_id=group, enable_auto_commit=False
+    )
+    consumer.assign([TopicPartition(fallback, p) for p in range(3)])
+    await consumer.start()
+    try:
+        await consumer.commit(
+            {
+                TopicPartition(fallback, 0): OffsetAndMetadata(sizes[0], ""),
+                TopicPartition(fallback, 1): OffsetAndMetadata(2, ""),
+            }
+        )
+    finally:
+        await consumer.stop()
+    clients = clients_for(kafka_broker)
+    latest = await fallback_lag(
+        clients, fallback=fallback, group_id=group, partitions=3, idle_ms=500
+    )
+    assert latest.waiting == {1: (2, sizes[1])}
+    assert latest.skipped == {2: (0, sizes[2])}
+    earliest = await fallback_lag(
+        clients,
+        fallback=fallback,
+        group_id=group,
+        partitions=3,
+        idle_ms=500,
+        reset="earliest",
+    )
+    assert earliest.waiting == {1: (2, sizes[1]), 2: (0, sizes[2])}
+    assert earliest.skipped == {}
