@@ -62,6 +62,7 @@ import structlog
 from pydantic import ValidationError
 
 from pymirror.errors import EXPECTED_ERRORS
+from pymirror.operator.fault_points import fault_point
 from pymirror.operator.planning import PlannedQueue, SessionInvalid, SessionPlan, target_kinds
 from registry.errors import KubeApiError, NotFoundError, WorkloadNotFoundError
 from registry.objects import Kube, Obj, Objects
@@ -485,6 +486,7 @@ class SessionReconciler:
                 entry["value"] = value
         bound.info("session ready", queues=[q["id"] for q in queues])
         message = f"ready: {len(queues)} queue(s) split"
+        fault_point("session-ready")
         return await self._write(
             obj,
             {"phase": "Ready", "message": message, "queues": queues},

@@ -64,6 +64,7 @@ from typing import Any, Protocol
 import structlog
 
 from pymirror.errors import PymirrorError
+from pymirror.operator.fault_points import fault_point
 from pymirror.operator.kafka_splits import KafkaTopics, open_topics
 from pymirror.operator.planning import PlannedQueue, SessionPlan
 from pymirror.operator.worker_deployments import delete_worker, ensure_worker, worker_name
@@ -367,6 +368,7 @@ class Splits:
             obj = await self.objects.update(split, lambda o: without_route(o, session_ref))
         except NotFoundError:
             return True
+        fault_point("route-removed")
         record = record_of(obj, session_ref)
         if record is None:
             return True
@@ -407,6 +409,7 @@ class Splits:
         ref = WorkloadRef(target.kind, target.namespace, target.name)
         kinds = self._kinds(target.kind, target.api_version)
         await self._restore(name, ref, kinds)
+        fault_point("env-restored")
         async with self._side_of(obj) as side:
             for record in records(obj):
                 await self._delete_recorded(side, name, record)
@@ -659,6 +662,7 @@ class _Join:
             return self.wait(f"waiting for the rollout of {self.plan.workload.label}")
         await self._worker(obj)
         obj = await self._route(self.side.address(mine))
+        fault_point("route-added")
         value = await self._value(original, mine)
         if handing_back(obj):
             return self.wait(f"waiting for the hand-back of {self.name}")
@@ -683,6 +687,7 @@ class _Join:
         except AlreadyExistsError:
             return await self.s.objects.get(self.name)
         log.info("split created", split=self.name, original=self.queue.original)
+        fault_point("split-created")
         return created
 
     # --- temporary queues -------------------------------------------------------------------
@@ -695,7 +700,9 @@ class _Join:
             return record
         if record is None:
             record = await self._record(await self.side.new_name(original, session), session)
+            fault_point("session-queue-recorded" if session else "fallback-recorded")
         extra = await self.side.create(original, session, str(record["name"]))
+        fault_point("session-queue-created" if session else "fallback-created")
         done = {**record, **extra, "created": True}
         await self.s._write_status(self.name, lambda o: _replaced_record(o, done))
         log.info(
@@ -751,6 +758,7 @@ class _Join:
         workload = await self._workload()
         for container, values in self._values(workload, original, value).items():
             await patch_env(self.s.kube, workload, container, values, owner=self.name)
+        fault_point("env-patched")
         status = await rollout_status(self.s.kube, workload.ref, self.plan.kinds)
         if status.done:
             obj = await self.s._write_status(self.name, _rolled_out)
@@ -819,6 +827,7 @@ class _Join:
 
         obj = await self.s._write_status(self.name, record)
         await ensure_worker(self.s.kube, QueueSplit.model_validate(obj), self.s.operator)
+        fault_point("worker-created")
 
     async def _route(self, destination: str) -> Obj:
         wanted = route_body(self.session, self.sequence, destination, self.queue)

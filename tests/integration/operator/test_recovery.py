@@ -1,0 +1,284 @@
+"""kill -9 of the operator at every named step, a restart, and the same end state.
+
+``pymirror operator`` runs as a process (settings from the environment) with
+``PYMIRROR_OPERATOR_KILL_AT=<point>`` (pymirror/operator/fault_points.py): it SIGKILLs
+itself when the code path reaches that step. The test drives one session through (its
+creation; for the teardown points also its deletion once Ready), waits for the exit by
+signal 9, restarts the operator without the variable and drives the session to its end.
+The end state must be a clean run's: the session gone, no QueueSplit, no worker
+Deployment, the app's pod template exactly as before and the original-env annotation
+gone, no temporary queue of the original left on moto; the message sent to the original
+before the kill matches no session and must come out of the fallback (where the app
+reads), which the test drains as the app would before the session's end. The app and
+the split workers run as local processes (the sandbox's runtime, in this test's event
+loop), as in test_operator.py.
+Every wait is on a watched change, a process exit or moto's state; ``HANG`` only bounds
+a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pymirror.operator.fault_points import KILL_AT_VAR
+from pymirror.sandbox.pods import RestartPolicy
+from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
+from pymirror.sandbox.workloads import STAND_IN_KINDS
+from registry.env_patch import ORIGINAL_ENV_ANNOTATION
+from registry.objects import Kube, Obj, Objects
+from registry.session_models import QueueSplit, SplitSession
+from splitter.sqs.client import SqsClient
+from tests.integration.operator.test_operator import (
+    APP,
+    DEPLOYMENTS,
+    HANG,
+    REGISTRIES,
+    app_deployment,
+    gone,
+    operator_settings,
+    phase_is,
+    running,
+    session_body,
+    wait_empty,
+    watch_session,
+)
+from tests.integration.sqs.support import (
+    Outgoing,
+    attribute,
+    client_for,
+    make_queue,
+    receive_some,
+    send,
+)
+from tests.servers.kube import KubeApi
+from tests.servers.process import REPO
+from tests.servers.sqs import SqsEndpoint
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+#: Points a session's provisioning reaches (the kill comes while it is created).
+JOIN_POINTS = (
+    "split-created",
+    "session-queue-recorded",
+    "session-queue-created",
+    "fallback-recorded",
+    "fallback-created",
+    "env-patched",
+    "worker-created",
+    "route-added",
+    "session-ready",
+)
+#: Points its end reaches (the kill comes once it is deleted).
+END_POINTS = ("route-removed", "env-restored")
+SESSION = "alice"
+
+
+@dataclass
+class World:
+    kube: Kube
+    kube_api: KubeApi
+    sqs: SqsClient
+    moto: SqsEndpoint
+    namespace: str
+    operator_namespace: str
+    memes: str
+    memes_url: str
+    logs: Path
+    sessions: Objects
+    splits: Objects
+    deployments: Objects
+    workers: Objects
+
+
+@pytest.fixture
+async def world(
+    kube_api: KubeApi,
+    kube_crds: list[str],
+    moto_endpoint: SqsEndpoint,
+    unique_name: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[World]:
+    for var, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", moto_endpoint.region)
+    namespace, operator_namespace = unique_name, f"{unique_name}-ops"
+    runtime_config = RuntimeConfig(
+        namespaces=[namespace, operator_namespace],
+        log_dir=tmp_path / "pods",
+        kinds=STAND_IN_KINDS,
+        watch_kinds=("Deployment",),
+        groups_dir=tmp_path / "groups",
+        restart=RestartPolicy(first=0.2, ceiling=1.0),
+    )
+    async with Kube.from_kubeconfig(kube_api.kubeconfig) as kube, client_for(moto_endpoint) as sqs:
+        memes_url = await make_queue(sqs, f"memes-{unique_name}")
+        ads = await make_queue(sqs, f"ads-{unique_name}")
+        memes = memes_url.rpartition("/")[2]
+        deployments = kube.objects(DEPLOYMENTS, namespace)
+        await deployments.create(app_deployment(memes, ads.rpartition("/")[2]))
+        registry = yaml.safe_load((REPO / "examples/meme-app/queue-registry.yaml").read_text())
+        await kube.objects(REGISTRIES, namespace).create(registry)
+        runtime = LocalRuntime(kube, runtime_config)
+        async with running(runtime.run):
+            async with asyncio.timeout(HANG):
+                await runtime.ready.wait()
+            yield World(
+                kube=kube,
+                kube_api=kube_api,
+                sqs=sqs,
+                moto=moto_endpoint,
+                namespace=namespace,
+                operator_namespace=operator_namespace,
+                memes=memes,
+                memes_url=memes_url,
+                logs=tmp_path,
+                sessions=kube.objects(SplitSession.RESOURCE, namespace),
+                splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
+                deployments=deployments,
+                workers=kube.objects(DEPLOYMENTS, operator_namespace),
+            )
+
+
+def operator_env(world: World, kill_at: str | None) -> dict[str, str]:
+    """``pymirror operator``'s environment: the settings test_operator.py uses, as one JSON
+    (the only way to unset worker_metrics_port), and the kill point if any."""
+    settings = operator_settings(world.kube_api, world.moto, world.operator_namespace)
+    env = {k: v for k, v in os.environ.items() if k != KILL_AT_VAR}
+    env |= {
+        "PYMIRROR_OPERATOR": json.dumps(settings.operator.model_dump(mode="json")),
+        "PYMIRROR_SQS__ENDPOINT_URL": world.moto.url,
+        "PYMIRROR_SQS__REGION": world.moto.region,
+        "PYMIRROR_LOG__FORMAT": "json",
+    }
+    if kill_at is not None:
+        env[KILL_AT_VAR] = kill_at
+    return env
+
+
+@contextlib.asynccontextmanager
+async def operator(
+    world: World, kill_at: str | None, label: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A running ``pymirror operator``; stopped with SIGTERM on exit if still running."""
+    command = [sys.executable, "-m", "pymirror", "operator", "--namespace", world.namespace]
+    command += ["--kubeconfig", str(world.kube_api.kubeconfig)]
+    path = world.logs / f"operator-{label}.log"
+    with path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            *command, env=operator_env(world, kill_at), stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    async with asyncio.timeout(HANG):
+                        await process.wait()
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+async def killed_at(process: asyncio.subprocess.Process, log: Path, point: str) -> None:
+    """Until the operator exited; it must have been SIGKILLed at ``point``."""
+    async with asyncio.timeout(HANG):
+        await process.wait()
+    output = await asyncio.to_thread(log.read_text)
+    assert process.returncode == -signal.SIGKILL, output[-3000:]
+    reached = [json.loads(line) for line in output.splitlines() if "fault point reached" in line]
+    assert [r.get("point") for r in reached] == [point], output[-3000:]
+
+
+async def temporary_queues(world: World) -> list[str]:
+    """Temporary queues of the meme queue on moto (the format ends with the original)."""
+    urls = await world.sqs.list_queues("mirrord-tmp")
+    return sorted(u for u in urls if u.endswith(world.memes))
+
+
+async def fallback_delivers(world: World, split: str, mid: str) -> None:
+    """Until the split's fallback hands out the message ``mid``, received and deleted as the
+    app would (the app here reads nothing; the hand-back waits for the fallback to drain)."""
+    obj = await world.splits.get(split)
+    (record,) = [r for r in obj["status"]["temporaryResources"] if r["role"] == "fallback"]
+    async with asyncio.timeout(HANG):
+        while True:
+            got = await receive_some(world.sqs, str(record["url"]))
+            if mid in [m["MessageAttributes"]["mid"]["StringValue"] for m in got]:
+                return
+
+
+async def ready(world: World) -> str:
+    """Until the session is Ready, routed on its split, and the message sent before the
+    kill came out of the fallback; the split's name."""
+    obj = await watch_session(world.sessions, SESSION, phase_is("Ready", "Failed"))
+    assert obj is not None
+    assert obj["status"]["phase"] == "Ready", obj["status"]
+    (queue,) = obj["status"]["queues"]
+    assert queue["temporary"] in {u.rpartition("/")[2] for u in await temporary_queues(world)}
+    split = await world.splits.get(queue["split"])
+    assert [r["session"] for r in split["spec"]["routes"]] == [f"{world.namespace}/{SESSION}"]
+    return str(queue["split"])
+
+
+def template(obj: Obj) -> Any:
+    return obj["spec"]["template"]
+
+
+async def end_state_is_clean(world: World, before: Obj) -> None:
+    assert await watch_session(world.sessions, SESSION, gone) is None
+    async with asyncio.timeout(HANG):
+        await wait_empty(world.splits)
+        await wait_empty(world.workers)
+    app = await world.deployments.get(APP)
+    assert template(app) == template(before)
+    assert ORIGINAL_ENV_ANNOTATION not in (app["metadata"].get("annotations") or {})
+    assert await temporary_queues(world) == []
+
+
+async def prepare(world: World) -> tuple[Obj, str]:
+    """The app before any session, and the id of the message sent to the original."""
+    before = await world.deployments.get(APP)
+    mid = f"before-kill-{world.namespace}"
+    await send(world.sqs, world.memes_url, [Outgoing(mid, {"author": attribute("nobody")})])
+    return before, mid
+
+
+@pytest.mark.parametrize("point", JOIN_POINTS)
+async def test_a_kill_while_provisioning_converges_after_a_restart(
+    world: World, point: str
+) -> None:
+    before, mid = await prepare(world)
+    async with operator(world, point, "killed") as first:
+        await world.sessions.create(session_body(SESSION, lease=120))
+        await killed_at(first, world.logs / "operator-killed.log", point)
+    async with operator(world, None, "restarted"):
+        await fallback_delivers(world, await ready(world), mid)
+        await world.sessions.delete(SESSION)
+        await end_state_is_clean(world, before)
+
+
+@pytest.mark.parametrize("point", END_POINTS)
+async def test_a_kill_while_ending_converges_after_a_restart(world: World, point: str) -> None:
+    before, mid = await prepare(world)
+    async with operator(world, point, "killed") as first:
+        await world.sessions.create(session_body(SESSION, lease=120))
+        await fallback_delivers(world, await ready(world), mid)
+        await world.sessions.delete(SESSION)
+        await killed_at(first, world.logs / "operator-killed.log", point)
+    async with operator(world, None, "restarted"):
+        await end_state_is_clean(world, before)
