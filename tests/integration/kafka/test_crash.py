@@ -20,7 +20,6 @@ Broker quirks met here and how the tests live with them (docs/testing.md, "Kafka
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import random
@@ -36,7 +35,6 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from splitter.kafka.settings import KafkaSettings
 from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity
-from tests.faults.kafka_proxy import KafkaProxy
 from tests.integration.kafka.support import (
     Got,
     Sent,
@@ -144,9 +142,8 @@ def check_delivery(
     return sum(n - 1 for n in counts.values()), len(counts)
 
 
-@pytest.mark.parametrize("faults", ["no-faults", "cuts"])
 async def test_sigkilled_worker_restarts_lose_and_misroute_nothing(
-    kafka_broker: KafkaBroker, unique_name: str, tmp_path: Path, faults: str
+    kafka_broker: KafkaBroker, unique_name: str, tmp_path: Path
 ) -> None:
     """Narrated:
 
@@ -161,32 +158,7 @@ async def test_sigkilled_worker_restarts_lose_and_misroute_nothing(
     Both topics together hold every id (0 lost), each in the right topic
     (0 misrouted), per-partition order kept, duplicates at most one
     uncommitted window (max_uncommitted + one fetch) per kill.
-
-    With ``cuts``, the workers reach the broker through a TCP proxy that cuts every
-    connection once in each worker's life, after its commits moved (and once in the
-    last worker's): each worker must reconnect and commit again before it is killed;
-    one more uncommitted window of duplicates is allowed per cut.
     """
-    async with contextlib.AsyncExitStack() as stack:
-        proxy: KafkaProxy | None = None
-        through = kafka_broker
-        if faults == "cuts":
-            host, port = kafka_broker.bootstrap.rsplit(":", 1)
-            proxy = await stack.enter_async_context(KafkaProxy(int(port), host))
-            through = KafkaBroker(kafka_broker.kind, f"127.0.0.1:{proxy.port}")
-        cuts = await kill_three_times(kafka_broker, through, proxy, unique_name, tmp_path)
-    print(f"connection cuts: {cuts}")
-
-
-async def kill_three_times(
-    kafka_broker: KafkaBroker,
-    through: KafkaBroker,
-    proxy: KafkaProxy | None,
-    unique_name: str,
-    tmp_path: Path,
-) -> int:
-    """The test's steps; the workers use ``through`` (the broker or its proxy), which the
-    ``proxy`` (if any) cuts once per worker. Returns the number of cuts."""
     original, fallback, alice = unique_name, f"{unique_name}-fb", f"{unique_name}-alice"
     group = f"{unique_name}-g"
     await create_topics(kafka_broker, PARTITIONS, original, fallback, alice)
@@ -198,19 +170,9 @@ async def kill_three_times(
     )
     sent = make_records(RECORDS, PARTITIONS, ["alice", "bob", "carol"])
     argv = worker_argv(
-        through, original, group, fallback, sessions,
+        kafka_broker, original, group, fallback, sessions,
         "--member-file", str(sessions.with_name("member-id")),
     )  # fmt: skip
-    cuts = 0
-
-    async def cut_and_recover(proc: subprocess.Popen[bytes], log: Path) -> None:
-        nonlocal cuts
-        if proxy is None:
-            return
-        proxy.cut()
-        cuts += 1
-        await commit_progress(committed, await committed(), proc, log)
-
     env = {**os.environ, **WORKER_ENV}
     logs = [tmp_path / f"worker-{i}.log" for i in range(KILLS + 1)]
 
@@ -230,19 +192,16 @@ async def kill_three_times(
             proc = start(i)
             try:
                 await commit_progress(committed, await committed(), proc, logs[i])
-                await cut_and_recover(proc, logs[i])
                 # A random phase against the 0.1 s commit ticks: kills land with
                 # forwarded-but-uncommitted records too, not only right after a commit.
                 await asyncio.sleep(0.3 + random.random() * 0.2)
                 assert await committed() < RECORDS  # killed mid-stream
             finally:
                 proc.send_signal(signal.SIGKILL)
-                await asyncio.to_thread(proc.wait, 10)
+                proc.wait(10)
         await producing
         final = start(KILLS)
         try:
-            await commit_progress(committed, await committed(), final, logs[KILLS])
-            await cut_and_recover(final, logs[KILLS])
 
             async def all_committed() -> bool:
                 alive(final, KILLS)
@@ -251,20 +210,19 @@ async def kill_three_times(
             await wait_until(all_committed, within=90, what=lambda: logs[KILLS].read_text()[-3000:])
         finally:
             final.send_signal(signal.SIGTERM)
-            code = await asyncio.to_thread(final.wait, 30)
+            code = final.wait(30)
     assert code == 0, logs[KILLS].read_text()[-2000:]
 
     got_alice = await read_all(kafka_broker, alice, PARTITIONS)
     got_fallback = await read_all(kafka_broker, fallback, PARTITIONS)
     dups, distinct = check_delivery(sent, "alice", got_alice, got_fallback)
     assert distinct == RECORDS
-    bound = (KILLS + cuts) * (MAX_UNCOMMITTED + FETCH_MAX_RECORDS)
+    bound = KILLS * (MAX_UNCOMMITTED + FETCH_MAX_RECORDS)
     print(
         f"\ncrash run on {kafka_broker.kind}: records={RECORDS} kills={KILLS} "
-        f"lost=0 misrouted=0 dups={dups} bound={bound} cuts={cuts}"
+        f"lost=0 misrouted=0 dups={dups} bound={bound}"
     )
     assert dups <= bound
-    return cuts
 
 
 async def test_second_replica_joining_and_leaving_mid_stream_loses_nothing_and_keeps_order(
