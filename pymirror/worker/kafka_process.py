@@ -14,15 +14,14 @@ fallback topic is gone already is reported ``Done`` at once (exit 0).
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import structlog
 
 from pymirror.worker.runtime import Metrics, run_worker
-from pymirror.worker.sources import FileSessionSource, SessionSource
-from pymirror.worker.split_source import REPORT_INTERVAL, QueueSplitSource, open_split_source
+from pymirror.worker.sources import SessionSource
+from pymirror.worker.split_source import REPORT_INTERVAL, QueueSplitSource, open_session_source
 from registry.session_models import SplitCounters
 from splitter.kafka.clients import KafkaClients
 from splitter.kafka.properties import KafkaClientOptions, translate_properties
@@ -68,20 +67,14 @@ async def serve(process: KafkaProcess, settings: KafkaSettings) -> None:
     options = translate_properties(process.properties)
     for name, why in options.ignored.items():
         log.warning("kafka property has no effect", property=name, reason=why)
-    async with contextlib.AsyncExitStack() as stack:
-        source: SessionSource
-        if process.split is not None:
-            source = await stack.enter_async_context(
-                open_split_source(
-                    process.split,
-                    process.kubeconfig,
-                    process.context,
-                    report_interval=process.report_interval,
-                )
-            )
-        else:
-            assert process.sessions_file is not None
-            source = FileSessionSource(process.sessions_file, "topic")
+    async with open_session_source(
+        process.split,
+        process.sessions_file,
+        "topic",
+        process.kubeconfig,
+        process.context,
+        report_interval=process.report_interval,
+    ) as source:
         await _serve(process, settings, options, source)
 
 

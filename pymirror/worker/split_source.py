@@ -68,13 +68,14 @@ import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import structlog
 from pydantic import ValidationError
 
 from pymirror.errors import PymirrorError, UsageError
-from pymirror.worker.sources import Apply, _offer
+from pymirror.worker.sources import Apply, FileSessionSource, SessionSource, _offer
 from registry.errors import ConflictError, NotFoundError, RegistryError
 from registry.models import SECRET_REF
 from registry.objects import Kube, Obj
@@ -552,3 +553,25 @@ async def open_split_source(
         source = QueueSplitSource(kube, namespace, name, report_interval=report_interval)
         await source.open()
         yield source
+
+
+@contextlib.asynccontextmanager
+async def open_session_source(
+    split: str | None,
+    sessions_file: Path | None,
+    destination: str,
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    *,
+    report_interval: float = REPORT_INTERVAL,
+) -> AsyncIterator[SessionSource]:
+    """A worker process's session source: its QueueSplit (``--split``), else its sessions
+    file (``--sessions-file``, entries naming their ``destination`` field)."""
+    if split is not None:
+        async with open_split_source(
+            split, kubeconfig, context, report_interval=report_interval
+        ) as source:
+            yield source
+        return
+    assert sessions_file is not None
+    yield FileSessionSource(sessions_file, destination)

@@ -15,7 +15,6 @@ before the restart and the worker reports ``Done`` and exits 0 without splitting
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +22,8 @@ from pathlib import Path
 import structlog
 
 from pymirror.worker.runtime import Metrics, run_worker
-from pymirror.worker.sources import FileSessionSource, SessionSource
-from pymirror.worker.split_source import REPORT_INTERVAL, QueueSplitSource, open_split_source
+from pymirror.worker.sources import SessionSource
+from pymirror.worker.split_source import REPORT_INTERVAL, QueueSplitSource, open_session_source
 from registry.session_models import SplitCounters
 from splitter.errors import NotOursError, SqsQueueMissingError
 from splitter.routing import SessionRoute
@@ -75,20 +74,14 @@ async def _resolved(client: SqsClient, routes: list[SessionRoute]) -> list[Sessi
 
 async def serve(process: SqsProcess, settings: SqsSettings) -> dict[str, object]:
     """Check everything, run the split worker until it is done; its summary."""
-    async with contextlib.AsyncExitStack() as stack:
-        source: SessionSource
-        if process.split is not None:
-            source = await stack.enter_async_context(
-                open_split_source(
-                    process.split,
-                    process.kubeconfig,
-                    process.context,
-                    report_interval=process.report_interval,
-                )
-            )
-        else:
-            assert process.sessions_file is not None
-            source = FileSessionSource(process.sessions_file, "queue")
+    async with open_session_source(
+        process.split,
+        process.sessions_file,
+        "queue",
+        process.kubeconfig,
+        process.context,
+        report_interval=process.report_interval,
+    ) as source:
         routes = source.load()  # filters compile before anything else
         return await _serve(process, settings, source, routes)
 
