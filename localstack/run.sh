@@ -5,7 +5,8 @@
 # localstack/README.md; SQS_ENDPOINT_STRATEGY=path is required for queue URLs to work.
 # Init hooks: every file in localstack/init/<stage>.d/ runs at that stage (boot, start,
 # ready, shutdown); e.g. PYMIRROR_LOCALSTACK_QUEUES=orders,jobs.fifo creates those queues
-# when LocalStack is ready (see localstack/README.md).
+# and PYMIRROR_LOCALSTACK_DEMO=1 the demo queues when LocalStack is ready (see
+# localstack/README.md; localstack/compose.yaml runs the same hooks in Docker).
 # FILESYSTEM_ROOT (state, logs, hooks) is a fresh temp dir removed on exit, unless set.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
