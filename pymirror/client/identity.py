@@ -39,6 +39,18 @@ class Identity:
             "k8sUsername": self.k8s_username,
         }
 
+    def display(self) -> str:
+        """``whoami/k8s-user@hostname``, as ``pymirror status`` shows an owner and as
+        ``pymirror session kill`` signs the ``pymirror.dev/killed`` annotation."""
+        return owner_text(self.owner())
+
+
+def owner_text(owner: Mapping[str, Any]) -> str:
+    """A ``spec.owner`` as ``whoami/k8s-user@hostname`` (``?`` for a missing part)."""
+    parts = (owner.get(k) or "?" for k in ("username", "k8sUsername", "hostname"))
+    username, k8s_username, hostname = parts
+    return f"{username}/{k8s_username}@{hostname}"
+
 
 def kubeconfig_files(path: str | None, env: Mapping[str, str] | None = None) -> list[Path]:
     """The kubeconfig files in merge order."""

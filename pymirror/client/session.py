@@ -121,14 +121,22 @@ def _ended_reason(obj: Obj) -> str | None:
     killed = (meta.get("annotations") or {}).get(KILLED_ANNOTATION)
     if phase not in ("Ending", "Failed") and not meta.get("deletionTimestamp"):
         return None
-    parts = [f"phase {phase}" if phase else "being deleted"]
+    ended = phase in ("Ending", "Failed")
+    parts = [f"phase {phase}" if ended else "being deleted"]
     if status.get("endReason"):
         parts.append(f"endReason {status['endReason']}")
     if killed:
         parts.append(f"killed by {killed}")
-    if status.get("message"):
-        parts.append(str(status["message"]))
+    message = status.get("message")  # the end's message; while still Ready, a stale one
+    if ended and message and not (killed and message == f"killed by {killed}"):
+        parts.append(str(message))
     return "; ".join(parts)
+
+
+def _why(obj: Obj) -> str:
+    """`` (killed by X)`` for a deleted object that carried the kill annotation."""
+    killed = ((obj.get("metadata") or {}).get("annotations") or {}).get(KILLED_ANNOTATION)
+    return f" (killed by {killed})" if killed else ""
 
 
 class ExecSession:
@@ -208,8 +216,7 @@ class ExecSession:
         async with self._changes() as events:
             async for event in events:
                 if event.type == "DELETED":
-                    reason = _ended_reason(event.object) or "deleted"
-                    raise SessionEndedError(f"session {self.ref} was deleted ({reason})")
+                    raise SessionEndedError(f"session {self.ref} was deleted{_why(event.object)}")
                 self._seen(event.object)
                 changed: Obj = event.object
                 return changed
@@ -221,7 +228,7 @@ class ExecSession:
         while obj is not None:
             reason = _ended_reason(obj)
             if reason is not None:
-                return reason
+                return f"session {self.ref} ended: {reason}"
             try:
                 obj = await self._next(obj)
             except SessionEndedError as e:

@@ -35,5 +35,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "pymirror.commands.sandbox",
         "a local stand-in cluster (API server, SQS, Kafka, local runtime): up|down|status|env",
     ),
+    "session": (
+        "pymirror.commands.session",
+        "kill one split session (kill --id) or all of a namespace (kill-all)",
+    ),
+    "status": (
+        "pymirror.commands.status",
+        "show split sessions and queue splits (like mirrord operator status)",
+    ),
     "worker": ("pymirror.commands.worker", "run a split worker for one original queue/topic"),
 }

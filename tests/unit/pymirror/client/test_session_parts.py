@@ -158,3 +158,20 @@ async def test_a_missing_command_is_a_usage_error() -> None:
 
     with pytest.raises(UsageError, match="cannot run 'no-such-command-xyz'"):
         await Child.start(["no-such-command-xyz"], {})
+
+
+def test_a_killed_session_still_ready_says_who_and_not_its_stale_message() -> None:
+    killed = {
+        "metadata": {
+            "annotations": {"pymirror.dev/killed": "carol/c@box"},
+            "deletionTimestamp": "2026-01-01T00:00:00Z",
+        },
+        "status": {"phase": "Ready", "message": "ready: 1 queue(s) split"},
+    }
+    assert _ended_reason(killed) == "being deleted; killed by carol/c@box"
+    killed["status"] = {
+        "phase": "Ending",
+        "endReason": "Killed",
+        "message": "killed by carol/c@box",
+    }
+    assert _ended_reason(killed) == "phase Ending; endReason Killed; killed by carol/c@box"
