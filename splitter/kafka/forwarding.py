@@ -13,6 +13,10 @@ commit at it and the worker sends it again with backoff. A record with a
 null key *and* a null value is forwarded as such (aiokafka's ``send``
 refuses one; :class:`NullableProducer` does not).
 
+Records read while their partition waits to send a failed record again are
+not sent at all: :func:`held` gives them *cancelled* futures, which the ledger
+treats as failed, so they are sent behind the failed record, never ahead of it.
+
 A destination with fewer partitions than the source partition number (a
 session topic made with one partition, an original that grew before its
 temporary topics did) gets source partition ``p`` on ``p % count``: every
@@ -72,6 +76,25 @@ def _failed(error: BaseException) -> asyncio.Future[Any]:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.set_exception(error)
     return future
+
+
+def held(
+    routes: Sequence[Sequence[Destination]],
+) -> list[asyncio.Future[Any] | list[asyncio.Future[Any]]]:
+    """Forwards *not sent*, shaped like :meth:`Forwarder.send_routed`'s answer: one
+    cancelled future per destination of each record. The worker gives them to records
+    read while their partition waits to send a failed record again; the ledger counts
+    them as failed, so they go out behind it, in offset order (never ahead of it)."""
+    loop = asyncio.get_running_loop()
+    out: list[asyncio.Future[Any] | list[asyncio.Future[Any]]] = []
+    for targets in routes:
+        futures = []
+        for _target in targets:
+            future: asyncio.Future[Any] = loop.create_future()
+            future.cancel()
+            futures.append(future)
+        out.append(futures[0] if len(futures) == 1 else futures)
+    return out
 
 
 def destination_partition(partition: int, count: int | None) -> int:

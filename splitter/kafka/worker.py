@@ -23,8 +23,12 @@ shutdown - until it is forwarded; the committer sends it (and every later
 failed record of the partition, in order) again with backoff
 (``forward_retry_backoff``), counts it (``stats.forward_failures``, gauge
 ``stats.failing``) and reports it (``stats.last_forward_error``, a warning per
-attempt). No record is ever a crash. On revocation the partition's forwards are
-awaited and committed up to any failure before it is given up.
+attempt). Records of that partition read while it waits are *held*, not sent
+(:func:`~splitter.kafka.forwarding.held`), and go out behind it, so they never
+overtake it; only a record sent before the failure was known (its forward
+already in flight) can land before the failed record's retry. No record is ever
+a crash. On revocation the partition's forwards are awaited and committed up to
+any failure before it is given up.
 
 Fetching pauses while more than ``max_uncommitted`` records are read but not
 committed, which bounds the duplicates a crash can cause; from half that bound
@@ -106,6 +110,7 @@ from splitter.kafka.committing import (
 )
 from splitter.kafka.consuming import GroupConsumer
 from splitter.kafka.draining import delete_topic, end_session, hand_back, retrying
+from splitter.kafka.forwarding import held
 from splitter.kafka.ledger import PartitionLedger
 from splitter.kafka.membership import (
     HandBack,
@@ -527,7 +532,13 @@ class KafkaSplitWorker(SessionSwitch):
                         router.route(MessageView.from_kafka(r.headers, r.value, router.names))
                         for r in records
                     ]
-                    forwards = await forwarder.send_routed(partition, records, routes)
+                    # A failure known now holds the partition: its new records wait
+                    # behind the failed one (sent again with it, in offset order).
+                    ledger.advance(failed)
+                    if ledger.failed_at is not None:
+                        forwards = held(routes)
+                    else:
+                        forwards = await forwarder.send_routed(partition, records, routes)
                     ledger.extend(
                         [r.offset for r in records], forwards, zip(records, routes, strict=True)
                     )

@@ -20,6 +20,7 @@ Broker quirks met here and how the tests live with them (docs/testing.md, "Kafka
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -35,6 +36,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from splitter.kafka.settings import KafkaSettings
 from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity
+from tests.faults.kafka_proxy import KafkaProxy
 from tests.integration.kafka.support import (
     Got,
     Sent,
@@ -57,6 +59,7 @@ RECORDS = 5000
 KILLS = 3
 MAX_UNCOMMITTED = 300
 FETCH_MAX_RECORDS = 100
+USERS = ["alice", "bob", "carol"]
 
 
 WORKER_ENV = {
@@ -96,6 +99,24 @@ async def produce_slowly(
     return done
 
 
+async def produce_until(
+    broker: KafkaBroker,
+    topic: str,
+    sent: list[Sent],
+    per_second: int,
+    stop: asyncio.Event,
+    at_least: int,
+) -> None:
+    """Produce fresh records (ids counting up) at about ``per_second``, appending each
+    acknowledged chunk to ``sent``, until ``stop`` is set and ``at_least`` were produced."""
+    chunk = max(1, per_second // 20)
+    while not (stop.is_set() and len(sent) >= at_least):
+        records = make_records(chunk, PARTITIONS, USERS, start=len(sent))
+        await produce(broker, topic, records)
+        sent.extend(records)
+        await asyncio.sleep(0.05)
+
+
 def tail(log: Path) -> str:
     return log.read_text()[-3000:]
 
@@ -107,12 +128,17 @@ async def commit_progress(
     log: Path,
 ) -> None:
     """Wait until the group's committed total passes ``before``; the worker must stay alive."""
+    now = before
 
     async def moved() -> bool:
+        nonlocal now
         assert proc.poll() is None, tail(log)
-        return await committed() > before
+        now = await committed()
+        return now > before
 
-    await wait_until(moved, within=40, what=lambda: tail(log))
+    await wait_until(
+        moved, within=40, what=lambda: f"committed total {now}, not past {before}; {tail(log)}"
+    )
 
 
 def first_occurrence_order(got: list[Got]) -> dict[int, list[str]]:
@@ -142,12 +168,15 @@ def check_delivery(
     return sum(n - 1 for n in counts.values()), len(counts)
 
 
+@pytest.mark.parametrize("faults", ["no-faults", "cuts"])
 async def test_sigkilled_worker_restarts_lose_and_misroute_nothing(
-    kafka_broker: KafkaBroker, unique_name: str, tmp_path: Path
+    kafka_broker: KafkaBroker, unique_name: str, tmp_path: Path, faults: str
 ) -> None:
     """Narrated:
 
-    1. 5,000 records with unique ids arrive at ~400/s on a 3-partition topic.
+    1. Records with unique ids arrive at ~400/s on a 3-partition topic, from
+       before the first worker starts until the last one is running (at least
+       5,000): every kill and every cut lands mid-stream, however slow the machine.
     2. The worker process (``pymirror worker kafka``) splits them: user alice
        to her session topic, everything else to the fallback.
     3. Three times: once the group's committed offsets move, wait 0.3-0.5 s
@@ -158,7 +187,33 @@ async def test_sigkilled_worker_restarts_lose_and_misroute_nothing(
     Both topics together hold every id (0 lost), each in the right topic
     (0 misrouted), per-partition order kept, duplicates at most one
     uncommitted window (max_uncommitted + one fetch) per kill.
+
+    With ``cuts``, the workers reach the broker through a TCP proxy that cuts every
+    connection once in each worker's life, after its commits moved (and once in the
+    last worker's, while records still arrive): each worker must reconnect and
+    commit again before it is killed; one more uncommitted window of duplicates is
+    allowed per cut.
     """
+    async with contextlib.AsyncExitStack() as stack:
+        proxy: KafkaProxy | None = None
+        through = kafka_broker
+        if faults == "cuts":
+            host, port = kafka_broker.bootstrap.rsplit(":", 1)
+            proxy = await stack.enter_async_context(KafkaProxy(int(port), host))
+            through = KafkaBroker(kafka_broker.kind, f"127.0.0.1:{proxy.port}")
+        cuts = await kill_three_times(kafka_broker, through, proxy, unique_name, tmp_path)
+    print(f"connection cuts: {cuts}")
+
+
+async def kill_three_times(
+    kafka_broker: KafkaBroker,
+    through: KafkaBroker,
+    proxy: KafkaProxy | None,
+    unique_name: str,
+    tmp_path: Path,
+) -> int:
+    """The test's steps; the workers use ``through`` (the broker or its proxy), which the
+    ``proxy`` (if any) cuts once per worker. Returns the number of cuts."""
     original, fallback, alice = unique_name, f"{unique_name}-fb", f"{unique_name}-alice"
     group = f"{unique_name}-g"
     await create_topics(kafka_broker, PARTITIONS, original, fallback, alice)
@@ -168,11 +223,24 @@ async def test_sigkilled_worker_restarts_lose_and_misroute_nothing(
             [{"id": "alice", "sequence": 1, "topic": alice, "message_filter": {"user": "^alice$"}}]
         )
     )
-    sent = make_records(RECORDS, PARTITIONS, ["alice", "bob", "carol"])
     argv = worker_argv(
-        kafka_broker, original, group, fallback, sessions,
+        through, original, group, fallback, sessions,
         "--member-file", str(sessions.with_name("member-id")),
     )  # fmt: skip
+    sent: list[Sent] = []
+    stop_producing = asyncio.Event()
+    cuts = 0
+
+    async def cut_and_recover(proc: subprocess.Popen[bytes], log: Path) -> None:
+        nonlocal cuts
+        if proxy is None:
+            return
+        proxy.cut()
+        cuts += 1
+        # Records keep arriving (the stream stops only after the last cut), so the
+        # committed offsets can move only if the worker reconnected and commits again.
+        await commit_progress(committed, await committed(), proc, log)
+
     env = {**os.environ, **WORKER_ENV}
     logs = [tmp_path / f"worker-{i}.log" for i in range(KILLS + 1)]
 
@@ -187,42 +255,56 @@ async def test_sigkilled_worker_restarts_lose_and_misroute_nothing(
         assert proc.poll() is None, logs[i].read_text()[-3000:]
 
     async with asyncio.TaskGroup() as tg:
-        producing = tg.create_task(produce_slowly(kafka_broker, original, sent, per_second=400))
+        producing = tg.create_task(
+            produce_until(
+                kafka_broker, original, sent, per_second=400, stop=stop_producing, at_least=RECORDS
+            )
+        )
         for i in range(KILLS):
             proc = start(i)
             try:
                 await commit_progress(committed, await committed(), proc, logs[i])
+                await cut_and_recover(proc, logs[i])
                 # A random phase against the 0.1 s commit ticks: kills land with
                 # forwarded-but-uncommitted records too, not only right after a commit.
                 await asyncio.sleep(0.3 + random.random() * 0.2)
-                assert await committed() < RECORDS  # killed mid-stream
+                assert not producing.done()  # killed mid-stream
             finally:
                 proc.send_signal(signal.SIGKILL)
-                proc.wait(10)
-        await producing
+                await asyncio.to_thread(proc.wait, 10)
         final = start(KILLS)
         try:
+            await commit_progress(committed, await committed(), final, logs[KILLS])
+            await cut_and_recover(final, logs[KILLS])
+            assert not producing.done()  # the last cut landed mid-stream too
+            stop_producing.set()
+            await producing
 
             async def all_committed() -> bool:
                 alive(final, KILLS)
-                return await committed() >= RECORDS
+                return await committed() >= len(sent)
 
-            await wait_until(all_committed, within=90, what=lambda: logs[KILLS].read_text()[-3000:])
+            await wait_until(
+                all_committed,
+                within=90,
+                what=lambda: f"{len(sent)} produced; " + logs[KILLS].read_text()[-3000:],
+            )
         finally:
             final.send_signal(signal.SIGTERM)
-            code = final.wait(30)
+            code = await asyncio.to_thread(final.wait, 30)
     assert code == 0, logs[KILLS].read_text()[-2000:]
 
     got_alice = await read_all(kafka_broker, alice, PARTITIONS)
     got_fallback = await read_all(kafka_broker, fallback, PARTITIONS)
     dups, distinct = check_delivery(sent, "alice", got_alice, got_fallback)
-    assert distinct == RECORDS
-    bound = KILLS * (MAX_UNCOMMITTED + FETCH_MAX_RECORDS)
+    assert distinct == len(sent) >= RECORDS
+    bound = (KILLS + cuts) * (MAX_UNCOMMITTED + FETCH_MAX_RECORDS)
     print(
-        f"\ncrash run on {kafka_broker.kind}: records={RECORDS} kills={KILLS} "
-        f"lost=0 misrouted=0 dups={dups} bound={bound}"
+        f"\ncrash run on {kafka_broker.kind}: records={len(sent)} kills={KILLS} "
+        f"lost=0 misrouted=0 dups={dups} bound={bound} cuts={cuts}"
     )
     assert dups <= bound
+    return cuts
 
 
 async def test_second_replica_joining_and_leaving_mid_stream_loses_nothing_and_keeps_order(

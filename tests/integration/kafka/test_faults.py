@@ -185,6 +185,73 @@ async def test_a_failed_forward_holds_the_commit_and_is_sent_again_until_it_is_a
     assert worker.stats.failing == 0
 
 
+async def test_records_read_while_a_forward_fails_wait_behind_it_and_order_holds(
+    kafka_broker: KafkaBroker, unique_name: str
+) -> None:
+    """Steps: 20 records are forwarded and committed. The forwarder's proxy stalls;
+    20 more are read and their forwards time out (both partitions stuck at a failed
+    record). The proxy cuts its connections (the stalled requests are dropped: those
+    records really are not forwarded) and resumes; 20 more arrive at once, while the
+    failed ones still wait for their retry's backoff. Checked: per partition, the records read
+    during the backoff reach the fallback only after the failed ones (first
+    occurrences in offset order), nothing lost, duplicates at most the stalled 20.
+    Before: records read during the backoff were forwarded at once and landed
+    before the failed records' retry - the partition's order broke."""
+    original, fallback = unique_name, f"{unique_name}-fb"
+    await create_topics(kafka_broker, PARTITIONS, original, fallback)
+    host, port = kafka_broker.bootstrap.rsplit(":", 1)
+    first, second, third = (
+        make_records(20, PARTITIONS, ["a"]),
+        make_records(20, PARTITIONS, ["b"], start=20),
+        make_records(20, PARTITIONS, ["c"], start=40),
+    )
+    async with KafkaProxy(int(port), host) as proxy:
+        worker = worker_for(
+            kafka_broker,
+            ForwardsThroughProxy(kafka_broker, proxy),
+            original,
+            fallback,
+            # The retry waits well past the resume: the third batch is read meanwhile.
+            forward_retry_backoff=8.0,
+            forward_retry_backoff_max=8.0,
+        )
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(worker.run())
+            await produce(kafka_broker, original, first)
+            await wait_until(
+                lambda: worker.stats.committed >= 20,
+                within=60,
+                what=lambda: f"committed {worker.stats.committed}",
+            )
+            proxy.stall()
+            await produce(kafka_broker, original, second)
+            await wait_until(
+                lambda: worker.stats.failing == PARTITIONS and worker.stats.read >= 40,
+                within=60,
+                what=lambda: f"stats {worker.stats}",
+            )
+            proxy.cut()  # the stalled requests never reach the broker
+            proxy.resume()
+            await produce(kafka_broker, original, third)
+            await wait_until(
+                lambda: worker.stats.read >= 60, within=60, what=lambda: f"stats {worker.stats}"
+            )
+            # The premise: the third batch was read while both partitions wait to retry.
+            assert worker.stats.failing == PARTITIONS, "the retries came before the third batch"
+            # Committed: every record forwarded and acknowledged (read back after, until
+            # idle: the stalled batch may be there twice).
+            await wait_until(
+                lambda: worker.stats.committed >= 60,
+                within=60,
+                what=lambda: f"committed {worker.stats.committed}",
+            )
+            worker.stop()
+        got = await read_all(kafka_broker, fallback, PARTITIONS)
+        assert task.exception() is None
+    check_guarantees(first + second + third, got, duplicates_at_most=len(second))
+    assert worker.stats.failing == 0
+
+
 async def test_a_stop_while_a_forward_fails_commits_up_to_it_and_the_next_worker_forwards_it(
     kafka_broker: KafkaBroker, unique_name: str
 ) -> None:
