@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 SHELL := /bin/bash
 
-.PHONY: bootstrap servers lint unit test demo bench clean
+.PHONY: bootstrap servers lint unit test demo demo-embedded bench clean
 
 bootstrap:            ## create .venv and install pymirror with its dev extra
 	scripts/bootstrap.sh
@@ -22,8 +22,13 @@ unit: bootstrap
 test: servers lint    ## the full suite: lint, unit and integration tests on real servers
 	$(PY) -m pytest
 
-demo: bootstrap       ## the main job: the embedded split demo
+# The demo needs the venv and the sandbox's API server, which `pymirror sandbox up` builds
+# into ${PYMIRROR_CACHE:-~/.cache/pymirror}/kube when missing (progress shown); no LocalStack.
+demo: bootstrap       ## the main job: the whole product on one machine (docs/demo.md)
 	.venv/bin/pymirror demo
+
+demo-embedded: bootstrap  ## the in-process demo: one queue split on an embedded moto
+	.venv/bin/pymirror demo --embedded
 
 bench: servers
 	for b in benchmarks/*.py; do $(PY) $$b --quick || exit 1; done
