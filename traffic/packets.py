@@ -50,6 +50,12 @@ Frame = bytes | mmap.mmap
 
 _u16 = struct.Struct(">H").unpack_from
 _tcp = struct.Struct(">HHII").unpack_from
+#: An IPv4 header's fixed part in one call: version/ihl, tos, total length, id,
+#: flags/fragment offset, ttl, protocol, checksum, source, destination.
+_ipv4 = struct.Struct(">BBHHHBBH4s4s").unpack_from
+#: A TCP header up to its flags: ports, seq, ack, data offset, flags.
+_tcp_head = struct.Struct(">HHIIBB").unpack_from
+_tuple_new = tuple.__new__  # builds the NamedTuples below without a Python-level __new__
 
 
 class FlowKey(NamedTuple):
@@ -130,7 +136,12 @@ def parse_at(
 
     With ``view`` (a memoryview of ``buf``) the payload is a view, not a copy.
     """
-    if linktype == LINKTYPE_ETHERNET and buf[start + 12 : start + 14] == b"\x08\x00":
+    if (
+        linktype == LINKTYPE_ETHERNET
+        and end - start >= 14
+        and buf[start + 12] == 0x08
+        and buf[start + 13] == 0x00
+    ):
         off = start + 14
     else:
         off = network_offset(linktype, buf, start, end)
@@ -148,14 +159,22 @@ def parse_ip(
         return None
     version = frame[off] >> 4
     if version == 4:
-        ihl = (frame[off] & 0x0F) * 4
-        if frame[off + 9] != 6 or _u16(frame, off + 6)[0] & 0x3FFF or ihl < 20:
+        vihl, _tos, total, _id, fragment, _ttl, proto, _sum, src, dst = _ipv4(frame, off)
+        ihl = (vihl & 0x0F) * 4
+        if proto != 6 or fragment & 0x3FFF or ihl < 20:
             return None  # not TCP, or an IP fragment
-        end = off + _u16(frame, off + 2)[0]
-        src = frame[off + 12 : off + 16]
-        dst = frame[off + 16 : off + 20]
+        end = off + total
         t = off + ihl
-    elif version == 6:
+        if end > n or n < t + 20:
+            return None  # cut by the snap length: payload incomplete
+        sport, dport, seq, _ack, doff, flags = _tcp_head(frame, t)
+        doff = (doff >> 4) * 4
+        if doff < 20 or t + doff > end:
+            return None
+        payload = frame[t + doff : end] if view is None else view[t + doff : end]
+        key = _tuple_new(FlowKey, (src, sport, dst, dport))
+        return _tuple_new(Segment, (ts, key, seq, flags, payload))
+    if version == 6:
         if n < off + 40:
             return None
         nxt = frame[off + 6]

@@ -170,8 +170,16 @@ class _Sink(asyncio.Protocol):
                 sent = 0  # the transport's own write below meets the error and reports it
             if sent == size:
                 return
-        rest = b"".join(pending) if len(pending) > 1 else pending[0]
-        transport.write(memoryview(rest)[sent:] if sent else rest)
+        # The rest goes to the transport view by view (it buffers what the socket does not
+        # take): no join, which would copy every queued byte once more.
+        first = 0
+        while sent and sent >= len(pending[first]):
+            sent -= len(pending[first])
+            first += 1
+        write = transport.write
+        write(memoryview(pending[first])[sent:] if sent else pending[first])
+        for data in pending[first + 1 :]:
+            write(data)
 
     def fail(self, reason: str, *, error: bool = False) -> None:
         if self.failed is not None:
