@@ -6,6 +6,8 @@ file's ``current-context``); inside a pod with no kubeconfig it is ``serviceacco
 The kubeconfig is read as YAML here (only ``contexts`` and ``current-context``); the
 cluster connection itself is ``registry.objects.Kube``'s. ``KUBECONFIG`` may list
 several files: the first file that sets a value wins, as kubectl merges them.
+``Identity.display()`` (and ``owner_text`` for a ``spec.owner``) is the
+``whoami/k8s-user@hostname`` form ``pymirror status`` shows and ``session kill`` signs with.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 ``session_table(doc)`` and ``split_table(doc)`` turn :mod:`pymirror.client.overview`'s
 document into a ``Table`` (a title, column names, rows of cells; a cell may hold several
 lines). ``render(doc, output, stream)`` prints: ``json`` and ``yaml`` the document itself;
-``table`` a rich table per section when ``stream`` is a terminal, else plain aligned
+``table`` (queue URLs shortened to the queue's name) a rich table per section when
+``stream`` is a terminal, else plain aligned
 columns (``plain_table``: a multi-line cell continues on the next lines, the other
 columns blank), for scripts, logs and CI. An empty section prints one line saying so.
 """
@@ -58,6 +59,13 @@ def filter_text(message_filter: Mapping[str, Any], jq_filter: Any, mode: Any) ->
     return f"{text} (mirror)" if mode == "mirror" else text
 
 
+def queue_name(destination: Any) -> str:
+    """A queue URL's last path segment (the queue's name); a name or topic as it is. The
+    JSON/YAML document keeps the full destination."""
+    text = str(destination)
+    return text.rstrip("/").rpartition("/")[2] if "://" in text else text
+
+
 def _or_dash(value: Any) -> str:
     return "-" if value is None or value == "" else str(value)
 
@@ -107,7 +115,7 @@ def split_table(doc: Mapping[str, Any]) -> Table:
     rows = []
     for s in doc["splits"]:
         sessions = [
-            f"{r['sequence']} {r['session']} -> {r['destination']}"
+            f"{r['sequence']} {r['session']} -> {queue_name(r['destination'])}"
             f"  [{filter_text(r['messageFilter'], r['jqFilter'], r['mode'])}]"
             for r in s["sessions"]
         ]

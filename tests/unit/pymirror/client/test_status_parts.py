@@ -148,7 +148,12 @@ SPLIT: dict[str, Any] = {
         "target": {**TARGET, "namespace": "shop", "envVar": "MEMES"},
         "fallback": "mirrord-tmp-0-fallback-memes",
         "routes": [
-            {"session": "shop/b", "sequence": 7, "destination": "q-b", "messageFilter": {"a": "b"}},
+            {
+                "session": "shop/b",
+                "sequence": 7,
+                "destination": "http://sqs:4566/1/q-b",
+                "messageFilter": {"a": "b"},
+            },
             {
                 "session": "shop/a",
                 "sequence": 4,
