@@ -23,6 +23,7 @@ import asyncio
 import copy
 import json
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -84,6 +85,8 @@ class Demo:
     messages: list[Message] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     sessions: dict[str, Session] = field(default_factory=dict)
+    #: Sessions the demo is ending (their ``exec`` is expected to exit).
+    ending: set[str] = field(default_factory=set)
     expected: dict[str, Message] = field(default_factory=dict)
     seen: dict[str, list[str]] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
@@ -125,6 +128,7 @@ class Demo:
         deadline = time.monotonic() + self.options.timeout
         while True:
             self.pump()
+            self.check_sessions()
             result = check()
             if not isinstance(result, bool):
                 result = await result
@@ -135,6 +139,14 @@ class Demo:
                 self.say(f"[red]timed out waiting for {what}[/red]")
                 return False
             await asyncio.sleep(POLL)
+
+    def check_sessions(self) -> None:
+        """A developer's ``exec`` that exited before the demo ended its session stops the demo."""
+        for name, session in self.sessions.items():
+            code = session.process.returncode
+            if code is not None and name not in self.ending:
+                tail = session.log.read_text(errors="replace")[-1500:]
+                raise DemoError(f"{name}'s pymirror exec exited {code} unexpectedly:\n{tail}")
 
     def delivered(
         self, messages: list[Message], *, holding: str | None = None
@@ -226,11 +238,6 @@ class Demo:
         self.sessions[name] = Session(name, process, log)
 
         def running() -> bool:
-            if process.returncode is not None:
-                raise DemoError(
-                    f"{name}'s pymirror exec exited {process.returncode} before its command "
-                    f"ran: {log.read_text(errors='replace')[-2000:]}"
-                )
             return bool(self.records.running(name))
 
         if not await self.wait(f"{name}'s session to be Ready and the consumer to run", running):
@@ -240,6 +247,7 @@ class Demo:
 
     async def end_session(self, name: str) -> None:
         session = self.sessions[name]
+        self.ending.add(name)
         self.records.quit(name)
         self.say(f"{name}: the local consumer quits; pymirror exec ends the session")
 
@@ -321,16 +329,35 @@ async def run_demo(console: Console, options: DemoOptions) -> int:
             soft_wrap=True,
         )
 
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    signals: list[int] = []
+
+    def interrupted(signum: int) -> None:
+        signals.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupted, signum)
     progress("starting the demo's sandbox (pymirror sandbox up)")
-    env = await sandbox_up(sandbox_dir, world.NAMESPACE, on_line=progress)
     try:
+        env = await sandbox_up(sandbox_dir, world.NAMESPACE, on_line=progress)
         return await _run_in_sandbox(console, options, records, env, started)
+    except asyncio.CancelledError:
+        if not signals:
+            raise
+        name = signal.Signals(signals[0]).name
+        progress(f"{name}: the sessions were ended; bringing the sandbox down")
+        return 128 + signals[0]
     finally:
-        if options.keep:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+        if options.keep and not signals:
             progress(
                 f'the sandbox stays up: eval "$(pymirror sandbox env --state-dir {sandbox_dir})"'
             )
-        else:
+        elif (sandbox_dir / "state.json").exists():
             await sandbox_down(sandbox_dir, progress)
 
 
@@ -343,8 +370,11 @@ async def _run_in_sandbox(
         try:
             return await _scenario(demo)
         finally:
+            # An interrupted demo: each exec gets SIGTERM, stops its consumer and ends its
+            # session (waiting for the operator) before the sandbox goes down.
             for session in demo.sessions.values():
                 if session.process.returncode is None:
+                    demo.say(f"{session.name}: stopping pymirror exec (it ends the session)")
                     session.process.terminate()
                     await session.process.wait()
 

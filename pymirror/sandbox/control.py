@@ -30,6 +30,7 @@ probes a running sandbox.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import sys
@@ -228,6 +229,11 @@ def _start(state: State, options: UpOptions, progress: Progress) -> None:
         # for `pymirror exec` and the like: where the operator keeps its QueueSplits
         state.env["PYMIRROR_OPERATOR__NAMESPACE"] = options.operator_namespace
         state.save()
+    # for `pymirror exec` and `pymirror status`: where the sandbox serves the workload kinds
+    state.env["PYMIRROR_OPERATOR__WORKLOAD_KINDS"] = json.dumps(
+        {kind: STAND_IN_KINDS.resource(kind).api_version for kind in KINDS}
+    )
+    state.save()
     (state_dir / "env").write_text(env_lines(state))
 
 

@@ -178,6 +178,9 @@ async def test_a_session_is_split_by_the_sandboxs_operator_and_handed_back(
     assert operator["log"] == str(state_dir / "logs" / "operator.log")
     env = parse_env(pymirror("sandbox", "env", "--state-dir", str(state_dir)).stdout)
     assert env["PYMIRROR_OPERATOR__NAMESPACE"] == OPERATOR_NS
+    # pymirror exec/status find the sandbox's stand-in workload kinds through it
+    kinds = json.loads(env["PYMIRROR_OPERATOR__WORKLOAD_KINDS"])
+    assert kinds["Deployment"] == "apps.pymirror.test/v1"
 
     sqs = boto3.client(
         "sqs",
