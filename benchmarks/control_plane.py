@@ -26,6 +26,21 @@ p50/p95 are nearest-rank. Goals (the issue): ready p95 <= 2 s, cleanup p95 <= 3 
 RSS <= 150 MiB. The last lines are ``ratio control_plane_ready_p95_s <s>`` and
 ``ratio control_plane_cleanup_p95_s <s>``. ``--quick`` (the same 20 sessions) takes
 well under 3 minutes.
+
+``--scale`` measures the operator under load instead, in two parts on one sandbox:
+
+* ``--scale-sessions`` (100) sessions on one split, **all created at once** once the
+  split exists (one first session makes it; its rollout is not in the figures), then
+  all deleted at once: create -> Ready and delete -> gone per session, p50/p95;
+* ``--scale-splits`` (20) workloads (each its own stand-in Deployment, queue and
+  registry), one session each, all created at once, then all deleted at once: create
+  -> Ready (the env patch's rollout and the worker's start included: each session
+  makes its split) and delete -> cleaned (its QueueSplit gone: drained, env restored,
+  worker deleted), p50/p95.
+
+For each part: the operator's peak VmRSS (sampled every 0.2 s) and its CPU seconds
+(``/proc/<pid>/stat`` utime + stime) per session. Its last lines are ``ratio
+control_plane_scale_*`` figures.
 """
 
 from __future__ import annotations
@@ -35,6 +50,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import signal
 import statistics
 import sys
@@ -98,8 +114,8 @@ def app_deployment(memes: str, ads: str) -> Obj:
     }
 
 
-def session_body(name: str) -> Obj:
-    target = {"apiVersion": DEPLOYMENTS.api_version, "kind": "Deployment", "name": APP}
+def session_body(name: str, app: str = APP) -> Obj:
+    target = {"apiVersion": DEPLOYMENTS.api_version, "kind": "Deployment", "name": app}
     return {
         "apiVersion": "pymirror.dev/v1alpha1",
         "kind": "SplitSession",
@@ -133,9 +149,11 @@ class Seen:
         self.changed.set()
 
     async def until(self, check: Any) -> None:
-        async with asyncio.timeout(HANG):
-            while not check():
-                self.changed.clear()
+        """Until ``check()`` holds; a hang is HANG s without any watched change (a busy
+        machine is slow, not stuck)."""
+        while not check():
+            self.changed.clear()
+            async with asyncio.timeout(HANG):
                 await self.changed.wait()
 
 
@@ -284,6 +302,146 @@ async def run(state: State, count: int) -> Result:
     return Result(ready, first_total, first_rollout, cleanup, restore, rss, count)
 
 
+# --- scale --------------------------------------------------------------------------------
+
+
+@dataclass
+class Sampler:
+    """The operator's peak VmRSS and CPU seconds while it runs."""
+
+    pid: int
+    peak_mib: float = 0.0
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
+        ticks = int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    async def run(self) -> None:
+        while True:
+            self.peak_mib = max(self.peak_mib, vm_rss_mib(self.pid))
+            await asyncio.sleep(0.2)
+
+
+@dataclass
+class ScalePart:
+    label: str
+    ready: list[float]
+    cleanup: list[float]
+    peak_mib: float
+    cpu_per_session: float
+
+
+async def at_once(
+    kube: Kube, seen: Seen, names: list[str], apps: list[str], sampler: Sampler, label: str
+) -> ScalePart:
+    """Create the sessions ``names`` (on ``apps``) at once, wait for all Ready, delete
+    them at once, wait until they (and, for one app each, their splits) are gone."""
+    sessions = kube.objects(SplitSession.RESOURCE, NAMESPACE)
+    cpu = sampler.cpu_seconds()
+    sampler.peak_mib = 0.0
+    created: dict[str, float] = {}
+
+    async def create(name: str, app: str) -> None:
+        created[name] = time.monotonic()
+        await sessions.create(session_body(name, app))
+
+    await asyncio.gather(*(create(n, a) for n, a in zip(names, apps, strict=True)))
+    await seen.until(lambda: all(n in seen.ready or n in seen.failed for n in names))
+    failed = [f"{n}: {seen.failed[n]}" for n in names if n in seen.failed]
+    if failed:
+        raise SystemExit(f"{len(failed)} sessions failed, e.g. {failed[0]}")
+    ready = [seen.ready[n] - created[n] for n in names]
+    splits: dict[str, str] = {}  # with one app per session: its split goes with it
+    if len(set(apps)) > 1:
+        for name in names:
+            splits[name] = split_of(await sessions.get(name))
+    deleted: dict[str, float] = {}
+
+    async def delete(name: str) -> None:
+        deleted[name] = time.monotonic()
+        await sessions.delete(name)
+
+    await asyncio.gather(*(delete(n) for n in names))
+    keys = {n: [n, f"split/{splits[n]}"] if n in splits else [n] for n in names}
+    await seen.until(lambda: all(k in seen.deleted for ks in keys.values() for k in ks))
+    cleanup = [max(seen.deleted[k] for k in keys[n]) - deleted[n] for n in names]
+    per_session = (sampler.cpu_seconds() - cpu) / len(names)
+    return ScalePart(label, ready, cleanup, sampler.peak_mib, per_session)
+
+
+def split_of(session: Obj) -> str:
+    (queue,) = session["status"]["queues"]
+    return str(queue["split"])
+
+
+async def scale(state: State, sessions: int, splits: int) -> list[ScalePart]:
+    operator = state.component("operator")
+    if operator is None:
+        raise SystemExit("the sandbox has no operator component; see its logs/")
+    endpoint = SqsEndpoint(state.env["AWS_ENDPOINT_URL"], REGION, "test", "test")
+    sampler = Sampler(operator.pid)
+    apps = [f"app-{i:02d}" for i in range(splits)]
+    async with Kube.from_kubeconfig(state.env["KUBECONFIG"]) as kube, connect(endpoint) as sqs:
+        registry = yaml.safe_load((REPO / "examples/meme-app/queue-registry.yaml").read_text())
+        deployments = kube.objects(DEPLOYMENTS, NAMESPACE)
+        for app in [APP, *apps]:
+            memes = await sqs.create_queue(f"memes-{app}", {}, {})
+            ads = await sqs.create_queue(f"ads-{app}", {}, {})
+            body = app_deployment(memes.rpartition("/")[2], ads.rpartition("/")[2])
+            body["metadata"]["name"] = app
+            body["spec"]["selector"]["matchLabels"]["app"] = app
+            body["spec"]["template"]["metadata"]["labels"]["app"] = app
+            await deployments.create(body)
+            own = {**registry, "metadata": {"name": f"{app}-q-registry"}}
+            own["spec"] = {**registry["spec"], "consumer": {**registry["spec"]["consumer"]}}
+            own["spec"]["consumer"]["name"] = app
+            await kube.objects(REGISTRIES, NAMESPACE).create(own)
+        await app_rolled_out(kube)
+        seen = Seen()
+        sampling = asyncio.create_task(sampler.run())
+        try:
+            async with watching(kube, seen):
+                # the split exists (its rollout done) before the 100 sessions come
+                first = kube.objects(SplitSession.RESOURCE, NAMESPACE)
+                await first.create(session_body("anchor"))
+                await seen.until(lambda: "anchor" in seen.ready or "anchor" in seen.failed)
+                if "anchor" in seen.failed:
+                    raise SystemExit(f"session anchor failed: {seen.failed['anchor']}")
+                names = [f"dev{i:03d}" for i in range(sessions)]
+                one = await at_once(
+                    kube, seen, names, [APP] * sessions, sampler, f"{sessions} on one split"
+                )
+                await first.delete("anchor")
+                await seen.until(lambda: "anchor" in seen.deleted)
+                names = [f"own{i:02d}" for i in range(splits)]
+                many = await at_once(kube, seen, names, apps, sampler, f"{splits} splits")
+        finally:
+            sampling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampling
+    return [one, many]
+
+
+def report_scale(parts: list[ScalePart], took: float) -> None:
+    print(f"{'part / measure':<44} {'p50 s':>7} {'p95 s':>7} {'max s':>7}")
+    for part in parts:
+        for label, values in (("create -> Ready", part.ready), ("delete -> cleaned", part.cleanup)):
+            name = f"{part.label}: {label}"
+            print(
+                f"{name:<44} {pct(values, 0.5):>7.3f} {pct(values, 0.95):>7.3f} {max(values):>7.3f}"
+            )
+        print(
+            f"{part.label}: operator peak VmRSS {part.peak_mib:.1f} MiB (goal <= 150), "
+            f"CPU {part.cpu_per_session * 1000:.1f} ms per session"
+        )
+    print(f"measured in {took:.0f} s (sandbox up and down included)")
+    for part, key in zip(parts, ("one_split", "splits"), strict=True):
+        print(f"ratio control_plane_scale_{key}_ready_p95_s {pct(part.ready, 0.95):.3f}")
+        print(f"ratio control_plane_scale_{key}_cleanup_p95_s {pct(part.cleanup, 0.95):.3f}")
+        print(f"ratio control_plane_scale_{key}_rss_mib {part.peak_mib:.1f}")
+
+
 # --- report -----------------------------------------------------------------------------------
 
 
@@ -343,6 +501,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="the same run (under 3 minutes)")
     parser.add_argument("--sessions", type=int, default=20, help="how many sessions (20)")
     parser.add_argument(
+        "--scale", action="store_true", help="the scale run instead (see the docstring)"
+    )
+    parser.add_argument(
+        "--scale-sessions", type=int, default=100, help="--scale: sessions on one split (100)"
+    )
+    parser.add_argument("--scale-splits", type=int, default=20, help="--scale: splits (20)")
+    parser.add_argument(
         "--state-dir",
         type=Path,
         help="the sandbox's state directory, its logs/ kept after the run (default: a "
@@ -357,8 +522,14 @@ def main() -> None:
         tempfile.TemporaryDirectory(prefix="pymirror-bench-") as tmp,
         sandbox(args.state_dir or Path(tmp) / "sandbox") as state,
     ):
-        result = asyncio.run(run(state, args.sessions))
-    report(result, time.monotonic() - began)
+        if args.scale:
+            parts = asyncio.run(scale(state, args.scale_sessions, args.scale_splits))
+        else:
+            result = asyncio.run(run(state, args.sessions))
+    if args.scale:
+        report_scale(parts, time.monotonic() - began)
+    else:
+        report(result, time.monotonic() - began)
 
 
 if __name__ == "__main__":

@@ -4,9 +4,11 @@
         (--sessions-file sessions.json | --split NAMESPACE/NAME) [--endpoint-url URL] [...]
     pymirror worker kafka --topic ORIGINAL --group-id GROUP --fallback-topic FALLBACK \\
         (--sessions-file sessions.json | --split NAMESPACE/NAME) \\
-        --property bootstrap.servers=HOST:PORT [...]
+        (--property bootstrap.servers=HOST:PORT [...] | --client-config NAME)
 
-The operator runs these as Deployments with ``--split`` (the worker follows its
+The operator runs these as Deployments with ``--split`` (and, for Kafka,
+``--client-config``: the worker resolves the client config and its Secrets itself,
+so no secret value is on its command line; the worker follows its
 QueueSplit object, see pymirror/worker/split_source.py, and stops when the object
 is deleted); by hand they read a sessions file. Either lists the active sessions
 of the split and is followed as it changes: a session that disappears ends
@@ -139,7 +141,16 @@ def _kafka_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="a librdkafka/Java client property (repeat); bootstrap.servers is required",
+        help="a librdkafka/Java client property (repeat); bootstrap.servers is required "
+        "unless --client-config gives it; these override the config's",
+    )
+    parser.add_argument(
+        "--client-config",
+        metavar="NAME",
+        default=None,
+        help="with --split: resolve this MirrordKafkaClientConfig (its parents and "
+        "loadFromSecret Secrets) in the QueueSplit's namespace at start-up; how the "
+        "operator's workers get their properties, so no secret is on a command line",
     )
     _sessions_arguments(parser, "topic")
     parser.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics")
@@ -190,6 +201,11 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
         hand_back_file = args.sessions_file.with_name(args.sessions_file.name + ".hand-back")
     if hand_back_file is None:
         raise UsageError("--split needs --hand-back-file (a file of this replica's own)")
+    if args.client_config is not None and args.split is None:
+        raise UsageError(
+            "--client-config needs --split (it is read in the QueueSplit's namespace); "
+            "with --sessions-file give the properties with --property"
+        )
 
     process = KafkaProcess(
         identity=KafkaWorkerIdentity(
@@ -201,6 +217,8 @@ def run_kafka(args: argparse.Namespace, settings: Settings) -> int:
             hand_back_file=hand_back_file,
         ),
         properties=parse_properties(args.property),
+        client_config=args.client_config,
+        config_kinds=settings.operator.config_kinds.kinds(),
         sessions_file=args.sessions_file,
         split=args.split,
         kubeconfig=args.kubeconfig,

@@ -139,8 +139,18 @@ class Metrics:
     latency: Histogram = field(init=False)
     errors: Counter = field(init=False)
     gc_actions: Counter = field(init=False)
+    failures: Counter = field(init=False)
 
     def __post_init__(self) -> None:
+        self.failures = Counter(
+            "pymirror_operator_provisioning_failures",
+            "sessions that ended Failed before Ready, by condition reason (Invalid: refused "
+            "by validation, nothing created; ProvisioningFailed: a join failed for good)",
+            ["reason"],
+            registry=self.registry,
+        )
+        for reason in ("Invalid", "ProvisioningFailed"):
+            self.failures.labels(reason=reason)
         self.gc_actions = Counter(
             "pymirror_gc_actions",
             "garbage-collection actions (route_left, env_restored, worker_deleted, queue_deleted)",
@@ -438,6 +448,12 @@ def build(
     async def planner(kube: Kube, session: SplitSession) -> SessionPlan:
         return await plan_session(kube, session, settings=operator)
 
+    metrics = Metrics(registry) if registry is not None else None
+
+    def failed(reason: str) -> None:
+        if metrics is not None:
+            metrics.failures.labels(reason=reason).inc()
+
     sessions = SessionReconciler(
         kube,
         splits,
@@ -445,6 +461,7 @@ def build(
         namespaces=namespaces,
         operator_namespace=operator.namespace,
         workload_kinds=operator.kinds(),
+        on_failed=failed,
     )
     return Controller(
         kube,
@@ -453,7 +470,7 @@ def build(
         namespaces=namespaces,
         operator_namespace=operator.namespace,
         resync_seconds=operator.resync_seconds,
-        metrics=Metrics(registry) if registry is not None else None,
+        metrics=metrics,
         gc=lambda: collect(
             kube,
             splits,

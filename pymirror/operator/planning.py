@@ -46,11 +46,13 @@ from registry.env_patch import read_originals
 from registry.env_reading import find_queue, find_topic
 from registry.env_refs import FoundQueue, FoundTopic, NameSource, TopicSources
 from registry.errors import (
+    ClientConfigError,
     ConfigSourceError,
     EnvReadingError,
     ModelError,
     WorkloadError,
 )
+from registry.kafka_client_configs import load_client_config
 from registry.models import (
     MirrordKafkaTopicsConsumer,
     MirrordWorkloadQueueRegistry,
@@ -113,6 +115,11 @@ class PlanningSettings(Protocol):
 
     @property
     def config_kinds(self) -> _KindsSetting[ConfigKinds]: ...
+
+    @property
+    def namespace(self) -> str:
+        """The operator's namespace: where the MirrordKafkaClientConfigs are."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -309,6 +316,8 @@ class _Planner:
         self.target = target
         self.kinds = kinds
         self.config = settings.config_kinds.kinds()
+        self.operator_namespace = settings.namespace
+        self._client_configs: dict[str, dict[str, str] | ClientConfigError] = {}
         self.enabled = {"SQS": settings.sqs_splitting, "Kafka": settings.kafka_splitting}
         self.planned: list[PlannedQueue] = []
         self._claimed: dict[tuple[str, str], tuple[int, str]] = {}
@@ -563,8 +572,38 @@ class _Planner:
         except (EnvReadingError, WorkloadError, ConfigSourceError) as e:
             raise SessionInvalid(f"spec.queues[{index}]", f"{e}") from e
         configs = {t.id: t.client_config for t in consumer.spec.topics}
+        for tid in ids:
+            await self._check_client_config(index, consumer, tid, configs[tid])
         timeout = consumer.spec.consumer_restart_timeout
         return [self._kafka_queue(queue, found[tid], configs[tid], timeout) for tid in ids]
+
+    async def _check_client_config(
+        self, index: int, consumer: MirrordKafkaTopicsConsumer, topic_id: str, name: str
+    ) -> None:
+        """``SessionInvalid`` unless client config ``name`` resolves (its parents, their
+        Secrets) to properties with ``bootstrap.servers``: a topic is never created, nor
+        a workload patched, for a config that cannot work."""
+        if name not in self._client_configs:
+            try:
+                self._client_configs[name] = await load_client_config(
+                    self.kube, self.operator_namespace, name, config=self.config
+                )
+            except ClientConfigError as e:
+                self._client_configs[name] = e
+        resolved = self._client_configs[name]
+        field_ = f"spec.queues[{index}]"
+        head = (
+            f"topic {topic_id!r} of {_CONSUMER} {self.namespace}/{consumer.metadata.name}: "
+            f"clientConfig {name!r}"
+        )
+        if isinstance(resolved, ClientConfigError):
+            raise SessionInvalid(field_, f"{head}: {resolved}")
+        if "bootstrap.servers" not in resolved and "metadata.broker.list" not in resolved:
+            raise SessionInvalid(
+                field_,
+                f"{head} resolves to no bootstrap.servers; set it in MirrordKafkaClientConfig "
+                f"{self.operator_namespace}/{name} (or a parent)",
+            )
 
     async def _read_topics(
         self, consumer: MirrordKafkaTopicsConsumer, ids: list[str]

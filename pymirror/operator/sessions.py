@@ -352,8 +352,12 @@ class SessionReconciler:
         workload_kinds: WorkloadKinds,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_seconds: float = POLL_SECONDS,
+        on_failed: Callable[[str], object] | None = None,
     ) -> None:
+        """``on_failed(reason)`` is called once per session refused (``Invalid``) or
+        whose provisioning failed for good (``ProvisioningFailed``): the metric."""
         self.kube = kube
+        self.on_failed = on_failed
         self.splits = splits
         self.planner = planner
         self.namespaces = list(namespaces)
@@ -466,6 +470,7 @@ class SessionReconciler:
                 await self._note_retry(obj, e)
                 raise
             bound.warning("provisioning failed", error=str(e))
+            self._failed("ProvisioningFailed")
             reason = Step("begin_end", "Failed", "ProvisioningFailed", f"provisioning failed: {e}")
             return await self._begin_end(obj, reason)
         waiting = [(q, j) for q, j in joined if not j.ready]
@@ -501,17 +506,23 @@ class SessionReconciler:
         try:
             session = SplitSession.model_validate(obj)
         except ValidationError as e:
+            self._failed("Invalid")
             await self._fail_invalid(obj, f"the SplitSession is not valid: {e}")
             return None
         try:
             return await self.planner(self.kube, session)
         except SessionInvalid as e:
+            self._failed("Invalid")
             if recorded_splits(obj):  # an earlier plan joined splits: leave them first
                 step = Step("begin_end", "Failed", "Invalid", str(e))
                 await self._begin_end(obj, step)
                 return None
             await self._fail_invalid(obj, str(e))
             return None
+
+    def _failed(self, reason: str) -> None:
+        if self.on_failed is not None:
+            self.on_failed(reason)
 
     async def _fail_invalid(self, obj: Obj, message: str) -> None:
         log.info("session invalid", session=session_ref(obj), message=message)

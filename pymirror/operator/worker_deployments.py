@@ -4,8 +4,11 @@
 ``worker_name(split)``, labelled ``pymirror.dev/split: <split>`` (``WORKER_LABEL``) plus
 the ``app.kubernetes.io`` labels, with one container ``worker`` running
 ``[*worker_command, "worker", "sqs"|"kafka", "--split", "<namespace>/<split>", ...]`` (the
-original, the fallback and, for Kafka, the group id and client properties from the
-QueueSplit), ``worker_env`` as its environment, the worker's resources, ServiceAccount
+original, the fallback and, for Kafka, the group id from the QueueSplit and the client
+config by name, ``--client-config``: the worker resolves it itself, so no secret value
+is written into the Deployment; a digest of the resolved config on the pod template
+restarts the workers when it changes), ``worker_env`` (plus where ConfigMaps and Secrets
+are served) as its environment, the worker's resources, ServiceAccount
 and grace period, a hardened security context (non-root, read-only root filesystem, no
 privilege escalation, every capability dropped; an emptyDir for the few files the Kafka
 worker keeps) and, when the worker serves metrics, a readiness probe on that port. The
@@ -41,6 +44,10 @@ log = structlog.get_logger("pymirror.operator.worker_deployments")
 WORKER_LABEL = "pymirror.dev/split"
 #: A hash of the spec ``ensure_worker`` last wrote (an unchanged worker is not written).
 SPEC_ANNOTATION = "pymirror.dev/worker-spec"
+#: On a Kafka worker's pod template: :func:`config_digest` of its resolved client config.
+CONFIG_DIGEST_ANNOTATION = "pymirror.dev/client-config-digest"
+#: The worker's env var naming where ConfigMaps and Secrets are served (its settings).
+CONFIG_KINDS_VAR = "PYMIRROR_OPERATOR__CONFIG_KINDS"
 CONTAINER = "worker"
 APP_LABELS = {
     "app.kubernetes.io/name": "pymirror-worker",
@@ -78,7 +85,8 @@ def worker_args(
     """The worker container's command: ``pymirror worker sqs|kafka --split NS/NAME ...``.
 
     ``WorkerDeploymentError`` when the split has no fallback yet (the worker needs it) or,
-    for Kafka, no ``bootstrap.servers`` among ``properties`` (the resolved client config)."""
+    for Kafka, no ``bootstrap.servers`` among ``properties`` (the resolved client config,
+    checked here; the command names the config, ``--client-config``, never its values)."""
     spec = split.spec
     what = f"QueueSplit {_split_ref(split, settings)}"
     if not spec.fallback:
@@ -100,11 +108,27 @@ def worker_args(
         command += ["kafka", *ref, "--topic", spec.original, "--group-id", str(spec.group_id)]
         command += ["--fallback-topic", spec.fallback]
         command += ["--member-file", f"{state}/member", "--hand-back-file", f"{state}/hand-back"]
-        for name, value in sorted(props.items()):
-            command += ["--property", f"{name}={value}"]
+        # the worker resolves the config itself: no property value (a password, a SASL
+        # secret) is ever written into the Deployment
+        command += ["--client-config", str(spec.client_config)]
     if settings.worker_metrics_port is not None:
         command += ["--metrics-port", str(settings.worker_metrics_port)]
     return command
+
+
+def _worker_env(settings: OperatorSettings) -> dict[str, str]:
+    """``worker_env`` plus where ConfigMaps and Secrets are served (``CONFIG_KINDS_VAR``),
+    which a Kafka worker needs to resolve its client config."""
+    kinds = json.dumps(dict(settings.config_kinds), sort_keys=True)
+    return {CONFIG_KINDS_VAR: kinds, **settings.worker_env}
+
+
+def config_digest(properties: Mapping[str, str]) -> str:
+    """A digest of the resolved client properties, kept in the pod template
+    (``CONFIG_DIGEST_ANNOTATION``) so a changed config or Secret restarts the workers;
+    SHA-256 over every name and value, 16 hex digits: no value can be read from it."""
+    data = json.dumps(sorted(properties.items()), separators=(",", ":")).encode()
+    return hashlib.sha256(b"pymirror-client-config\0" + data).hexdigest()[:16]
 
 
 def _container(command: list[str], settings: OperatorSettings) -> Obj:
@@ -112,7 +136,7 @@ def _container(command: list[str], settings: OperatorSettings) -> Obj:
         "name": CONTAINER,
         "image": settings.worker_image,
         "command": command,
-        "env": [{"name": k, "value": v} for k, v in sorted(settings.worker_env.items())],
+        "env": [{"name": k, "value": v} for k, v in sorted(_worker_env(settings).items())],
         "resources": settings.worker_resources,
         "securityContext": {
             "runAsNonRoot": True,
@@ -168,6 +192,9 @@ def worker_deployment(
         "selector": {"matchLabels": selector},
         "template": {"metadata": {"labels": labels}, "spec": pod_spec},
     }
+    if split.spec.kind == "Kafka":
+        digest = config_digest(properties or {})
+        spec["template"]["metadata"]["annotations"] = {CONFIG_DIGEST_ANNOTATION: digest}
     metadata: Obj = {
         "name": worker_name(name),
         "namespace": settings.namespace,

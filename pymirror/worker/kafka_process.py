@@ -1,6 +1,8 @@
 """The Kafka split worker as a process: check, build, run (``pymirror worker kafka``).
 
-Everything is checked before the worker joins the group: the client properties,
+Everything is checked before the worker joins the group: the client properties (with
+``client_config``: that MirrordKafkaClientConfig, its parents and Secrets, read from
+the API server in the QueueSplit's namespace, so no secret is on a command line),
 the sessions and their filters, and that the original, the fallback and every
 session topic exist (a consumer's metadata request could auto-create a missing
 one; nothing is created here). Then the runtime runs the worker until the last
@@ -21,7 +23,14 @@ import structlog
 
 from pymirror.worker.runtime import Metrics, run_worker
 from pymirror.worker.sources import SessionSource
-from pymirror.worker.split_source import REPORT_INTERVAL, QueueSplitSource, open_session_source
+from pymirror.worker.split_source import (
+    REPORT_INTERVAL,
+    QueueSplitError,
+    QueueSplitSource,
+    open_session_source,
+)
+from registry.config_sources import ConfigKinds
+from registry.kafka_client_configs import load_client_config
 from registry.session_models import SplitCounters
 from splitter.kafka.clients import KafkaClients
 from splitter.kafka.properties import KafkaClientOptions, translate_properties
@@ -36,8 +45,12 @@ class KafkaProcess:
     """One ``pymirror worker kafka`` run: which split, its client, its sessions."""
 
     identity: KafkaWorkerIdentity
-    #: librdkafka/Java client properties (a resolved MirrordKafkaClientConfig).
+    #: librdkafka/Java client properties (given by hand; they override ``client_config``'s).
     properties: dict[str, str]
+    #: With ``split``: a MirrordKafkaClientConfig resolved in the split's namespace at start.
+    client_config: str | None = None
+    #: Where ConfigMaps and Secrets are served (for ``client_config``'s Secrets).
+    config_kinds: ConfigKinds = ConfigKinds()  # noqa: RUF009 - frozen
     sessions_file: Path | None = None
     #: ``NAMESPACE/NAME`` of the QueueSplit to follow instead of a sessions file.
     split: str | None = None
@@ -64,9 +77,8 @@ def kafka_counters(stats: KafkaWorkerStats) -> SplitCounters:
 
 async def serve(process: KafkaProcess, settings: KafkaSettings) -> None:
     """Check everything, then run the split worker until it is done (see the module doc)."""
-    options = translate_properties(process.properties)
-    for name, why in options.ignored.items():
-        log.warning("kafka property has no effect", property=name, reason=why)
+    if process.client_config is None:
+        options = _options(process.properties)  # checked before anything is opened
     async with open_session_source(
         process.split,
         process.sessions_file,
@@ -75,7 +87,33 @@ async def serve(process: KafkaProcess, settings: KafkaSettings) -> None:
         process.context,
         report_interval=process.report_interval,
     ) as source:
+        if process.client_config is not None:
+            options = _options(await _resolved(process, source))
         await _serve(process, settings, options, source)
+
+
+def _options(properties: dict[str, str]) -> KafkaClientOptions:
+    options = translate_properties(properties)
+    for name, why in options.ignored.items():
+        log.warning("kafka property has no effect", property=name, reason=why)
+    return options
+
+
+async def _resolved(process: KafkaProcess, source: SessionSource) -> dict[str, str]:
+    """``client_config`` resolved in the QueueSplit's namespace, ``properties`` over it
+    (``ClientConfigError`` names a missing config, parent or Secret)."""
+    assert process.client_config is not None
+    if not isinstance(source, QueueSplitSource):
+        raise QueueSplitError("--client-config needs --split (a QueueSplit's namespace)")
+    resolved = await load_client_config(
+        source.kube, source.namespace, process.client_config, config=process.config_kinds
+    )
+    log.info(
+        "kafka client config resolved",
+        client_config=process.client_config,
+        properties=sorted(resolved),  # the names only: values may be secrets
+    )
+    return {**resolved, **process.properties}
 
 
 async def _serve(

@@ -192,6 +192,7 @@ class QueueSplitSource:
         report_interval: float = REPORT_INTERVAL,
         counters: CountersFn | None = None,
     ) -> None:
+        self.kube = kube
         self.objects = kube.objects(QueueSplit.RESOURCE, namespace)
         self.namespace = namespace
         self.name = name

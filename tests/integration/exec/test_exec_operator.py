@@ -20,13 +20,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.exec.test_exec import CHILD
+from tests.integration.operator.support import DEPLOYMENTS, HANG, MEME_VAR, wait_empty
 from tests.integration.operator.test_operator import (  # the operator world
-    DEPLOYMENTS,
-    HANG,
-    MEME_VAR,
     Operated,
     operated,  # noqa: F401 (a fixture)
-    wait_empty,
 )
 from tests.integration.sqs.support import Outgoing, attribute, mid_of, receive_some, send
 from tests.servers.kube import KubeApi

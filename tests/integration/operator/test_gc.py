@@ -35,7 +35,6 @@ from splitter.sqs.client import SqsEndpoint as ClientEndpoint
 from splitter.sqs.queue_names import queue_name
 from tests.fixtures.kube import STAND_INS
 from tests.integration.sqs.support import FORMAT, client_for, make_queue, temporary
-from tests.servers.kube import KubeApi
 from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -53,12 +52,6 @@ class NoLeaves:
 
     async def leave(self, split: str, session_ref: str) -> bool:
         raise AssertionError(f"no route should be left ({split}: {session_ref})")
-
-
-@pytest.fixture
-async def kube(kube_api: KubeApi, kube_crds: list[str]) -> AsyncIterator[Kube]:
-    async with Kube.from_kubeconfig(kube_api.kubeconfig) as client:
-        yield client
 
 
 @pytest.fixture

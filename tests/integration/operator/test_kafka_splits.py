@@ -14,6 +14,7 @@ and their deletes are real, on the broker.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -22,13 +23,13 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from pymirror.operator.planning import PlannedQueue, SessionPlan, split_name
-from pymirror.operator.settings import OperatorSettings
+from pymirror.operator.settings import ConfigApiVersions
 from pymirror.operator.splits import Joined, Splits
 from pymirror.operator.worker_deployments import WORKER_LABEL, worker_name
 from pymirror.settings import Settings
@@ -36,8 +37,8 @@ from registry.env_patch import ORIGINAL_ENV_ANNOTATION
 from registry.errors import NotFoundError
 from registry.models import API_VERSION as MODELS_API_VERSION
 from registry.models import MirrordKafkaClientConfig
-from registry.objects import Kube, Obj, Objects
-from registry.session_models import QueueSplit
+from registry.objects import Kube, Obj
+from registry.resources import Resource
 from registry.workloads import WorkloadKinds, get_workload
 from splitter.errors import KafkaTopicError
 from splitter.naming import NameFormat
@@ -49,13 +50,14 @@ from tests.integration.kafka.support import (
     produce,
     read_all,
 )
+from tests.integration.operator import support
+from tests.integration.operator.support import InNamespaces, container_env, splits_settings
 from tests.servers.kafka import KafkaBroker, group_timeouts
 from tests.servers.kube import KubeApi
 from tests.servers.process import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-T = TypeVar("T")
 KINDS = WorkloadKinds.from_mapping(STAND_INS)
 DEPLOYMENT_API = KINDS.deployment.api_version
 TOPIC_VAR = "TOPIC"
@@ -63,12 +65,14 @@ GROUP_VAR = "GROUP"
 GROUP = "views-group"
 CONFIG = "kafka-main"
 PARTITIONS = 3
+SECRETS = Resource(*STAND_INS["Secret"])
+PASSWORD = "s3cr3t-not-on-any-command-line"
 #: Bounds a hang only (each wait below ends on the state it waits for).
 HANG = 60.0
 
 
 @dataclass
-class World:
+class World(InNamespaces):
     kube: Kube
     broker: KafkaBroker
     splits: Splits
@@ -79,25 +83,8 @@ class World:
     env: list[dict[str, Any]]
 
     @property
-    def queue_splits(self) -> Objects:
-        return self.kube.objects(QueueSplit.RESOURCE, self.operator_namespace)
-
-    @property
-    def deployments(self) -> Objects:
-        return self.kube.objects(KINDS.deployment, self.namespace)
-
-    @property
-    def workers(self) -> Objects:
-        return self.kube.objects(KINDS.deployment, self.operator_namespace)
-
-    @property
     def name_format(self) -> NameFormat:
         return self.settings.kafka.name_format
-
-
-async def bounded(awaitable: Awaitable[T]) -> T:
-    async with asyncio.timeout(HANG):
-        return await awaitable
 
 
 def app_body(topic: str) -> Obj:
@@ -106,19 +93,7 @@ def app_body(topic: str) -> Obj:
         {"name": TOPIC_VAR, "value": topic},
         {"name": GROUP_VAR, "value": GROUP},
     ]
-    return {
-        "apiVersion": DEPLOYMENT_API,
-        "kind": "Deployment",
-        "metadata": {"name": "app"},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": "app"}},
-            "template": {
-                "metadata": {"labels": {"app": "app"}},
-                "spec": {"containers": [{"name": "main", "image": "app:1", "env": env}]},
-            },
-        },
-    }
+    return support.app_body(env)
 
 
 @pytest.fixture
@@ -128,12 +103,7 @@ async def world(
     """A namespace with Deployment ``app`` whose env holds the original topic (TOPIC) and
     its group id (GROUP), the topic on the broker, and an operator namespace with the
     MirrordKafkaClientConfig naming the broker."""
-    operator = OperatorSettings(
-        namespace=f"{unique_name}-ops",
-        workload_kinds={"Deployment": DEPLOYMENT_API, "StatefulSet": DEPLOYMENT_API},
-        worker_metrics_port=None,
-        workload_restart_timeout=60.0,
-    )
+    operator = splits_settings(f"{unique_name}-ops")
     settings = Settings(operator=operator)
     original = f"{unique_name}.views"
     await create_topics(kafka_broker, PARTITIONS, original)
@@ -214,18 +184,7 @@ async def delete_topic(w: World, topic: str) -> None:
 
 async def roll_out(w: World) -> None:
     """What the Deployment controller writes once every replica runs the current template."""
-    for obj in (await w.deployments.list()).items:
-        generation = obj["metadata"]["generation"]
-        if (obj.get("status") or {}).get("observedGeneration") == generation:
-            continue
-        status = {
-            "observedGeneration": generation,
-            "replicas": 1,
-            "updatedReplicas": 1,
-            "readyReplicas": 1,
-            "availableReplicas": 1,
-        }
-        await w.deployments.patch_status(obj["metadata"]["name"], status)
+    await support.roll_out(w.deployments)
 
 
 async def acknowledge(w: World, split: str) -> None:
@@ -261,36 +220,18 @@ async def hand_back_done(w: World, split: str) -> str:
 
 async def hand_back(w: World, split: str) -> None:
     """``reconcile_split`` while playing the Deployment controller for the restore."""
-    task = asyncio.create_task(w.splits.reconcile_split(split))
-    while not task.done():
-        await roll_out(w)
-        await asyncio.wait({task}, timeout=0.1)
-    await bounded(task)
+    await support.hand_back(w.splits, split, lambda: roll_out(w))
 
 
 async def drive(w: World, plans: list[SessionPlan], sequences: list[int]) -> list[Joined]:
-    """Join every plan at once until all are ready, playing the controller and the worker
-    whenever a join waits for them."""
-    steps: list[str] = []
-    for _ in range(8):
-        results = await bounded(
-            asyncio.gather(
-                *(w.splits.join(p, p.queues[0], s) for p, s in zip(plans, sequences, strict=True))
-            )
-        )
-        if all(j.ready for j in results):
-            return list(results)
-        steps += [j.step for j in results]
-        if any(j.step.startswith("waiting for the rollout") for j in results):
-            await roll_out(w)
-        if any(j.step.startswith("waiting for the worker") for j in results):
-            await acknowledge(w, plans[0].queues[0].split)
-    raise AssertionError(f"the joins did not become ready; steps: {steps}")
-
-
-def container_env(app: Obj) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = app["spec"]["template"]["spec"]["containers"][0]["env"]
-    return env
+    """Join every plan at once until all are ready, playing the controller and the worker."""
+    return await support.drive(
+        w.splits,
+        plans,
+        sequences,
+        roll=lambda: roll_out(w),
+        acknowledge=lambda s: acknowledge(w, s),
+    )
 
 
 # --- join ---------------------------------------------------------------------------------------
@@ -338,7 +279,8 @@ async def test_two_sessions_share_one_fallback_topic_patch_and_worker(world: Wor
     assert command[command.index("--topic") + 1] == w.original
     assert command[command.index("--group-id") + 1] == GROUP
     assert command[command.index("--fallback-topic") + 1] == fallback["name"]
-    assert f"bootstrap.servers={w.broker.bootstrap}" in command
+    assert command[command.index("--client-config") + 1] == CONFIG
+    assert w.broker.bootstrap not in json.dumps(worker)  # the worker resolves the config
     # what the local processes get: their own topic
     for plan, result in zip(plans, joined, strict=True):
         assert result.temporary == sessions[plan.session_ref]["name"]
@@ -511,7 +453,9 @@ async def test_the_real_worker_splits_ends_the_session_and_hands_back(
     rest to the fallback, ends her session when she leaves (her unread records routed
     again, her topic deleted), hands the topic back (drain timeout 0: the fallback's
     records move back to the original) and reports Done; the operator then restores the
-    workload and deletes the split. Nothing is lost."""
+    workload and deletes the split. Nothing is lost. The client config takes
+    ``bootstrap.servers`` and a password from a Secret (``loadFromSecret``): neither is
+    in the worker Deployment, the worker resolves them itself (``--client-config``)."""
     w = world
     timeouts = group_timeouts(w.broker.kind)
     properties = {
@@ -520,8 +464,22 @@ async def test_the_real_worker_splits_ends_the_session_and_hands_back(
         "session.timeout.ms": str(timeouts["session_timeout_ms"]),
         "heartbeat.interval.ms": str(timeouts["heartbeat_interval_ms"]),
     }
+    secret = {"bootstrap.servers": w.broker.bootstrap, "sasl.password": PASSWORD}
+    await w.kube.objects(SECRETS, w.operator_namespace).create(
+        {
+            "apiVersion": f"{SECRETS.group}/{SECRETS.version}",
+            "kind": "Secret",
+            "metadata": {"name": "kafka-auth"},
+            "type": "Opaque",
+            "data": {k: base64.b64encode(v.encode()).decode() for k, v in secret.items()},
+        }
+    )
+    del properties["bootstrap.servers"]
     configs = w.kube.objects(MirrordKafkaClientConfig.RESOURCE, w.operator_namespace)
-    body = {"properties": [{"name": k, "value": v} for k, v in properties.items()]}
+    body = {
+        "properties": [{"name": k, "value": v} for k, v in properties.items()],
+        "loadFromSecret": f"{w.operator_namespace}/kafka-auth",
+    }
     await configs.merge_patch(CONFIG, {"spec": body})
     current = await configs.get(CONFIG)
     assert {p["name"] for p in current["spec"]["properties"]} == set(properties)
@@ -529,6 +487,9 @@ async def test_the_real_worker_splits_ends_the_session_and_hands_back(
         update={
             "worker_command": [sys.executable, "-m", "pymirror"],
             "worker_state_dir": str(tmp_path),
+            "config_kinds": ConfigApiVersions(
+                {k: "/".join(STAND_INS[k][:2]) for k in ("ConfigMap", "Secret")}
+            ),
             "worker_env": {
                 "KUBECONFIG": str(kube_api.kubeconfig),
                 "PYTHONPATH": str(REPO),
@@ -550,6 +511,9 @@ async def test_the_real_worker_splits_ends_the_session_and_hands_back(
     assert waiting.step == f"waiting for the worker of {split}"
     worker = await w.workers.get(worker_name(split))
     container = worker["spec"]["template"]["spec"]["containers"][0]
+    assert w.broker.bootstrap not in json.dumps(worker)
+    assert PASSWORD not in json.dumps(worker)
+    assert container["command"][container["command"].index("--client-config") + 1] == CONFIG
     env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]}}
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log:

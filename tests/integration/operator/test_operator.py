@@ -23,43 +23,40 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from prometheus_client import CollectorRegistry
 
-from pymirror.operator.controller import Controller, build
+from pymirror.operator.controller import Controller
 from pymirror.operator.gc import collect
 from pymirror.operator.sessions import FINALIZER, KILLED_ANNOTATION
-from pymirror.operator.settings import OperatorSettings
 from pymirror.operator.splits import Splits
-from pymirror.sandbox.pods import RestartPolicy
-from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
-from pymirror.sandbox.workloads import STAND_IN_KINDS
+from pymirror.sandbox.runtime import LocalRuntime
 from pymirror.settings import Settings
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION, patch_env
 from registry.errors import NotFoundError
 from registry.objects import Kube, Obj, Objects
-from registry.resources import Resource
 from registry.session_models import QueueSplit, SplitSession
 from registry.workloads import get_workload
 from splitter.sqs.client import SqsClient
-from splitter.sqs.settings import SqsSettings
-from tests.integration.sqs.support import client_for, make_queue
+from tests.integration.operator.support import (
+    APP,
+    DEPLOYMENTS,
+    HANG,
+    MEME_VAR,
+    REGISTRIES,
+    app_deployment,
+    gone,
+    meme_app,
+    meme_registry,
+    operating,
+    operator_settings,
+    phase_is,
+    session_body,
+    wait_empty,
+    watch_session,
+)
 from tests.servers.kube import KubeApi
-from tests.servers.process import REPO
 from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
-
-HANG = 150.0
-APP = "meme-app"
-MEME_VAR, AD_VAR = "INCOMING_MEME_QUEUE_NAME", "AD_QUEUE_NAME"
-DEPLOYMENTS = STAND_IN_KINDS.deployment
-REGISTRIES = Resource("queues.mirrord.metalbear.co", "v1alpha", "mirrordworkloadqueueregistries")
-IDLE = [
-    sys.executable,
-    "-c",
-    "import signal; signal.signal(signal.SIGTERM, lambda *a: exit(0)); signal.pause()",
-]
 
 
 @dataclass
@@ -84,213 +81,36 @@ class Operated:
         return {e["name"]: e.get("value", "") for e in main.get("env") or []}
 
 
-def app_deployment(memes: str, ads: str) -> Obj:
-    env = [{"name": MEME_VAR, "value": memes}, {"name": AD_VAR, "value": ads}]
-    return {
-        "apiVersion": DEPLOYMENTS.api_version,
-        "kind": "Deployment",
-        "metadata": {"name": APP},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": APP}},
-            "template": {
-                "metadata": {"labels": {"app": APP}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [{"name": "main", "image": "local", "command": IDLE, "env": env}],
-                },
-            },
-        },
-    }
-
-
-def session_body(name: str, queue_id: str = "meme-queue", *, lease: int = 30) -> Obj:
-    return {
-        "apiVersion": "pymirror.dev/v1alpha1",
-        "kind": "SplitSession",
-        "metadata": {"name": name},
-        "spec": {
-            "target": {
-                "apiVersion": DEPLOYMENTS.api_version,
-                "kind": "Deployment",
-                "name": APP,
-                "container": "main",
-            },
-            "owner": {"username": name, "hostname": "laptop", "k8sUsername": f"{name}@example.com"},
-            "queues": [{"id": queue_id, "kind": "SQS", "messageFilter": {"author": f"^{name}$"}}],
-            "leaseSeconds": lease,
-        },
-    }
-
-
-def operator_settings(
-    kube_api: KubeApi, sqs_endpoint: SqsEndpoint, operator_namespace: str
-) -> Settings:
-    worker_env = {
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_DEFAULT_REGION": sqs_endpoint.region,
-        "KUBECONFIG": str(kube_api.kubeconfig),
-        "PYMIRROR_SQS__ENDPOINT_URL": sqs_endpoint.url,
-        "PYMIRROR_SQS__REGION": sqs_endpoint.region,
-        "PYMIRROR_SQS__WAIT_SECONDS": "1",
-        "PYMIRROR_SQS__DRAIN_POLL": "0.2",
-        "PYMIRROR_SQS__SHUTDOWN_GRACE": "5",
-        "PYMIRROR_LOG__FORMAT": "json",
-        "PYTHONPATH": str(REPO),
-    }
-    operator = OperatorSettings(
-        namespace=operator_namespace,
-        workload_kinds={
-            "Deployment": DEPLOYMENTS.api_version,
-            "StatefulSet": DEPLOYMENTS.api_version,
-        },
-        config_kinds={"ConfigMap": "core.pymirror.test/v1", "Secret": "core.pymirror.test/v1"},
-        worker_command=[sys.executable, "-m", "pymirror"],
-        worker_env=worker_env,
-        worker_metrics_port=None,
-        workload_restart_timeout=60.0,
-        resync_seconds=5.0,
-    )
-    sqs = SqsSettings(endpoint_url=sqs_endpoint.url, region=sqs_endpoint.region)
-    return Settings(sqs=sqs, operator=operator)
-
-
-@contextlib.asynccontextmanager
-async def running(task_factory: Callable[[], Any]) -> AsyncIterator[asyncio.Task[Any]]:
-    task = asyncio.create_task(task_factory())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 @pytest.fixture
 async def operated(
+    kube: Kube,
     kube_api: KubeApi,
-    kube_crds: list[str],
+    sqs: SqsClient,
     moto_endpoint: SqsEndpoint,
-    unique_name: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    namespaces: tuple[str, str],
+    local_runtime: LocalRuntime,
 ) -> AsyncIterator[Operated]:
-    for var, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
-        monkeypatch.setenv(var, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", moto_endpoint.region)
-    namespace, operator_namespace = unique_name, f"{unique_name}-ops"
+    namespace, operator_namespace = namespaces
     settings = operator_settings(kube_api, moto_endpoint, operator_namespace)
-    runtime_config = RuntimeConfig(
-        namespaces=[namespace, operator_namespace],
-        log_dir=tmp_path / "pods",
-        kinds=STAND_IN_KINDS,
-        watch_kinds=("Deployment",),
-        groups_dir=tmp_path / "groups",
-        restart=RestartPolicy(first=0.2, ceiling=1.0),
-    )
-    async with Kube.from_kubeconfig(kube_api.kubeconfig) as kube, client_for(moto_endpoint) as sqs:
-        memes = await make_queue(sqs, f"memes-{unique_name}")
-        ads = await make_queue(sqs, f"ads-{unique_name}")
-        memes_name, ads_name = memes.rpartition("/")[2], ads.rpartition("/")[2]
-        deployments = kube.objects(DEPLOYMENTS, namespace)
-        await deployments.create(app_deployment(memes_name, ads_name))
-        registry = yaml.safe_load((REPO / "examples/meme-app/queue-registry.yaml").read_text())
-        await kube.objects(REGISTRIES, namespace).create(registry)
-        runtime = LocalRuntime(kube, runtime_config)
-        controller = build(kube, settings, namespaces=[namespace], registry=CollectorRegistry())
-        stop = asyncio.Event()
-        async with running(runtime.run), running(lambda: controller.run(stop)) as operator:
-            async with asyncio.timeout(HANG):
-                await runtime.ready.wait()
-                await controller.started.wait()
-            yield Operated(
-                kube=kube,
-                namespace=namespace,
-                operator_namespace=operator_namespace,
-                sessions=kube.objects(SplitSession.RESOURCE, namespace),
-                splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
-                deployments=deployments,
-                sqs=sqs,
-                memes=memes_name,
-                controller=controller,
-                settings=settings,
-            )
-            await cleanup(kube, namespace, operator_namespace)
-            stop.set()
-            async with asyncio.timeout(HANG):
-                await operator
-
-
-async def cleanup(kube: Kube, namespace: str, operator_namespace: str) -> None:
-    """Delete the sessions left and wait until they and their splits are gone (the
-    operator still runs), so the workers and the app stop."""
-    sessions = kube.objects(SplitSession.RESOURCE, namespace)
-    for obj in (await sessions.list()).items:
-        await sessions.delete(obj["metadata"]["name"], missing_ok=True)
-    async with asyncio.timeout(HANG):
-        await wait_empty(sessions)
-        await wait_empty(kube.objects(QueueSplit.RESOURCE, operator_namespace))
-
-
-async def wait_empty(objects: Objects) -> None:
-    """Until ``objects`` lists nothing (watched)."""
-    listed = await objects.list()
-    names = {o["metadata"]["name"] for o in listed.items}
-    if not names:
-        return
-    async with objects.watch(resource_version=listed.resource_version) as w:
-        async for event in w:
-            if event.type == "DELETED":
-                names.discard(event.name)
-            else:
-                names.add(event.name)
-            if not names:
-                return
+    memes = await meme_app(kube, sqs, namespace)
+    async with operating(kube, settings, namespace) as controller:
+        yield Operated(
+            kube=kube,
+            namespace=namespace,
+            operator_namespace=operator_namespace,
+            sessions=kube.objects(SplitSession.RESOURCE, namespace),
+            splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
+            deployments=kube.objects(DEPLOYMENTS, namespace),
+            sqs=sqs,
+            memes=memes.rpartition("/")[2],
+            controller=controller,
+            settings=settings,
+        )
 
 
 async def wait_session(env: Operated, name: str, check: Callable[[Obj | None], bool]) -> Obj | None:
     """:func:`watch_session`, every status seen appended to ``env.history[name]``."""
     return await watch_session(env.sessions, name, check, env.history.setdefault(name, []))
-
-
-async def watch_session(
-    sessions: Objects,
-    name: str,
-    check: Callable[[Obj | None], bool],
-    seen: list[dict[str, Any]] | None = None,
-) -> Obj | None:
-    """The first state of session ``name`` (current, then watched; None = gone) for which
-    ``check`` holds; every status seen is appended to ``seen``."""
-    seen = [] if seen is None else seen
-    try:
-        obj: Obj | None = await sessions.get(name)
-    except NotFoundError:
-        obj = None
-    async with asyncio.timeout(HANG):
-        if obj is not None:
-            seen.append(obj.get("status") or {})
-        if check(obj):
-            return obj
-        version = obj["metadata"]["resourceVersion"] if obj is not None else None
-        async with sessions.watch(
-            resource_version=version, field_selector=f"metadata.name={name}"
-        ) as w:
-            async for event in w:
-                current = None if event.type == "DELETED" else event.object
-                if current is not None:
-                    seen.append(current.get("status") or {})
-                if check(current):
-                    return current
-    raise AssertionError("the watch ended")
-
-
-def phase_is(*phases: str) -> Callable[[Obj | None], bool]:
-    return lambda obj: obj is not None and (obj.get("status") or {}).get("phase") in phases
-
-
-def gone(obj: Obj | None) -> bool:
-    return obj is None
 
 
 async def ready_session(env: Operated, name: str, *, lease: int = 30) -> Obj:
@@ -449,8 +269,8 @@ async def test_a_session_whose_target_is_gone_ends_failed_and_says_so(
 
 
 async def test_the_operator_process_drives_sessions_and_stops_on_sigterm(
+    kube: Kube,
     kube_api: KubeApi,
-    kube_crds: list[str],
     moto_endpoint: SqsEndpoint,
     unique_name: str,
     tmp_path: Path,
@@ -468,32 +288,29 @@ async def test_the_operator_process_drives_sessions_and_stops_on_sigterm(
     }
     command = [sys.executable, "-m", "pymirror", "operator", "--namespace", unique_name]
     command += ["--kubeconfig", str(kube_api.kubeconfig)]
-    async with Kube.from_kubeconfig(kube_api.kubeconfig) as kube:
-        deployments = kube.objects(DEPLOYMENTS, unique_name)
-        await deployments.create(app_deployment("memes", "ads"))
-        registry = yaml.safe_load((REPO / "examples/meme-app/queue-registry.yaml").read_text())
-        await kube.objects(REGISTRIES, unique_name).create(registry)
-        log = (tmp_path / "operator.log").open("wb")
-        process = await asyncio.create_subprocess_exec(
-            *command, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            sessions = kube.objects(SplitSession.RESOURCE, unique_name)
-            await sessions.create(session_body("gina", "orders"))
-            obj = await watch_session(sessions, "gina", phase_is("Failed", "Ready"))
-            assert obj is not None
-            assert obj["status"]["message"].startswith("spec.queues[0].id: 'orders'")
-            process.send_signal(signal.SIGTERM)
-            async with asyncio.timeout(HANG):
-                await process.wait()
-            output = (tmp_path / "operator.log").read_text()
-            assert process.returncode == 0, output[-2000:]
-            assert "operator controller stopped" in output
-        finally:
-            if process.returncode is None:
-                process.kill()
-                await process.wait()
-            log.close()
+    await kube.objects(DEPLOYMENTS, unique_name).create(app_deployment("memes", "ads"))
+    await kube.objects(REGISTRIES, unique_name).create(meme_registry())
+    log = (tmp_path / "operator.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        *command, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        sessions = kube.objects(SplitSession.RESOURCE, unique_name)
+        await sessions.create(session_body("gina", "orders"))
+        obj = await watch_session(sessions, "gina", phase_is("Failed", "Ready"))
+        assert obj is not None
+        assert obj["status"]["message"].startswith("spec.queues[0].id: 'orders'")
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(HANG):
+            await process.wait()
+        output = (tmp_path / "operator.log").read_text()
+        assert process.returncode == 0, output[-2000:]
+        assert "operator controller stopped" in output
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        log.close()
 
 
 async def test_garbage_collection_restores_orphan_patches_and_leaves_routes_of_gone_sessions(

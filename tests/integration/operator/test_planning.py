@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -30,7 +29,9 @@ from pymirror.operator.planning import (
 )
 from pymirror.operator.settings import OperatorSettings
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION, patch_env
+from registry.models import API_VERSION as MODELS_API_VERSION
 from registry.models import (
+    MirrordKafkaClientConfig,
     MirrordKafkaTopicsConsumer,
     MirrordWorkloadQueueRegistry,
 )
@@ -39,7 +40,6 @@ from registry.resources import Resource
 from registry.session_models import QueueSplit, SplitSession, parse_pymirror_object
 from registry.workloads import WorkloadRef, get_workload
 from tests.fixtures.kube import STAND_INS
-from tests.servers.kube import KubeApi
 from tests.servers.process import REPO
 
 pytestmark = pytest.mark.integration
@@ -49,13 +49,8 @@ EXAMPLES = REPO / "examples"
 STAND_IN = "apps.pymirror.test/v1"
 CONFIG_MAPS = Resource(*STAND_INS["ConfigMap"])
 DEPLOYMENTS = Resource(*STAND_INS["Deployment"])
+BOOTSTRAP = {"name": "bootstrap.servers", "value": "kafka:9092"}
 MEME_URL = "https://sqs.eu-west-1.amazonaws.com/123456789012/IncomingMemeQueue"
-
-
-@pytest.fixture
-async def kube(kube_api: KubeApi, kube_crds: list[str]) -> AsyncIterator[Kube]:
-    async with Kube.from_kubeconfig(kube_api.kubeconfig) as client:
-        yield client
 
 
 def settings(namespace: str, **overrides: Any) -> OperatorSettings:
@@ -120,11 +115,25 @@ async def setup_meme_app(kube: Kube, namespace: str) -> None:
         }
     )
     await kube.objects(DEPLOYMENTS, namespace).create(meme_app())
+    for name in ("base-config", "views-config"):  # the operator namespace is the test's
+        await create_client_config(kube, namespace, name, BOOTSTRAP)
     for path, model in (
         ("meme-app/queue-registry.yaml", MirrordWorkloadQueueRegistry),
         ("meme-app/kafka-topics-consumer.yaml", MirrordKafkaTopicsConsumer),
     ):
         await kube.objects(model.RESOURCE, namespace).create(example(path))
+
+
+async def create_client_config(
+    kube: Kube, namespace: str, name: str, *properties: Obj, **spec: Any
+) -> None:
+    body = {
+        "apiVersion": MODELS_API_VERSION,
+        "kind": "MirrordKafkaClientConfig",
+        "metadata": {"name": name},
+        "spec": {"properties": list(properties), **spec},
+    }
+    await kube.objects(MirrordKafkaClientConfig.RESOURCE, namespace).create(body)
 
 
 async def create_session(
@@ -666,3 +675,59 @@ async def test_a_target_without_a_topics_consumer_is_refused(kube: Kube, unique_
         "Deployment and consumerName meme-app; create one for the workload, or fix "
         "spec.target (kind, name)"
     )
+
+
+@pytest.mark.parametrize(
+    ("configs", "message"),
+    [
+        (
+            {"base-config": {"parent": "other"}, "other": {"parent": "base-config"}},
+            "spec.queues[0]: topic 'views-topic' of MirrordKafkaTopicsConsumer "
+            "{ns}/meme-app-topics-consumer: clientConfig 'base-config': MirrordKafkaClientConfig "
+            "parent cycle: base-config -> other -> base-config; remove one spec.parent",
+        ),
+        (
+            {"base-config": {"loadFromSecret": "{ns}/kafka-auth"}},
+            "spec.queues[0]: topic 'views-topic' of MirrordKafkaTopicsConsumer "
+            "{ns}/meme-app-topics-consumer: clientConfig 'base-config': MirrordKafkaClientConfig "
+            "base-config: spec.loadFromSecret {ns}/kafka-auth: Secret {ns}/kafka-auth not found; "
+            "create it or fix the reference",
+        ),
+        (
+            {"base-config": {"parent": "gone"}},
+            "spec.queues[0]: topic 'views-topic' of MirrordKafkaTopicsConsumer "
+            "{ns}/meme-app-topics-consumer: clientConfig 'base-config': MirrordKafkaClientConfig "
+            "'gone' (parent of base-config) not found in the operator namespace; create it or "
+            "fix the reference",
+        ),
+        (
+            {"base-config": {"unset": True}},
+            "spec.queues[0]: topic 'views-topic' of MirrordKafkaTopicsConsumer "
+            "{ns}/meme-app-topics-consumer: clientConfig 'base-config' resolves to no "
+            "bootstrap.servers; set it in MirrordKafkaClientConfig {ns}/base-config (or a parent)",
+        ),
+    ],
+    ids=["parent-cycle", "missing-secret", "missing-parent", "no-bootstrap"],
+)
+async def test_a_client_config_that_does_not_resolve_is_refused_naming_it(
+    kube: Kube, unique_name: str, configs: dict[str, dict[str, Any]], message: str
+) -> None:
+    """The topic's client config is resolved while planning (its parents, their Secrets),
+    so no topic is created nor workload patched for a config that cannot work."""
+    ns = unique_name
+    await setup_meme_app(kube, ns)
+    for name, change in configs.items():
+        spec = {k: v.format(ns=ns) for k, v in change.items() if k != "unset"}
+        properties = [{"name": "client.id", "value": "x"}] if "unset" in change else [BOOTSTRAP]
+        if name == "base-config":
+            body = {"spec": {"properties": properties, **spec}}
+            await kube.objects(MirrordKafkaClientConfig.RESOURCE, ns).merge_patch(name, body)
+        else:
+            await create_client_config(kube, ns, name, *properties, **spec)
+    session = await create_session(kube, ns, [kafka("views-topic")])
+
+    with pytest.raises(SessionInvalid) as raised:
+        await plan_session(kube, session, settings=settings(ns))
+
+    assert str(raised.value) == message.format(ns=ns)
+    assert (await kube.objects(QueueSplit.RESOURCE, ns).list()).items == []

@@ -31,40 +31,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from pymirror.operator.fault_points import KILL_AT_VAR
-from pymirror.sandbox.pods import RestartPolicy
-from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
-from pymirror.sandbox.workloads import STAND_IN_KINDS
+from pymirror.sandbox.runtime import LocalRuntime
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION
 from registry.objects import Kube, Obj, Objects
 from registry.session_models import QueueSplit, SplitSession
 from splitter.sqs.client import SqsClient
-from tests.integration.operator.test_operator import (
+from tests.integration.operator.support import (
     APP,
     DEPLOYMENTS,
     HANG,
-    REGISTRIES,
-    app_deployment,
     gone,
+    meme_app,
     operator_settings,
     phase_is,
-    running,
     session_body,
     wait_empty,
     watch_session,
 )
-from tests.integration.sqs.support import (
-    Outgoing,
-    attribute,
-    client_for,
-    make_queue,
-    receive_some,
-    send,
-)
+from tests.integration.sqs.support import Outgoing, attribute, receive_some, send
 from tests.servers.kube import KubeApi
-from tests.servers.process import REPO
 from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
@@ -105,52 +92,31 @@ class World:
 
 @pytest.fixture
 async def world(
+    kube: Kube,
     kube_api: KubeApi,
-    kube_crds: list[str],
+    sqs: SqsClient,
     moto_endpoint: SqsEndpoint,
-    unique_name: str,
+    namespaces: tuple[str, str],
+    local_runtime: LocalRuntime,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> AsyncIterator[World]:
-    for var, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
-        monkeypatch.setenv(var, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", moto_endpoint.region)
-    namespace, operator_namespace = unique_name, f"{unique_name}-ops"
-    runtime_config = RuntimeConfig(
-        namespaces=[namespace, operator_namespace],
-        log_dir=tmp_path / "pods",
-        kinds=STAND_IN_KINDS,
-        watch_kinds=("Deployment",),
-        groups_dir=tmp_path / "groups",
-        restart=RestartPolicy(first=0.2, ceiling=1.0),
+) -> World:
+    namespace, operator_namespace = namespaces
+    memes_url = await meme_app(kube, sqs, namespace)
+    return World(
+        kube=kube,
+        kube_api=kube_api,
+        sqs=sqs,
+        moto=moto_endpoint,
+        namespace=namespace,
+        operator_namespace=operator_namespace,
+        memes=memes_url.rpartition("/")[2],
+        memes_url=memes_url,
+        logs=tmp_path,
+        sessions=kube.objects(SplitSession.RESOURCE, namespace),
+        splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
+        deployments=kube.objects(DEPLOYMENTS, namespace),
+        workers=kube.objects(DEPLOYMENTS, operator_namespace),
     )
-    async with Kube.from_kubeconfig(kube_api.kubeconfig) as kube, client_for(moto_endpoint) as sqs:
-        memes_url = await make_queue(sqs, f"memes-{unique_name}")
-        ads = await make_queue(sqs, f"ads-{unique_name}")
-        memes = memes_url.rpartition("/")[2]
-        deployments = kube.objects(DEPLOYMENTS, namespace)
-        await deployments.create(app_deployment(memes, ads.rpartition("/")[2]))
-        registry = yaml.safe_load((REPO / "examples/meme-app/queue-registry.yaml").read_text())
-        await kube.objects(REGISTRIES, namespace).create(registry)
-        runtime = LocalRuntime(kube, runtime_config)
-        async with running(runtime.run):
-            async with asyncio.timeout(HANG):
-                await runtime.ready.wait()
-            yield World(
-                kube=kube,
-                kube_api=kube_api,
-                sqs=sqs,
-                moto=moto_endpoint,
-                namespace=namespace,
-                operator_namespace=operator_namespace,
-                memes=memes,
-                memes_url=memes_url,
-                logs=tmp_path,
-                sessions=kube.objects(SplitSession.RESOURCE, namespace),
-                splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
-                deployments=deployments,
-                workers=kube.objects(DEPLOYMENTS, operator_namespace),
-            )
 
 
 def operator_env(world: World, kill_at: str | None) -> dict[str, str]:

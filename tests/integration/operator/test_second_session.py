@@ -12,40 +12,33 @@ set to the session's own temporary queue. Every wait is on a watched status chan
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry
 
-from pymirror.operator.controller import build
 from pymirror.operator.planning import split_name
-from pymirror.sandbox.pods import RestartPolicy
-from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
-from pymirror.sandbox.workloads import STAND_IN_KINDS
+from pymirror.sandbox.runtime import LocalRuntime
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION
 from registry.objects import Kube, Obj, Objects
 from registry.session_models import QueueSplit, SplitSession
 from registry.workloads import WorkloadRef
 from splitter.sqs.client import SqsClient
-from tests.integration.operator.test_operator import (
+from tests.integration.operator.support import (
     APP,
     DEPLOYMENTS,
-    HANG,
     IDLE,
     REGISTRIES,
-    cleanup,
+    app_body,
+    operating,
     operator_settings,
     phase_is,
-    running,
     session_body,
     watch_session,
 )
-from tests.integration.sqs.support import client_for, make_queue
+from tests.integration.sqs.support import make_queue
 from tests.servers.kube import KubeApi
 from tests.servers.sqs import SqsEndpoint
 
@@ -84,25 +77,6 @@ class World:
         return obj
 
 
-def app_body(env: list[dict[str, Any]]) -> Obj:
-    return {
-        "apiVersion": DEPLOYMENTS.api_version,
-        "kind": "Deployment",
-        "metadata": {"name": APP},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": APP}},
-            "template": {
-                "metadata": {"labels": {"app": APP}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 5,
-                    "containers": [{"name": "main", "image": "local", "command": IDLE, "env": env}],
-                },
-            },
-        },
-    }
-
-
 def registry_body() -> Obj:
     """One id per way of naming queues: an env var, a regexPattern naming two, a JSON map."""
     return {
@@ -127,65 +101,43 @@ def registry_body() -> Obj:
 @pytest.fixture(params=["url", "name"])
 async def world(
     request: pytest.FixtureRequest,
+    kube: Kube,
     kube_api: KubeApi,
-    kube_crds: list[str],
+    sqs: SqsClient,
     moto_endpoint: SqsEndpoint,
-    unique_name: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    namespaces: tuple[str, str],
+    local_runtime: LocalRuntime,
 ) -> AsyncIterator[World]:
     """The app with its two queues in MEMES_QUEUE_NAME, ADS_QUEUE_NAME and QUEUES_JSON
     (as URLs or as names: the fixture's parameter), its registry, and the operator."""
-    for var, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test")):
-        monkeypatch.setenv(var, value)
-    monkeypatch.setenv("AWS_DEFAULT_REGION", moto_endpoint.region)
-    namespace, operator_namespace = unique_name, f"{unique_name}-ops"
+    namespace, operator_namespace = namespaces
     settings = operator_settings(kube_api, moto_endpoint, operator_namespace)
-    runtime_config = RuntimeConfig(
-        namespaces=[namespace, operator_namespace],
-        log_dir=tmp_path / "pods",
-        kinds=STAND_IN_KINDS,
-        watch_kinds=("Deployment",),
-        groups_dir=tmp_path / "groups",
-        restart=RestartPolicy(first=0.2, ceiling=1.0),
-    )
-    async with Kube.from_kubeconfig(kube_api.kubeconfig) as kube, client_for(moto_endpoint) as sqs:
-        memes = await make_queue(sqs, f"memes-{unique_name}")
-        ads = await make_queue(sqs, f"ads-{unique_name}")
+    memes = await make_queue(sqs, f"memes-{namespace}")
+    ads = await make_queue(sqs, f"ads-{namespace}")
 
-        def form(url: str) -> str:
-            return url if request.param == "url" else url.rpartition("/")[2]
+    def form(url: str) -> str:
+        return url if request.param == "url" else url.rpartition("/")[2]
 
-        names = json.dumps({"memes": form(memes), "ads": form(ads)})
-        env = [
-            {"name": MEMES_VAR, "value": form(memes)},
-            {"name": ADS_VAR, "value": form(ads)},
-            {"name": JSON_VAR, "value": names},
-        ]
-        deployments = kube.objects(DEPLOYMENTS, namespace)
-        await deployments.create(app_body(env))
-        await kube.objects(REGISTRIES, namespace).create(registry_body())
-        runtime = LocalRuntime(kube, runtime_config)
-        controller = build(kube, settings, namespaces=[namespace], registry=CollectorRegistry())
-        stop = asyncio.Event()
-        async with running(runtime.run), running(lambda: controller.run(stop)) as operator:
-            async with asyncio.timeout(HANG):
-                await runtime.ready.wait()
-                await controller.started.wait()
-            yield World(
-                kube=kube,
-                namespace=namespace,
-                sessions=kube.objects(SplitSession.RESOURCE, namespace),
-                splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
-                deployments=deployments,
-                sqs=sqs,
-                memes=form(memes),
-                ads=form(ads),
-            )
-            await cleanup(kube, namespace, operator_namespace)
-            stop.set()
-            async with asyncio.timeout(HANG):
-                await operator
+    names = json.dumps({"memes": form(memes), "ads": form(ads)})
+    env = [
+        {"name": MEMES_VAR, "value": form(memes)},
+        {"name": ADS_VAR, "value": form(ads)},
+        {"name": JSON_VAR, "value": names},
+    ]
+    deployments = kube.objects(DEPLOYMENTS, namespace)
+    await deployments.create(app_body(env, name=APP, image="local", command=IDLE))
+    await kube.objects(REGISTRIES, namespace).create(registry_body())
+    async with operating(kube, settings, namespace):
+        yield World(
+            kube=kube,
+            namespace=namespace,
+            sessions=kube.objects(SplitSession.RESOURCE, namespace),
+            splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
+            deployments=deployments,
+            sqs=sqs,
+            memes=form(memes),
+            ads=form(ads),
+        )
 
 
 def by_original(obj: Obj) -> dict[str, dict[str, Any]]:

@@ -11,23 +11,21 @@ Deployment that ``Splits`` creates is a real object of the stand-in kind; nothin
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from pymirror.operator.planning import PlannedQueue, SessionPlan, split_name
-from pymirror.operator.settings import OperatorSettings
 from pymirror.operator.splits import PATCHED, Joined, Splits
 from pymirror.operator.worker_deployments import WORKER_LABEL, worker_name
 from pymirror.settings import Settings
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION, restore_env
 from registry.errors import NotFoundError, RolloutTimeoutError
-from registry.objects import Kube, Obj, Objects
+from registry.objects import Kube, Obj
 from registry.session_models import QueueSplit
 from registry.workloads import WorkloadKinds, get_workload
 from splitter.errors import SqsQueueMissingError
@@ -38,22 +36,21 @@ from splitter.sqs.queues import find_temporary_queues
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.tags import TAG_ORIGINAL, TAG_ROUTED
 from tests.fixtures.kube import STAND_INS
+from tests.integration.operator import support
+from tests.integration.operator.support import InNamespaces, splits_settings
 from tests.integration.sqs.support import client_for, make_queue
 from tests.servers.kube import KubeApi
 from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
-T = TypeVar("T")
 KINDS = WorkloadKinds.from_mapping(STAND_INS)
 DEPLOYMENT_API = KINDS.deployment.api_version
 VAR = "QUEUE"
-#: Bounds a hang only (each wait below ends on the state it waits for).
-HANG = 30.0
 
 
 @dataclass
-class World:
+class World(InNamespaces):
     kube: Kube
     sqs: SqsClient
     splits: Splits
@@ -65,53 +62,20 @@ class World:
     env: list[dict[str, Any]]
 
     @property
-    def queue_splits(self) -> Objects:
-        return self.kube.objects(QueueSplit.RESOURCE, self.operator_namespace)
-
-    @property
-    def deployments(self) -> Objects:
-        return self.kube.objects(KINDS.deployment, self.namespace)
-
-    @property
-    def workers(self) -> Objects:
-        return self.kube.objects(KINDS.deployment, self.operator_namespace)
-
-    @property
     def name_format(self) -> NameFormat:
         return self.settings.sqs.name_format
 
 
-async def bounded(awaitable: Awaitable[T]) -> T:
-    async with asyncio.timeout(HANG):
-        return await awaitable
-
-
 def settings_for(endpoint: SqsEndpoint, operator_namespace: str) -> Settings:
-    operator = OperatorSettings(
-        namespace=operator_namespace,
-        workload_kinds={"Deployment": DEPLOYMENT_API, "StatefulSet": DEPLOYMENT_API},
-        worker_metrics_port=None,
-        workload_restart_timeout=60.0,
-    )
+    operator = splits_settings(operator_namespace)
     sqs = SqsSettings(endpoint_url=endpoint.url, region=endpoint.region)
     return Settings(sqs=sqs, operator=operator)
 
 
 def app_body(value: str, name: str = "app", var: str = VAR) -> Obj:
-    env = [{"name": "BEFORE", "value": "1"}, {"name": var, "value": value}]
-    return {
-        "apiVersion": DEPLOYMENT_API,
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": "app:1", "env": env}]},
-            },
-        },
-    }
+    return support.app_body(
+        [{"name": "BEFORE", "value": "1"}, {"name": var, "value": value}], name=name
+    )
 
 
 @pytest.fixture(params=["url", "name"])
@@ -172,23 +136,8 @@ async def plan_for(w: World, session: str, *, original: str | None = None) -> Se
 
 
 async def roll_out(w: World) -> bool:
-    """What the Deployment controller writes once every replica runs the current template
-    (for each workload of the namespace not rolled out); whether there was one."""
-    wrote = False
-    for obj in (await w.deployments.list()).items:
-        generation = obj["metadata"]["generation"]
-        if (obj.get("status") or {}).get("observedGeneration") == generation:
-            continue
-        status = {
-            "observedGeneration": generation,
-            "replicas": 1,
-            "updatedReplicas": 1,
-            "readyReplicas": 1,
-            "availableReplicas": 1,
-        }
-        await w.deployments.patch_status(obj["metadata"]["name"], status)
-        wrote = True
-    return wrote
+    """The Deployment controller's status write for each workload not rolled out."""
+    return await support.roll_out(w.deployments)
 
 
 async def acknowledge(w: World, split: str, behind: int = 0) -> None:
@@ -224,24 +173,14 @@ async def hand_back_done(w: World, split: str, *, delete_fallback: bool = True) 
 
 
 async def drive(w: World, plans: list[SessionPlan], sequences: list[int]) -> list[Joined]:
-    """Join every plan at once until all are ready, playing the controller and the worker
-    whenever a join waits for them; each round must make progress."""
-    steps: list[str] = []
-    for _ in range(8):
-        results = await bounded(
-            asyncio.gather(
-                *(w.splits.join(p, p.queues[0], s) for p, s in zip(plans, sequences, strict=True))
-            )
-        )
-        if all(j.ready for j in results):
-            return list(results)
-        steps += [j.step for j in results]
-        split = plans[0].queues[0].split
-        if any(j.step.startswith("waiting for the rollout") for j in results):
-            await roll_out(w)
-        if any(j.step.startswith("waiting for the worker") for j in results):
-            await acknowledge(w, split)
-    raise AssertionError(f"the joins did not become ready; steps: {steps}")
+    """Join every plan at once until all are ready, playing the controller and the worker."""
+    return await support.drive(
+        w.splits,
+        plans,
+        sequences,
+        roll=lambda: roll_out(w),
+        acknowledge=lambda s: acknowledge(w, s),
+    )
 
 
 async def state(w: World, split: str) -> dict[str, Any]:
@@ -407,11 +346,7 @@ async def test_leave_waits_for_the_worker_and_the_last_leave_hands_back(world: W
 
 async def hand_back(w: World, split: str) -> None:
     """``reconcile_split`` while playing the Deployment controller for the restore."""
-    task = asyncio.create_task(w.splits.reconcile_split(split))
-    while not task.done():
-        await roll_out(w)
-        await asyncio.wait({task}, timeout=0.1)
-    await bounded(task)
+    await support.hand_back(w.splits, split, lambda: roll_out(w))
 
 
 async def test_a_recorded_fallback_that_pymirror_did_not_create_is_never_deleted(

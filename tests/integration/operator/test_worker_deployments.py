@@ -27,9 +27,11 @@ import pytest
 
 from pymirror.operator.settings import OperatorSettings
 from pymirror.operator.worker_deployments import (
+    CONFIG_DIGEST_ANNOTATION,
     SPEC_ANNOTATION,
     WORKER_LABEL,
     WorkerDeploymentError,
+    config_digest,
     delete_worker,
     ensure_worker,
     worker_name,
@@ -64,12 +66,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 HANG = 90.0
 SPLIT = "shop-meme-app-orders"
 T = TypeVar("T")
-
-
-@pytest.fixture
-async def kube(kube_api: KubeApi, kube_crds: list[str]) -> AsyncIterator[Kube]:
-    async with Kube.from_kubeconfig(kube_api.kubeconfig) as client:
-        yield client
 
 
 def operator_settings(namespace: str, **overrides: Any) -> OperatorSettings:
@@ -327,8 +323,9 @@ async def test_a_deployment_of_that_name_that_is_not_ours_is_left_alone(
 
 
 async def test_a_kafka_worker_gets_its_resolved_client_config(kube: Kube, unique_name: str) -> None:
-    """The Kafka worker's properties come from the split's MirrordKafkaClientConfig chain
-    (operator namespace); a config without bootstrap.servers gets no Deployment."""
+    """The Kafka worker is given the split's MirrordKafkaClientConfig by name (it resolves
+    the chain itself), the digest of the resolved chain on its pod template; a config
+    without bootstrap.servers gets no Deployment."""
     configs = kube.objects(MirrordKafkaClientConfig.RESOURCE, unique_name)
     for name, props in (
         ("base", [{"name": "bootstrap.servers", "value": "kafka:9092"}]),
@@ -355,8 +352,10 @@ async def test_a_kafka_worker_gets_its_resolved_client_config(kube: Kube, unique
     obj = await ensure_worker(kube, split, settings)
     command = obj["spec"]["template"]["spec"]["containers"][0]["command"]
     assert command[3:5] == ["worker", "kafka"]
-    properties = [command[i + 1] for i, part in enumerate(command) if part == "--property"]
-    assert properties == ["bootstrap.servers=kafka:9092", "client.id=views"]
+    assert "--property" not in command
+    assert command[command.index("--client-config") + 1] == "child"
+    digest = obj["spec"]["template"]["metadata"]["annotations"][CONFIG_DIGEST_ANNOTATION]
+    assert digest == config_digest({"bootstrap.servers": "kafka:9092", "client.id": "views"})
     assert command[command.index("--group-id") + 1] == "views-consumer"
 
     await delete_worker(kube, SPLIT, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,9 +10,12 @@ import pytest
 from pymirror.cli import _command_in, build_parser
 from pymirror.operator.settings import OperatorSettings
 from pymirror.operator.worker_deployments import (
+    CONFIG_DIGEST_ANNOTATION,
+    CONFIG_KINDS_VAR,
     SPEC_ANNOTATION,
     WORKER_LABEL,
     WorkerDeploymentError,
+    config_digest,
     worker_deployment,
     worker_name,
 )
@@ -103,6 +107,7 @@ def test_an_sqs_worker_runs_pymirror_worker_sqs_for_its_split() -> None:
     assert c["env"] == [
         {"name": "AWS_ENDPOINT_URL", "value": "http://sqs:4566"},
         {"name": "AWS_REGION", "value": "eu-west-1"},
+        {"name": CONFIG_KINDS_VAR, "value": '{"ConfigMap": "v1", "Secret": "v1"}'},
     ]
     assert c["resources"] == settings.worker_resources
     assert c["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
@@ -149,10 +154,12 @@ def test_without_a_metrics_port_there_is_no_probe_and_no_flag() -> None:
     assert "--metrics-port" not in c["command"]
 
 
-def test_a_kafka_worker_gets_the_topic_group_fallback_and_client_properties() -> None:
+def test_a_kafka_worker_gets_the_topic_group_fallback_and_its_client_config_by_name() -> None:
     settings = OperatorSettings(worker_command=["/venv/bin/python", "-m", "pymirror"])
-    props = {"bootstrap.servers": "kafka:9092", "client.id": "x"}
-    command = container(worker_deployment(split("Kafka"), settings, properties=props))["command"]
+    props = {"bootstrap.servers": "kafka:9092", "sasl.password": "hunter2-secret"}
+    obj = worker_deployment(split("Kafka"), settings, properties=props)
+    command = container(obj)["command"]
+    assert "hunter2-secret" not in json.dumps(obj)  # no property value in the Deployment
     state = settings.worker_state_dir
     assert command == [
         "/venv/bin/python",
@@ -172,10 +179,8 @@ def test_a_kafka_worker_gets_the_topic_group_fallback_and_client_properties() ->
         f"{state}/member",
         "--hand-back-file",
         f"{state}/hand-back",
-        "--property",
-        "bootstrap.servers=kafka:9092",
-        "--property",
-        "client.id=x",
+        "--client-config",
+        "base",
         "--metrics-port",
         "9400",
     ]
@@ -215,4 +220,24 @@ def test_the_command_parses_with_the_worker_cli(kind: str) -> None:
         assert (args.queue, args.fallback_queue) == ("orders", split().spec.fallback)
     else:
         assert (args.topic, args.group_id) == ("orders", "views-consumer")
-        assert args.property == ["bootstrap.servers=kafka:9092"]
+        assert (args.client_config, args.property) == ("base", [])
+
+
+def test_a_changed_client_config_changes_the_pod_template_and_only_then() -> None:
+    """The digest of the resolved config restarts the workers when a config or Secret
+    changes; it is no value of the config."""
+    settings = OperatorSettings()
+    props = {"bootstrap.servers": "kafka:9092", "sasl.password": "one"}
+    first = worker_deployment(split("Kafka"), settings, properties=props)
+    again = worker_deployment(split("Kafka"), settings, properties=dict(props))
+    changed = worker_deployment(
+        split("Kafka"), settings, properties=props | {"sasl.password": "two"}
+    )
+    digests = [
+        o["spec"]["template"]["metadata"]["annotations"][CONFIG_DIGEST_ANNOTATION]
+        for o in (first, again, changed)
+    ]
+    assert digests[0] == digests[1] == config_digest(props)
+    assert digests[2] != digests[0]
+    assert "one" not in digests[0]
+    assert "annotations" not in worker_deployment(split(), settings)["spec"]["template"]["metadata"]
