@@ -17,7 +17,17 @@ HANG_GUARD = 300
 def test_demo_delivers_every_message_once_and_cleans_up_its_queues() -> None:
     """Run the demo as a user would (no server of ours running) and read its verdict."""
     done = subprocess.run(
-        [sys.executable, "-m", "pymirror", "demo", "--embedded", "--messages", "24", "--rate", "50"],
+        [
+            sys.executable,
+            "-m",
+            "pymirror",
+            "demo",
+            "--embedded",
+            "--messages",
+            "24",
+            "--rate",
+            "50",
+        ],
         capture_output=True,
         text=True,
         timeout=HANG_GUARD,
