@@ -9,8 +9,19 @@
    original queue is pre-filled with N messages before each round; a round
    lasts from start until all N are deleted from it. Raw and worker rounds
    alternate and medians are reported, so load from other processes on the
-   machine hits both alike. Goals: ratio >= 0.90 at 10 sessions, >= 0.85 at
-   100; >= 8 entries per ``SendMessageBatch`` (worker, at saturation).
+   machine hits both alike. A round is timed (wall clock and process CPU) from
+   its first ``ReceiveMessage`` until all N are deleted: the worker's start-up
+   checks (tags of every queue, ``ListQueues``) come before it and are printed
+   apart ("worker start calls"). Every API call of each side is counted
+   (:class:`CallCounter`): requests per message = (receive + send + delete
+   calls) / N. Goals (issue #15): throughput ratio >= 0.95 at 10 sessions; CPU
+   per message worker/raw <= 0.6 at 10, <= 0.7 at 100.
+1b. Sustained load at 10 sessions: a producer sends batches of 10 at 70% of the
+   raw pipe's backlog rate measured in 1., each message stamped with a
+   ``sent_at`` attribute; both sides (alternating) report requests per message
+   and the p50/p99 end-to-end latency (producer's send -> the forward's
+   ``SendMessageBatch`` answered). Goal: <= 0.35 requests per message, p99 at
+   most 50 ms above the raw pipe's.
 2. Filter-stage cost: ``Router.route`` per message at 1, 10 and 100 sessions
    with exact-literal filters (half of them with a second, regex pair).
    Goal: cost at 100 <= 5x cost at 1.
@@ -38,6 +49,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +75,8 @@ BIN = Path(sys.executable).parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
 RECEIVERS = 4  # the worker's default (settings.sqs.receivers)
 WAIT_SECONDS = 1
+#: The sustained-load producer's rate, as a share of the raw pipe's backlog rate.
+SUSTAINED_SHARE = 0.7
 BODY = json.dumps({"order": "x" * 160, "amount": 12.5})
 _names = count()
 
@@ -116,12 +130,15 @@ def user_of(i: int, sessions: int) -> str:
     return f"user-{k}" if k < sessions else f"nobody-{i}"
 
 
-def message_attributes(user: str) -> dict[str, Any]:
-    return {
+def message_attributes(user: str, sent_at: float | None = None) -> dict[str, Any]:
+    attributes = {
         "user": {"DataType": "String", "StringValue": user},
         "kind": {"DataType": "String", "StringValue": "order"},
         "attempt": {"DataType": "Number", "StringValue": "1"},
     }
+    if sent_at is not None:  # the sustained-load phase measures end-to-end latency by it
+        attributes["sent_at"] = {"DataType": "Number", "StringValue": repr(sent_at)}
+    return attributes
 
 
 def session_filter(k: int, kind: bool = False) -> FilterSpec:
@@ -190,21 +207,89 @@ async def prefill(client: SqsClient, url: str, n: int, sessions: int) -> None:
 # --- the two sides -----------------------------------------------------------------------
 
 
-@dataclass
-class Round:
-    seconds: float
-    cpu: float  # process CPU seconds
-    entries_per_batch: float
-
-
 def cpu_now() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-async def raw_pipe(client: SqsClient, setup: Setup, n: int) -> Round:
+class CallCounter:
+    """The aiobotocore client under a side's :class:`SqsClient`: counts every API call by
+    name, notes when the first ``ReceiveMessage`` began (the start of the message flow:
+    a worker's start-up checks come before it and are counted apart) and, for entries that
+    carry a ``sent_at`` attribute, the end-to-end latency once their forward succeeded."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.calls: Counter[str] = Counter()
+        self.start_calls = 0  # calls before the first receive (the worker's checks)
+        self.first: tuple[float, float] | None = None  # (perf_counter, CPU) at it
+        self.latencies: list[float] = []
+        self.receiving = asyncio.Event()  # set at the first receive
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if not callable(attr):
+            return attr
+
+        async def call(**kwargs: Any) -> Any:
+            if name == "receive_message" and self.first is None:
+                self.first = (time.perf_counter(), cpu_now())
+                self.start_calls = sum(self.calls.values())
+                self.receiving.set()
+            self.calls[name] += 1
+            response = await attr(**kwargs)
+            if name == "send_message_batch":
+                self._note_latency(kwargs["Entries"], response)
+            return response
+
+        return call
+
+    def _note_latency(self, entries: list[dict[str, Any]], response: dict[str, Any]) -> None:
+        now = time.time()
+        ok = {e["Id"] for e in response.get("Successful", [])}
+        for entry in entries:
+            sent = entry.get("MessageAttributes", {}).get("sent_at")
+            if sent is not None and entry["Id"] in ok:
+                self.latencies.append(now - float(sent["StringValue"]))
+
+    def flow_calls(self) -> int:
+        """ReceiveMessage + SendMessageBatch + DeleteMessageBatch since the first receive."""
+        flow = ("receive_message", "send_message_batch", "delete_message_batch")
+        return sum(self.calls[c] for c in flow)
+
+
+def counter_of(client: SqsClient) -> CallCounter:
+    """A counter over ``client``'s connection pool (one per side and round)."""
+    return CallCounter(client._client)
+
+
+@dataclass
+class Round:
+    seconds: float  # from the first receive until all N are deleted
+    cpu: float  # process CPU seconds over the same span
+    entries_per_batch: float
+    requests: int  # receive + send + delete calls over the same span
+    start_calls: int  # calls before the first receive (the worker's start-up checks)
+    latencies: list[float]
+
+    @staticmethod
+    def of(counter: CallCounter, entries_per_batch: float) -> Round:
+        assert counter.first is not None
+        began, cpu = counter.first
+        return Round(
+            time.perf_counter() - began,
+            cpu_now() - cpu,
+            entries_per_batch,
+            counter.flow_calls(),
+            counter.start_calls,
+            counter.latencies,
+        )
+
+
+async def raw_pipe(counter: CallCounter, setup: Setup, n: int) -> Round:
     """The plain pipe, in ``RECEIVERS`` loops: receive up to 10 -> one SendMessageBatch per
     destination among them (concurrently) -> one DeleteMessageBatch of them -> again."""
+    client = SqsClient(counter)
     destination = {f"user-{k}": url for k, url in enumerate(setup.sessions)}
     done = asyncio.Event()
     deleted = batches = sent = 0
@@ -247,14 +332,13 @@ async def raw_pipe(client: SqsClient, setup: Setup, n: int) -> Round:
             if deleted >= n:
                 done.set()
 
-    start, cpu = time.perf_counter(), cpu_now()
     receivers = [asyncio.create_task(receiver(), name=f"raw-{i}") for i in range(RECEIVERS)]
     await done.wait()
-    seconds, cpu = time.perf_counter() - start, cpu_now() - cpu
+    result = Round.of(counter, sent / batches)
     for task in receivers:
         task.cancel()
     await asyncio.gather(*receivers, return_exceptions=True)
-    return Round(seconds, cpu, sent / batches)
+    return result
 
 
 class Watched(SqsWorkerStats):
@@ -274,26 +358,27 @@ class Watched(SqsWorkerStats):
             self._done.set()
 
 
-async def worker_pipe(client: SqsClient, setup: Setup, n: int, **overrides: Any) -> Round:
+async def worker_pipe(counter: CallCounter, setup: Setup, n: int, **overrides: Any) -> Round:
+    client = SqsClient(counter)
     settings = SqsSettings(receivers=RECEIVERS, wait_seconds=WAIT_SECONDS, **overrides)
     worker = SqsSplitWorker(
         client, SqsSplit(setup.original, setup.fallback), settings, setup.routes()
     )
     done = asyncio.Event()
     worker.stats = Watched(n, done)  # before run(): the pipeline counts into it
-    start, cpu = time.perf_counter(), cpu_now()
     task = asyncio.create_task(worker.run(), name="worker")
     waiter = asyncio.create_task(done.wait())
     await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
-    seconds, cpu = time.perf_counter() - start, cpu_now() - cpu
-    if not done.is_set():
+    if done.is_set():
+        result = Round.of(counter, worker.stats.entries_per_batch())
+    else:
         waiter.cancel()
         task.result()
         raise SystemExit(f"worker stopped after {worker.stats.deleted} of {n}")
     worker.stop()
     await task
     assert worker.stats.failed == 0, worker.summary()
-    return Round(seconds, cpu, worker.stats.entries_per_batch())
+    return result
 
 
 async def measure(
@@ -309,10 +394,66 @@ async def measure(
             try:
                 await prefill(client, setup.original, n, sessions)
                 pipe = raw_pipe if side == "raw" else worker_pipe
-                results.append(await pipe(client, setup, n))
+                results.append(await pipe(counter_of(client), setup, n))
             finally:
                 await destroy(client, setup)
     return raws, workers
+
+
+async def produce(client: SqsClient, url: str, rate: float, batches: int, sessions: int) -> None:
+    """``batches`` SendMessageBatch calls of 10, evenly spaced at ``rate`` messages/s (a late
+    call does not delay the next ones), each message stamped with its ``sent_at``."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+
+    async def batch(b: int) -> None:
+        now = time.time()
+        entries = [
+            {
+                "Id": str(i),
+                "MessageBody": BODY,
+                "MessageAttributes": message_attributes(user_of(b * 10 + i, sessions), now),
+            }
+            for i in range(10)
+        ]
+        result = await client.send_batch(url, entries)
+        assert not result.failed, result.failed
+
+    sends = []
+    for b in range(batches):
+        await asyncio.sleep(max(began + b * 10 / rate - loop.time(), 0))
+        sends.append(asyncio.create_task(batch(b)))
+    await asyncio.gather(*sends)
+
+
+async def sustained(
+    client: SqsClient, sessions: int, rate: float, seconds: float, rounds: int
+) -> tuple[list[Round], list[Round]]:
+    """Both sides under a producer at ``rate`` messages/s for ``seconds`` (started once the
+    side receives), alternating; requests per message and end-to-end latency (producer's
+    send -> the forward's SendMessageBatch answered)."""
+    batches = max(int(rate * seconds / 10), 1)
+    raws: list[Round] = []
+    workers: list[Round] = []
+    for r in range(rounds):
+        order = [("raw", raws), ("worker", workers)]
+        for side, results in order if r % 2 == 0 else order[::-1]:
+            setup = await create(client, sessions)
+            try:
+                counter = counter_of(client)
+                pipe = raw_pipe if side == "raw" else worker_pipe
+                task = asyncio.create_task(pipe(counter, setup, batches * 10))
+                await counter.receiving.wait()
+                await produce(client, setup.original, rate, batches, sessions)
+                results.append(await task)
+            finally:
+                await destroy(client, setup)
+    return raws, workers
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(int(q * len(ordered)), len(ordered) - 1)]
 
 
 # --- filter stage -------------------------------------------------------------------------
@@ -403,14 +544,22 @@ async def run(endpoint: str, quick: bool) -> None:
         for sessions in session_counts:
             raws, workers = await measure(client, sessions, n, rounds)
             rows.append((sessions, raws, workers))
+        # Sustained load at 10 sessions: a producer at SUSTAINED_SHARE of the raw pipe's
+        # backlog rate measured above, so neither side falls behind for long.
+        raw_rate_10 = statistics.median(n / r.seconds for r in rows[1][1])
+        rate = round(raw_rate_10 * SUSTAINED_SHARE)
+        load_seconds = 6.0 if quick else 15.0
+        load = await sustained(client, 10, rate, load_seconds, 1 if quick else 2)
     print(f"moto {endpoint}; {n} messages per round, {rounds} rounds per side (medians),")
     print(
-        f"{RECEIVERS} receivers, {WAIT_SECONDS} s long polls, 3 attributes, {len(BODY)}-byte body"
+        f"{RECEIVERS} receivers, {WAIT_SECONDS} s long polls, 3 attributes, {len(BODY)}-byte body;"
     )
+    print("a round is timed from its first receive (a worker's start-up checks come before it)")
     print(
         f"{'sessions':>8} {'raw msg/s':>10} {'worker msg/s':>12} {'ratio':>6} "
         f"{'raw CPU µs/msg':>15} {'worker CPU µs/msg':>18} {'raw entries/batch':>18} "
-        f"{'worker entries/batch':>21} {'route µs/msg':>13}"
+        f"{'worker entries/batch':>21} {'raw req/msg':>12} {'worker req/msg':>15} "
+        f"{'worker start calls':>19} {'route µs/msg':>13}"
     )
     ratios = {}
     for sessions, raws, workers in rows:
@@ -420,12 +569,30 @@ async def run(endpoint: str, quick: bool) -> None:
         worker_cpu = statistics.median(r.cpu for r in workers) / n * 1e6
         raw_epb = statistics.median(r.entries_per_batch for r in raws)
         worker_epb = statistics.median(r.entries_per_batch for r in workers)
+        raw_rpm = statistics.median(r.requests for r in raws) / n
+        worker_rpm = statistics.median(r.requests for r in workers) / n
+        start_calls = statistics.median(r.start_calls for r in workers)
         ratios[sessions] = (worker_rate / raw_rate, worker_cpu / raw_cpu, worker_epb)
         print(
             f"{sessions:>8} {raw_rate:>10,.0f} {worker_rate:>12,.0f} "
             f"{worker_rate / raw_rate:>6.2f} {raw_cpu:>15,.0f} {worker_cpu:>18,.0f} "
-            f"{raw_epb:>18.1f} {worker_epb:>21.1f} {costs[sessions]:>13.2f}"
+            f"{raw_epb:>18.1f} {worker_epb:>21.1f} {raw_rpm:>12.2f} {worker_rpm:>15.2f} "
+            f"{start_calls:>19.0f} {costs[sessions]:>13.2f}"
         )
+    print(
+        f"sustained load, 10 sessions: {rate} msg/s ({SUSTAINED_SHARE:.0%} of the raw backlog "
+        f"rate) for {load_seconds:.0f} s, {len(load[0])} round(s) per side"
+    )
+    print(f"{'side':>8} {'req/msg':>8} {'p50 ms':>7} {'p99 ms':>7} {'entries/batch':>14}")
+    load_figures = {}
+    for side, results in zip(("raw", "worker"), load, strict=True):
+        produced = max(int(rate * load_seconds / 10), 1) * 10
+        latencies = [x for r in results for x in r.latencies]
+        rpm = statistics.median(r.requests for r in results) / produced
+        p50, p99 = percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
+        epb = statistics.median(r.entries_per_batch for r in results)
+        load_figures[side] = (rpm, p50, p99)
+        print(f"{side:>8} {rpm:>8.2f} {p50:>7.0f} {p99:>7.0f} {epb:>14.1f}")
     print(
         "route µs/msg with filters {user: ^user-K$} (above) / plus {kind: ^(order|refund)}: "
         + ", ".join(f"{s}: {costs[s]:.2f} / {kind_costs[s]:.2f}" for s in session_counts)
@@ -438,6 +605,10 @@ async def run(endpoint: str, quick: bool) -> None:
     print(f"ratio sqs_cpu_worker_vs_raw_100 {ratios[100][1]:.2f}")
     print(f"ratio sqs_entries_per_batch_10 {ratios[10][2]:.2f}")
     print(f"ratio sqs_entries_per_batch_100 {ratios[100][2]:.2f}")
+    print(f"ratio sqs_requests_per_message_10_sustained {load_figures['worker'][0]:.2f}")
+    print(f"ratio sqs_requests_per_message_10_sustained_raw {load_figures['raw'][0]:.2f}")
+    print(f"ratio sqs_p99_ms_10_sustained {load_figures['worker'][2]:.0f}")
+    print(f"ratio sqs_p99_ms_10_sustained_raw {load_figures['raw'][2]:.0f}")
     print(f"ratio sqs_idle_rss_mib {rss:.1f}")
     print(f"ratio sqs_throughput_1 {ratios[1][0]:.2f}")
     print(f"ratio sqs_throughput_100 {ratios[100][0]:.2f}")

@@ -16,22 +16,31 @@ Pure: data in, data out, no I/O and no clock of its own (callers pass ``now``).
   :func:`entry_size` is what it counts against :data:`BATCH_BYTES`, in UTF-8
   bytes as SQS counts them.
 - :func:`due` decides when a partly-full batch is sent: after ``linger``, or -
-  in a backlog, when the messages waited in the queue anyway - only once it is
-  not filling fast enough to be full within ``backlog_linger``.
+  in a backlog, when the messages waited in the queue anyway - after
+  ``backlog_linger`` (the forwarding applies it to deletes too).
 - :class:`Outbox` holds one destination's waiting entries and cuts FIFO batches
   that keep per-group order (one entry per group per call).
-- :class:`ReceivePace` tells a backlog from what the receives return: a full
-  receive means one, a short receive ends it, and so do polls out for several
-  times as long as a full receive takes (they find the queue empty).
+- :class:`ReceivePace` tells a backlog from what the receives return: a receive
+  at least half full (:data:`BACKLOG_RECEIVE`) of messages that were waiting in
+  the queue when its poll began (:func:`waited_in_queue`) means one, a shorter
+  receive ends it, and so do polls out for several times as long as such a
+  receive takes (they find the queue empty). Half, not full: SQS may return
+  fewer messages than asked for while many wait (it samples its servers), and
+  one such receive must not end a backlog. A full receive of messages sent
+  while the poll waited is steady load, not a backlog (a producer sending
+  batches of 10): nothing is held.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 #: Entries per batch call (the SQS maximum).
 BATCH_ENTRIES = 10
+#: Messages a receive returns, at least, while a backlog lasts (see :class:`ReceivePace`).
+BACKLOG_RECEIVE = BATCH_ENTRIES // 2
 #: SendMessageBatch payload limit we keep under (SQS allows 256 KiB per batch).
 BATCH_BYTES = 250 * 1024
 _ATTRIBUTE_KEYS = ("DataType", "StringValue", "BinaryValue")
@@ -84,40 +93,65 @@ def entry_size(entry: dict[str, Any]) -> int:
     return size
 
 
-def due(count: int, age: float, *, linger: float, backlog_linger: float, backlog: bool) -> bool:
-    """Whether a partly-full batch of ``count`` entries, the oldest ``age`` s old, goes now.
+def due(age: float, *, linger: float, backlog_linger: float, backlog: bool) -> bool:
+    """Whether a partly-full batch, its oldest entry ``age`` s old, goes now.
 
     Never before ``linger``; after it at once, unless in a backlog, where it waits
-    while it fills fast enough to be full within ``backlog_linger`` (at least
-    ``linger``) - a quiet destination does not hold its messages for nothing.
+    until ``backlog_linger`` (at least ``linger``) to fill: the messages waited in the
+    queue anyway, and every call saved is one the server does not answer (at 10
+    sessions a receive of 10 is about one entry per destination, so a batch that went
+    when it stopped filling fast would carry 2-3 entries). A full batch goes at once.
     """
     if age < linger:
         return False
-    return not backlog or count * max(backlog_linger, linger) < BATCH_ENTRIES * age
+    return not backlog or age >= max(backlog_linger, linger)
 
 
 @dataclass(frozen=True)
 class ReceivePace:
     """What the last receives from the original say about a backlog."""
 
-    #: The last receive came back full.
+    #: The last receive came back at least :data:`BACKLOG_RECEIVE` messages that waited.
     full: bool = False
     #: When it returned (monotonic seconds).
     at: float = 0.0
     #: How long a full receive takes (moving average over about 8), seconds.
     full_seconds: float = 0.0
 
-    def after(self, count: int, seconds: float, now: float) -> ReceivePace:
-        """The pace once a receive returned ``count`` messages after ``seconds``, at ``now``."""
-        if count < BATCH_ENTRIES:
+    def after(self, count: int, seconds: float, now: float, *, waited: bool = True) -> ReceivePace:
+        """The pace once a receive returned ``count`` messages after ``seconds``, at ``now``;
+        ``waited``: they were in the queue before the poll began (:func:`waited_in_queue`)."""
+        if count < BACKLOG_RECEIVE or not waited:
             return replace(self, full=False, at=now)
         return ReceivePace(True, now, self.full_seconds + (seconds - self.full_seconds) / 8)
 
     def in_backlog(self, now: float, linger: float) -> bool:
-        """The last receive was full and another one came back since, as receives do while
+        """The last receive was (half) full and another one came back since, as they do while
         messages wait: polls out for several times that long find the queue empty."""
-        quiet = max(2 * self.full_seconds, 3 * linger)
-        return self.full and now - self.at < quiet
+        return self.full and now < self.backlog_ends(linger)
+
+    def backlog_ends(self, linger: float) -> float:
+        """When the backlog is over unless another full receive comes back first."""
+        return self.at + max(2 * self.full_seconds, 3 * linger)
+
+
+#: Seconds a message must have been sent before a poll began to count as waiting in the
+#: queue: room for the clock difference between this host and SQS (SentTimestamp is the
+#: server's clock). A host whose clock is off by more only sees backlogs later or sooner.
+WAITED_MARGIN = 0.1
+
+
+def waited_in_queue(messages: Sequence[Mapping[str, Any]], polled_at: float) -> bool:
+    """Whether the messages of one receive were all in the queue before its poll began at
+    ``polled_at`` (wall clock, seconds): their newest ``SentTimestamp`` (ms) is older by
+    :data:`WAITED_MARGIN`. A message without one counts as waiting."""
+    newest = 0.0
+    for message in messages:
+        sent = message.get("Attributes", {}).get("SentTimestamp")
+        if sent is None:
+            continue
+        newest = max(newest, int(sent) / 1000)
+    return newest < polled_at - WAITED_MARGIN
 
 
 #: One waiting forward: (entry, what the caller holds for it, a label) - opaque here.

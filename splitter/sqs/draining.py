@@ -11,7 +11,9 @@ through the forwarding pipeline, then delete the queue - with different routers:
   under a long copied ``VisibilityTimeout``) or delayed (``DelaySeconds``) are
   waited for, the wait logged with the counts (a warning once it is older than
   ``session_end_warn_after``), and the queue is deleted only once visible, in
-  flight and delayed are all 0 on two looks. A stop interrupts it; the worker
+  flight and delayed are all 0 on two looks ``drain_poll`` apart with an empty
+  long poll between them (the first look goes out as the poll starts: an empty
+  queue's end costs one poll, about a second). A stop interrupts it; the worker
   that runs next finds the queue (:meth:`Draining.orphans`: a session queue of
   this split, tagged by pymirror, that no session routes to) and finishes it.
 - when the last session ends the worker *hands back*: it waits for the workload
@@ -155,6 +157,15 @@ class Draining:
     async def _counts(self, url: str) -> tuple[int, int, int]:
         return await self._retry(lambda: self.client.counts(url), f"counts of {url}")
 
+    def _look(self, url: str) -> asyncio.Task[tuple[tuple[int, int, int], float]]:
+        """The counts of ``url`` looked at in the background, with when they came back."""
+
+        async def look() -> tuple[tuple[int, int, int], float]:
+            counts = await self._counts(url)
+            return counts, time.monotonic()
+
+        return asyncio.ensure_future(look())
+
     # --- session end -------------------------------------------------------------
 
     async def run_session_ends(self, ended: asyncio.Queue[SessionRoute]) -> None:
@@ -174,7 +185,7 @@ class Draining:
         routed to was made for a session not listed yet and is left alone."""
         found = await self._retry(
             lambda: find_temporary_queues(
-                self.client, self.split.queue_url, self.settings.name_format
+                self.client, self.split.queue_url, self.settings.name_format, skip=live
             ),
             "listing temporary queues",
         )
@@ -255,10 +266,13 @@ class Draining:
         progress: Callable[[int], None] | None = None,
     ) -> int | None:
         """Route everything left in ``source`` by ``router()`` until it is empty (visible,
-        in flight and delayed all 0, twice); None if the worker was stopped or ``wanted()``
-        turned False (``source`` keeps the rest, nothing in flight). Raises
-        ``SqsQueueMissingError`` if ``source`` is deleted meanwhile. ``progress(left)``
-        gets what is left in ``source`` (measured, or estimated from what was moved)."""
+        in flight and delayed all 0 on two looks ``drain_poll`` apart: when nothing from
+        ``source`` is in hand, the first look is taken as a long poll starts and the second
+        after it came back empty, so an empty queue is confirmed in one poll); None if the
+        worker was stopped or ``wanted()`` turned False (``source`` keeps the rest, nothing in
+        flight). Raises ``SqsQueueMissingError`` if ``source`` is deleted meanwhile.
+        ``progress(left)`` gets what is left in ``source`` (measured, or estimated from
+        what was moved)."""
         forwarding = self.forwarding
         moved = 0
         started = logged_at = time.monotonic()
@@ -270,6 +284,9 @@ class Draining:
             if self._stopped.is_set() or not wanted():
                 forwarding.unreserve(BATCH_ENTRIES)
                 return None
+            # Nothing received from ``source`` in hand: the counts are looked at as this poll
+            # starts, so an empty long poll is (part of) the wait between two looks.
+            before = None if forwarding.holding(source) else self._look(source)
             self.idle.clear()  # a stop waits for this poll instead of cancelling it
             try:
                 messages: list[Message] = []
@@ -277,16 +294,19 @@ class Draining:
                     attempt = uuid.uuid4().hex if fifo else None  # one per receive, kept on retry
                     messages = await self._receive(source, attempt)
                 except _Stopped:
+                    await _discard(before)
                     return None
                 finally:
                     stopped = self._stopped.is_set()
                     forwarding.unreserve(BATCH_ENTRIES - (0 if stopped else len(messages)))
                 if stopped:  # stopped during the poll: these go back at once, not forwarded
+                    await _discard(before)
                     await forwarding.give_back(source, messages)
                     return None
             finally:
                 self.idle.set()
             if messages:
+                await _discard(before)
                 moved += len(messages)
                 forwarding.submit(source, messages, router())
                 if progress is not None:
@@ -294,11 +314,21 @@ class Draining:
                 continue
             await forwarding.wait_source(source)
             try:
+                first = await before if before is not None else None
+                second_at = time.monotonic()
                 counts = await self._counts(source)
                 estimate = moved + sum(counts)
                 if progress is not None:
                     progress(sum(counts))
-                if sum(counts) == 0:
+                if sum(counts) == 0 and first is not None and sum(first[0]) == 0:
+                    # 0 before and after an empty long poll: confirmed once drain_poll apart.
+                    apart = second_at - first[1]
+                    if apart < self.settings.drain_poll:
+                        await asyncio.sleep(self.settings.drain_poll - apart)
+                        counts = await self._counts(source)
+                    if sum(counts) == 0:
+                        return moved
+                elif sum(counts) == 0:
                     # Approximate counts: confirm once more before trusting an empty queue.
                     await asyncio.sleep(self.settings.drain_poll)
                     counts = await self._counts(source)
@@ -390,6 +420,16 @@ class Draining:
             if self._stopped.is_set() or (deadline is not None and time.monotonic() >= deadline):
                 return False
             await asyncio.sleep(poll)
+
+
+async def _discard(look: asyncio.Task[tuple[tuple[int, int, int], float]] | None) -> None:
+    """Drop a look at the counts that is no longer needed (cancelled, or its error dropped:
+    the next look makes the same call)."""
+    if look is None:
+        return
+    look.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await look
 
 
 def live_names(routes: list[SessionRoute]) -> set[str]:

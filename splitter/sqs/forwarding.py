@@ -158,10 +158,10 @@ class Forwarding:
         for _ in range(count):
             self._room.release()
 
-    def note_receive(self, count: int, seconds: float) -> None:
-        """A receive returned ``count`` messages after ``seconds`` (see
-        :class:`~splitter.sqs.batching.ReceivePace`)."""
-        self._pace = self._pace.after(count, seconds, time.monotonic())
+    def note_receive(self, count: int, seconds: float, *, waited: bool = True) -> None:
+        """A receive returned ``count`` messages after ``seconds``; ``waited``: they were in
+        the queue before its poll began (see :class:`~splitter.sqs.batching.ReceivePace`)."""
+        self._pace = self._pace.after(count, seconds, time.monotonic(), waited=waited)
 
     def submit(self, source: str, messages: Iterable[Message], router: Router) -> None:
         """Route ``messages`` (reserved beforehand) and queue their forwards."""
@@ -177,14 +177,15 @@ class Forwarding:
         self._flush_ready(now)
 
     def _queue(self, target: Delivery, held: _InHand, now: float) -> None:
-        outbox = self._outboxes.get(target.destination)
-        if outbox is None:
-            outbox = self._outboxes[target.destination] = Outbox()
         self._entry_ids += 1
         entry = forward_entry(held.message, f"m{self._entry_ids}", fifo=self.fifo)
         size = entry_size(entry)
-        if outbox.entries and outbox.size + size > BATCH_BYTES:
+        outbox = self._outboxes.get(target.destination)
+        if outbox is not None and outbox.entries and outbox.size + size > BATCH_BYTES:
             self._send(target.destination, outbox)
+            outbox = self._outboxes.get(target.destination)  # dropped once sent (not FIFO)
+        if outbox is None:
+            outbox = self._outboxes[target.destination] = Outbox()
         if not outbox.entries:
             outbox.since = now
         self._to[target.destination] += 1
@@ -201,7 +202,6 @@ class Forwarding:
             if outbox.entries and (
                 everything
                 or due(
-                    len(outbox.entries),
                     now - outbox.since,
                     linger=self.linger,
                     backlog_linger=self.settings.backlog_linger,
@@ -209,10 +209,19 @@ class Forwarding:
                 )
             ):
                 self._send(destination, outbox)
-        # Deletes never wait for a backlog: a forwarded message still held only keeps its
-        # receipt handle busy (and makes some servers' receives slower), it saves no call.
+        # Deletes follow the same policy: in a backlog a partly-full DeleteMessageBatch
+        # waits to fill (forwards settle one send batch at a time, a few entries each),
+        # which saves calls; the message is forwarded already and stays invisible.
         for source, held in list(self._deletes.items()):
-            if held and (everything or now - self._deletes_since[source] >= self.linger):
+            if held and (
+                everything
+                or due(
+                    now - self._deletes_since[source],
+                    linger=self.linger,
+                    backlog_linger=self.settings.backlog_linger,
+                    backlog=backlog,
+                )
+            ):
                 self._delete(source)
 
     def flush(self) -> None:
@@ -220,9 +229,18 @@ class Forwarding:
         self._flush_ready(time.monotonic(), everything=True)
 
     async def run_flusher(self, stopped: asyncio.Event) -> None:
-        """Flush lingering batches every ``linger`` seconds until ``stopped``."""
+        """Flush lingering batches every ``linger`` seconds until ``stopped``; in a backlog,
+        where partly-full batches wait ``backlog_linger``, every tenth of that (at least
+        ``linger``): fewer wake-ups while the worker is busiest."""
+        backlog_tick = max(self.linger, self.settings.backlog_linger / 10)
         while not stopped.is_set():
-            await asyncio.sleep(self.linger)
+            now = time.monotonic()
+            tick = self.linger
+            if self._pace.in_backlog(now, self.linger):
+                # Wake when the backlog would end too: what it held goes out at once then.
+                ends = self._pace.backlog_ends(self.linger) - now
+                tick = min(backlog_tick, max(ends, self.linger))
+            await asyncio.sleep(tick)
             self._flush_ready(time.monotonic())
 
     async def run_keeper(self, stopped: asyncio.Event, visibility: int) -> None:
@@ -301,6 +319,10 @@ class Forwarding:
             return
         batch = outbox.entries
         outbox.entries, outbox.size = [], 0
+        # An empty outbox is dropped: the flusher walks only destinations with entries
+        # waiting (100 sessions are 100 outboxes, most of them empty between batches).
+        if self._outboxes.get(destination) is outbox:
+            del self._outboxes[destination]
         self._spawn(self._send_plain(destination, batch), f"send->{destination}")
 
     async def _send_plain(self, destination: str, batch: list[_Entry]) -> None:

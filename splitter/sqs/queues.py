@@ -15,7 +15,7 @@ creates it (``CreateQueue`` with the same name and attributes is idempotent).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from splitter.errors import NotOursError, SqsError, SqsQueueMissingError
@@ -82,10 +82,11 @@ async def check_owned(
     *,
     fallback: bool,
     what: str,
-) -> None:
+) -> dict[str, str]:
     """Raise :class:`NotOursError` unless ``url`` is a temporary queue pymirror made for
     ``original`` - the fallback if ``fallback``, else a session's: its name fits the
     format and it carries the bookkeeping tags. ``what`` names it in the message.
+    Returns the queue's tags (read once: the caller need not read them again).
 
     A split drains and deletes its fallback and its session queues, so a mistyped name
     must be refused before anything is read from it."""
@@ -111,6 +112,7 @@ async def check_owned(
             f"({'; '.join(problems)}). Check the queue name; use a queue made by pymirror "
             "for this split (splitter.sqs.queues.create_temporary_queue, or the operator)"
         )
+    return tags
 
 
 async def mark_routed(client: SqsClient, url: str) -> None:
@@ -209,20 +211,26 @@ async def delete_temporary_queue(client: SqsClient, url: str) -> None:
 
 
 async def find_temporary_queues(
-    client: SqsClient, original: str, name_format: NameFormat
+    client: SqsClient,
+    original: str,
+    name_format: NameFormat,
+    *,
+    skip: Collection[str] = (),
 ) -> list[FoundQueue]:
     """Queues pymirror created for ``original`` (name or URL), for garbage collection.
 
     Candidates are listed by the format's literal prefix and kept when their
     name fits the format for this original (:func:`matches_format`); the
     bookkeeping tags then decide - a queue without them is not pymirror's,
-    whatever its name. A queue deleted meanwhile is skipped.
+    whatever its name. A queue deleted meanwhile is skipped, and so is any queue
+    named in ``skip`` (its tags are not read: one call saved per queue the caller
+    knows already, e.g. a worker's live sessions).
     """
     original_name = queue_name(original)
     found = []
     for url in await client.list_queues(listing_prefix(name_format)):
         name = queue_name(url)
-        if not matches_format(name, name_format, original_name):
+        if name in skip or not matches_format(name, name_format, original_name):
             continue
         try:
             tags = await client.tags(url)

@@ -48,7 +48,7 @@ class SqsSettings(BaseModel):
     backlog_linger: float = Field(
         1.0,
         gt=0,
-        description="Seconds within which a partly-full batch must be able to fill while "
+        description="Seconds a partly-full send or delete batch waits to fill while "
         "receives come back full (a backlog: the messages waited in the queue anyway); 1 s "
         "keeps SendMessageBatch near 10 entries at saturation and adds at most 1 s of latency.",
     )

@@ -56,7 +56,7 @@ import structlog
 from splitter.backoff import Backoff
 from splitter.errors import NotOursError, SqsError
 from splitter.routing import SessionRoute
-from splitter.sqs.batching import BATCH_ENTRIES
+from splitter.sqs.batching import BATCH_ENTRIES, waited_in_queue
 from splitter.sqs.client import SqsClient
 from splitter.sqs.draining import Draining, OnHandBack, live_names
 from splitter.sqs.forwarding import Forwarding
@@ -64,6 +64,7 @@ from splitter.sqs.queues import check_owned, mark_routed
 from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
 from splitter.sqs.stats import SqsWorkerStats
+from splitter.sqs.tags import TAG_ROUTED
 from splitter.switching import SessionSwitch
 
 log = structlog.get_logger()
@@ -137,11 +138,12 @@ class SqsSplitWorker(SessionSwitch):
     # --- checks ------------------------------------------------------------------
 
     async def _check(self, url: str, *, fallback: bool, what: str) -> None:
-        """:func:`check_owned`, a transient error retried with backoff until it passes."""
+        """:func:`check_owned`, a transient error retried with backoff until it passes; a
+        session queue a worker tagged as routed already is noted (not tagged again)."""
         backoff = Backoff(_RECEIVE_RETRY_FIRST, _RECEIVE_RETRY_CEILING)
         while True:
             try:
-                await check_owned(
+                tags = await check_owned(
                     self.client,
                     url,
                     self.settings.name_format,
@@ -154,6 +156,8 @@ class SqsSplitWorker(SessionSwitch):
                     raise
                 self._log.warning("sqs queue check failed; retrying", source=url, error=str(e))
             else:
+                if not fallback and tags.get(TAG_ROUTED) == "true":
+                    self._marked.add(url)
                 return
             await backoff.sleep()
 
@@ -282,7 +286,7 @@ class SqsSplitWorker(SessionSwitch):
                 if split.fifo and attempt is None:
                     attempt = uuid.uuid4().hex
                 try:
-                    polled = time.monotonic()
+                    polled, polled_at = time.monotonic(), time.time()
                     messages = await self.client.receive(
                         split.queue_url,
                         max_messages=BATCH_ENTRIES,
@@ -303,7 +307,9 @@ class SqsSplitWorker(SessionSwitch):
                     await forwarding.give_back(split.queue_url, messages)
                     continue
                 got = len(messages)
-                forwarding.note_receive(got, time.monotonic() - polled)
+                forwarding.note_receive(
+                    got, time.monotonic() - polled, waited=waited_in_queue(messages, polled_at)
+                )
                 if messages:
                     self.stats.received += got
                     forwarding.submit(split.queue_url, messages, self._router)

@@ -5,11 +5,14 @@ from __future__ import annotations
 import pytest
 
 from splitter.sqs.batching import (
+    BACKLOG_RECEIVE,
     BATCH_ENTRIES,
+    WAITED_MARGIN,
     ReceivePace,
     due,
     entry_size,
     forward_entry,
+    waited_in_queue,
 )
 
 pytestmark = pytest.mark.unit
@@ -99,20 +102,19 @@ def test_entry_size_counts_attribute_names_and_values_in_utf8_bytes_not_characte
 
 
 def test_no_partly_full_batch_goes_before_linger() -> None:
-    assert not due(9, 0.019, linger=0.02, backlog_linger=1.0, backlog=False)
-    assert due(1, 0.02, linger=0.02, backlog_linger=1.0, backlog=False)
+    assert not due(0.019, linger=0.02, backlog_linger=1.0, backlog=False)
+    assert due(0.02, linger=0.02, backlog_linger=1.0, backlog=False)
 
 
-def test_in_a_backlog_a_batch_waits_while_it_fills_fast_enough() -> None:
-    # 5 entries in 0.2 s: on course to 10 within 1 s - it waits.
-    assert not due(5, 0.2, linger=0.02, backlog_linger=1.0, backlog=True)
-    # 5 entries in 0.6 s: would take 1.2 s to fill - it goes.
-    assert due(5, 0.6, linger=0.02, backlog_linger=1.0, backlog=True)
+def test_in_a_backlog_a_batch_waits_for_backlog_linger_to_fill() -> None:
+    assert not due(0.6, linger=0.02, backlog_linger=1.0, backlog=True)
+    assert not due(0.999, linger=0.02, backlog_linger=1.0, backlog=True)
+    assert due(1.0, linger=0.02, backlog_linger=1.0, backlog=True)
 
 
 def test_backlog_linger_is_never_shorter_than_linger() -> None:
-    assert not due(5, 0.3, linger=0.5, backlog_linger=0.1, backlog=True)
-    assert due(5, 0.5 * 2 + 0.01, linger=0.5, backlog_linger=0.1, backlog=True)
+    assert not due(0.3, linger=0.5, backlog_linger=0.1, backlog=True)
+    assert due(0.5, linger=0.5, backlog_linger=0.1, backlog=True)
 
 
 # --- backlog ---------------------------------------------------------------------------
@@ -121,7 +123,33 @@ def test_backlog_linger_is_never_shorter_than_linger() -> None:
 def test_a_full_receive_starts_a_backlog_and_a_short_one_ends_it() -> None:
     pace = ReceivePace().after(BATCH_ENTRIES, 0.01, now=100.0)
     assert pace.in_backlog(100.001, linger=0.02)
-    assert not pace.after(BATCH_ENTRIES - 1, 0.01, now=100.01).in_backlog(100.011, linger=0.02)
+    short = pace.after(BACKLOG_RECEIVE - 1, 0.01, now=100.01)
+    assert not short.in_backlog(100.011, linger=0.02)
+
+
+def test_a_receive_at_least_half_full_keeps_a_backlog() -> None:
+    # SQS may return fewer than asked for while many messages wait: 9, or 5, go on with it.
+    pace = ReceivePace().after(BATCH_ENTRIES, 0.01, now=100.0)
+    assert pace.after(BATCH_ENTRIES - 1, 0.01, now=100.01).in_backlog(100.011, linger=0.02)
+    assert pace.after(BACKLOG_RECEIVE, 0.01, now=100.01).in_backlog(100.011, linger=0.02)
+
+
+def test_a_full_receive_of_messages_sent_during_its_poll_is_no_backlog() -> None:
+    # A producer sending batches of 10 fills each receive: steady load, nothing held.
+    pace = ReceivePace().after(BATCH_ENTRIES, 0.3, now=100.0, waited=False)
+    assert not pace.in_backlog(100.001, linger=0.02)
+
+
+def test_messages_waited_in_the_queue_when_all_were_sent_before_the_poll_began() -> None:
+    def sent(at: float) -> dict[str, object]:
+        return {"Attributes": {"SentTimestamp": str(int(at * 1000))}}
+
+    polled_at = 1_700_000_000.0
+    old = [sent(polled_at - 5), sent(polled_at - WAITED_MARGIN - 0.01)]
+    assert waited_in_queue(old, polled_at)
+    assert not waited_in_queue([*old, sent(polled_at + 0.2)], polled_at)  # one came later
+    assert not waited_in_queue([sent(polled_at - WAITED_MARGIN / 2)], polled_at)  # in margin
+    assert waited_in_queue([{"Attributes": {}}], polled_at)  # no timestamp: counts as waiting
 
 
 def test_a_backlog_ends_when_no_receive_came_back_for_a_while() -> None:
