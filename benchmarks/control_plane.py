@@ -41,6 +41,10 @@ well under 3 minutes.
 For each part: the operator's peak VmRSS (sampled every 0.2 s) and its CPU seconds
 (``/proc/<pid>/stat`` utime + stime) per session. Its last lines are ``ratio
 control_plane_scale_*`` figures.
+
+To see where the operator's time goes, keep the logs (``--state-dir DIR``) and attach a
+sampling profiler to the operator process while the run goes, e.g. ``py-spy record
+--pid $(pgrep -f "operator --kubeconfig DIR") --format raw -o profile.txt``.
 """
 
 from __future__ import annotations

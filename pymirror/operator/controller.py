@@ -8,8 +8,10 @@
   namespace; each watch resumes from its last resourceVersion and re-lists on 410
   (``registry.watching``), so no change is missed;
 * an event enqueues its object's key (``("session", ns, name)``, ``("split", ns, name)``);
-  a QueueSplit event also enqueues the sessions its routes name and every session that is
-  neither Ready nor Failed (they may be waiting on it);
+  a QueueSplit event also enqueues the sessions its routes name, except those known as
+  Ready and not being deleted (nothing in a QueueSplit change is for them), and every
+  session that is neither Ready nor Failed or is being deleted and that recorded this
+  split in ``status.queues`` or no split yet (they may be waiting on it);
 * the :class:`WorkQueue` holds each key once, runs at most one reconcile per key at a
   time (a key added while it runs is run again right after), and ``workers`` keys in
   parallel;
@@ -195,6 +197,23 @@ def split_sessions(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
     return refs
 
 
+def waits_on_splits(obj: Mapping[str, Any], routed: bool = False) -> bool:
+    """Whether a session may be waiting on a QueueSplit change: one being deleted, or one
+    neither Ready nor (unless ``routed``: a QueueSplit still routes to it) Failed."""
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        return True
+    phase = (obj.get("status") or {}).get("phase")
+    return phase != "Ready" and (routed or phase != "Failed")
+
+
+def joins(obj: Mapping[str, Any], split: str) -> bool:
+    """Whether a session may wait on QueueSplit ``split``: it recorded it in
+    ``status.queues[].split``, or recorded no split yet (not planned so far)."""
+    recorded = {q.get("split") for q in (obj.get("status") or {}).get("queues") or ()}
+    recorded.discard(None)
+    return not recorded or split in recorded
+
+
 class Controller:
     """Watches and reconciles (see the module docstring)."""
 
@@ -214,6 +233,7 @@ class Controller:
         gc: Callable[[], Awaitable[object]] | None = None,
         gc_seconds: float = 300.0,
         on_split: Callable[[Obj], None] | None = None,
+        on_stop: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.kube = kube
         self.sessions = sessions
@@ -221,6 +241,8 @@ class Controller:
         self.namespaces = list(dict.fromkeys(namespaces))
         """Where SplitSessions are watched; empty: every namespace."""
         self.on_split = on_split
+        self.on_stop = on_stop
+        """Awaited when ``run`` returns (closes what the reconcilers keep open)."""
         self.operator_namespace = operator_namespace
         self.resync_seconds = resync_seconds
         self.lease_check_seconds = lease_check_seconds
@@ -268,6 +290,8 @@ class Controller:
                     task.cancel()
         finally:
             self.queue.close()
+            if self.on_stop is not None:
+                await self.on_stop()
         log.info("operator controller stopped")
 
     # --- watches ----------------------------------------------------------------------
@@ -325,15 +349,22 @@ class Controller:
             self.known[key] = event.object
             self.queue.add(key)
         named: set[Key] = {("session", ns, n) for ns, n in split_sessions(event.object)}
+        split = key[2]
         waiting: set[Key] = {
             k
             for k, obj in self.known.items()
-            if k[0] == "session"
-            and (obj.get("status") or {}).get("phase") not in ("Ready", "Failed")
+            if k[0] == "session" and waits_on_splits(obj) and joins(obj, split)
         }
-        for session in sorted(named | waiting):
+        for session in sorted((named - self._settled(named)) | waiting):
             if self._watched(session[1]):
                 self.queue.add(session)
+
+    def _settled(self, keys: Iterable[Key]) -> set[Key]:
+        """The sessions of ``keys`` known as Ready and not being deleted: a QueueSplit
+        change has nothing for them (their own events, the lease check and the resync
+        still reach them). Enqueuing every routed session on every QueueSplit write made
+        one split's N sessions cost N reconciles per write."""
+        return {k for k in keys if k in self.known and not waits_on_splits(self.known[k], True)}
 
     # --- timers -----------------------------------------------------------------------
 
@@ -441,7 +472,7 @@ def build(
     from pymirror.operator.splits import Splits
 
     operator = settings.operator
-    splits = Splits(kube, settings)
+    splits = Splits(kube, settings, shared_sqs=True)
     originals = KnownOriginals()
     sweep = QueueSweep(splits.endpoint, settings.sqs.name_format, originals)
 
@@ -482,6 +513,7 @@ def build(
         ),
         gc_seconds=operator.gc_interval,
         on_split=originals.remember,
+        on_stop=splits.close,
     )
 
 

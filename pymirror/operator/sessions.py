@@ -32,12 +32,14 @@ The life of a session (``status.phase``):
 
 The sequence: ``1 +`` the highest sequence held by a live session (in every watched
 namespace) or a QueueSplit route, computed and written under one lock by the one
-operator process. Each assignment reads the API server's current state and its status
+operator process. The first assignment after start-up reads the API server's current
+state; later ones continue from the last one this process assigned (listing every
+session for each new one made a burst of N sessions cost N listings of N). Each status
 write completes before the next assignment starts, so a new sequence is greater than
 every sequence live at that moment: no two live sessions share one, and a session
 started later sorts after every session live when it started. That is a total order
-among live sessions (a number can come back only once every holder of it, its
-session and its routes, is gone). It holds for a single operator replica; two
+among live sessions (a number can come back, after a restart, only once every holder
+of it, its session and its routes, is gone). It holds for a single operator replica; two
 replicas would need a counter object updated with optimistic concurrency.
 
 Conditions: ``Ready`` (True once Ready; False with reason ``Provisioning``,
@@ -366,6 +368,10 @@ class SessionReconciler:
         self.clock = clock
         self.poll_seconds = poll_seconds
         self._sequence_lock = asyncio.Lock()
+        self._assigned = 0
+        """The highest sequence this process assigned (0: none yet). Once one is, every
+        later one is this + 1 without listing every session again: with one replica,
+        nothing else assigns sequences, so it stays above every live one."""
 
     def _objects(self, namespace: str) -> Objects:
         return self.kube.objects(SplitSession.RESOURCE, namespace)
@@ -435,22 +441,27 @@ class SessionReconciler:
             fresh = await objects.get(meta["name"])
             if (fresh.get("status") or {}).get("sequence") is not None:
                 return fresh  # assigned meanwhile (by an earlier reconcile of ours)
-            sessions: list[Obj] = []
-            if not self.namespaces:  # the operator follows every namespace: count them all
-                sessions = (await self.kube.objects(SplitSession.RESOURCE, None).list()).items
-            for namespace in sorted(
-                {*self.namespaces, meta["namespace"]} if self.namespaces else ()
-            ):
-                sessions += (await self._objects(namespace).list()).items
-            splits = (
-                await self.kube.objects(QueueSplit.RESOURCE, self.operator_namespace).list()
-            ).items
-            sequence = highest_sequence(sessions, splits) + 1
+            if self._assigned == 0:  # the first one since start-up: look at what is live
+                self._assigned = await self._highest_live(meta["namespace"])
+            sequence = self._assigned + 1
             written = await objects.patch_status(
                 meta["name"], {"sequence": sequence, "phase": "Pending"}
             )
+            self._assigned = sequence
         bound.info("sequence assigned", sequence=sequence)
         return written
+
+    async def _highest_live(self, namespace: str) -> int:
+        """The highest sequence held by a live session or a QueueSplit route."""
+        sessions: list[Obj] = []
+        if not self.namespaces:  # the operator follows every namespace: count them all
+            sessions = (await self.kube.objects(SplitSession.RESOURCE, None).list()).items
+        for ns in sorted({*self.namespaces, namespace} if self.namespaces else ()):
+            sessions += (await self._objects(ns).list()).items
+        splits = (
+            await self.kube.objects(QueueSplit.RESOURCE, self.operator_namespace).list()
+        ).items
+        return highest_sequence(sessions, splits)
 
     # --- Pending ----------------------------------------------------------------------
 

@@ -52,11 +52,11 @@ the split's original and the record's role; anything else is left alone and logg
 
 from __future__ import annotations
 
-import copy
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -67,6 +67,7 @@ from pymirror.errors import PymirrorError
 from pymirror.operator.fault_points import fault_point
 from pymirror.operator.kafka_splits import KafkaTopics, open_topics
 from pymirror.operator.planning import PlannedQueue, SessionPlan
+from pymirror.operator.split_writes import SplitWriter
 from pymirror.operator.worker_deployments import delete_worker, ensure_worker, worker_name
 from pymirror.settings import Settings
 from registry.env_patch import (
@@ -76,7 +77,7 @@ from registry.env_patch import (
     rollout_status,
     wait_rolled_out,
 )
-from registry.errors import AlreadyExistsError, ConflictError, NotFoundError, RolloutTimeoutError
+from registry.errors import AlreadyExistsError, NotFoundError, RolloutTimeoutError
 from registry.objects import Kube, Obj, Objects
 from registry.session_models import API_VERSION, QueueSplit
 from registry.workloads import Workload, WorkloadKinds, WorkloadRef, get_workload
@@ -319,20 +320,47 @@ class _Side(Protocol):
 class Splits:
     """Joins, leaves and hands back QueueSplits (see the module docstring)."""
 
-    def __init__(self, kube: Kube, settings: Settings) -> None:
+    def __init__(self, kube: Kube, settings: Settings, *, shared_sqs: bool = False) -> None:
         self.kube = kube
         self.settings = settings
         self.operator = settings.operator
         self.name_format = settings.sqs.name_format
         self.endpoint = SqsEndpoint(url=settings.sqs.endpoint_url, region=settings.sqs.region)
         self.objects: Objects = kube.objects(QueueSplit.RESOURCE, self.operator.namespace)
+        self.writer = SplitWriter(self.objects, ATTEMPTS)
+        """Every write to a QueueSplit goes through it: one at a time per split, batched."""
+        self.shared_sqs = shared_sqs
+        """One SQS client for every call (opened on first use, closed by :meth:`close`)
+        instead of one per call: making a client loads botocore's service model and an
+        SSL context, about half of the operator's CPU when each join and leave made one."""
+        self._sqs_client: SqsClient | None = None
+        self._sqs_stack = AsyncExitStack()
+        self._sqs_lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def sqs(self) -> AsyncIterator[SqsClient]:
+        """The SQS client to use (see ``shared_sqs``)."""
+        if not self.shared_sqs:
+            async with connect(self.endpoint) as one:
+                yield one
+            return
+        async with self._sqs_lock:
+            if self._sqs_client is None:
+                self._sqs_client = await self._sqs_stack.enter_async_context(connect(self.endpoint))
+        yield self._sqs_client
+
+    async def close(self) -> None:
+        """Close the shared SQS client, if one was opened (the next use opens another)."""
+        self._sqs_client = None
+        stack, self._sqs_stack = self._sqs_stack, AsyncExitStack()
+        await stack.aclose()
 
     # --- join -------------------------------------------------------------------------------
 
     async def join(self, plan: SessionPlan, queue: PlannedQueue, sequence: int) -> Joined:
         """One step further for ``queue`` of ``plan``; ``ready`` once the worker routes it."""
         if queue.kind == "SQS":
-            async with connect(self.endpoint) as client:
+            async with self.sqs() as client:
                 side = _SqsSide(self, client, queue)
                 return await _Join(self, side, plan, queue, sequence).run()
         try:
@@ -348,7 +376,7 @@ class Splits:
         """The broker side of an existing QueueSplit."""
         spec = obj.get("spec") or {}
         if spec.get("kind") != "Kafka":
-            async with connect(self.endpoint) as client:
+            async with self.sqs() as client:
                 yield _SqsSide(self, client, None)
             return
         config = spec.get("clientConfig")
@@ -365,7 +393,7 @@ class Splits:
     async def leave(self, split: str, session_ref: str) -> bool:
         """Remove the session's route; True once its end is finished (see the docstring)."""
         try:
-            obj = await self.objects.update(split, lambda o: without_route(o, session_ref))
+            obj = await self.writer.update(split, lambda o: without_route(o, session_ref))
         except NotFoundError:
             return True
         fault_point("route-removed")
@@ -444,25 +472,9 @@ class Splits:
 
     async def _write_status(self, name: str, change: Callable[[Obj], Obj | None]) -> Obj:
         """Merge ``change(obj)`` (a status body, None: nothing to do) into the status,
-        guarded by the resourceVersion read; a 409 reads again."""
-        for _ in range(ATTEMPTS):
-            obj = await self.objects.get(name)
-            body = change(copy.deepcopy(obj))
-            if body is None:
-                return obj
-            patch = {
-                "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-                "status": body,
-            }
-            try:
-                written: Obj = await self.objects.patch(name, patch, "merge", subresource="status")
-            except ConflictError:
-                continue
-            return written
-        raise ConflictError(
-            f"QueueSplit {self.operator.namespace}/{name}: the status kept changing; still "
-            f"conflicting after {ATTEMPTS} writes"
-        )
+        guarded by the resourceVersion read; a 409 reads again (``SplitWriter.status``:
+        batched with the other changes of this split waiting meanwhile)."""
+        return await self.writer.status(name, change)
 
 
 def without_route(obj: Obj, session: str) -> Obj | None:
@@ -742,7 +754,7 @@ class _Join:
             obj["spec"]["fallback"] = fallback
             return obj
 
-        return await self.s.objects.update(self.name, set_fallback)
+        return await self.s.writer.update(self.name, set_fallback)
 
     # --- the workload -----------------------------------------------------------------------
 
@@ -841,7 +853,7 @@ class _Join:
             obj["spec"]["routes"] = sorted([*routes, wanted], key=lambda r: int(r["sequence"]))
             return obj
 
-        return await self.s.objects.update(self.name, put)
+        return await self.s.writer.update(self.name, put)
 
 
 def _replaced_record(obj: Obj, record: Obj) -> Obj | None:
