@@ -243,7 +243,9 @@ class SqsSplitWorker(SessionSwitch):
             await self._wake.wait()  # stop() or the last session's end
             self._receiving = False  # stop intake first; polls under way end by themselves
             if self._hand_back.is_set() and not self._stop.is_set():
-                await asyncio.gather(*receivers)
+                # No need to wait for the polls under way (up to wait_seconds): from here on
+                # a receiver submits nothing (it checks _receiving right after its poll,
+                # with no await before submit) and gives what it got back to the original.
                 await forwarding.wait_idle()
                 await self._ended.join()
                 if await draining.hand_back():

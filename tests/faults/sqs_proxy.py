@@ -12,7 +12,8 @@ that matches, else passes it through unchanged:
   ``code`` and ``sender_fault`` - exactly what a partly failed batch looks like;
 * ``error``: answer the rule's ``status`` and ``code`` (``ThrottlingException``
   with 400, ``ServiceUnavailable`` with 503, ...) without calling the server;
-* ``delay``: wait ``delay`` seconds, then pass the request through;
+* ``delay``: wait ``delay`` seconds (or until ``release`` is set), then pass the
+  request through;
 * ``cut``: close the connection without an answer (the client sees a reset);
   with ``after_server`` the request reaches the server first, so its effect is
   real but the client never learns it.
@@ -60,6 +61,8 @@ class Rule:
     sender_fault: bool = False
     status: int = 500
     delay: float = 0.0
+    #: ``delay``: hold the call until this is set (instead of ``delay`` seconds).
+    release: asyncio.Event | None = None
     after_server: bool = False
     #: How many calls it hits before it stops matching (None: until removed); for
     #: ``fail_entries`` with ``entries``, only calls holding an entry it picks count.
@@ -198,7 +201,10 @@ class SqsProxy:
                 await self._forward(request, request.body)
             return False
         elif rule.kind == "delay":
-            await asyncio.sleep(rule.delay)
+            if rule.release is not None:
+                await rule.release.wait()
+            else:
+                await asyncio.sleep(rule.delay)
             status, headers, payload = await self._forward(request, request.body)
         else:
             status, headers, payload = await self._fail_entries(rule, request, body, picked)

@@ -178,6 +178,36 @@ async def test_a_session_queue_already_deleted_at_its_end_is_a_finished_end_not_
     assert [mid_of(m) for m in got["bob"]] == ["m000"]
 
 
+async def test_the_hand_back_does_not_wait_for_a_receive_of_the_original_under_way(
+    sqs: SqsClient, faulty: SqsClient, proxy: SqsProxy, unique_name: str
+) -> None:
+    """The last session's end hands the queue back while a receive of the original is
+    still under way (in production a long poll of up to ``wait_seconds``, 20 s; here the
+    proxy holds one until released): the hand-back finishes without it, and what that
+    receive brings afterwards goes back to the original, not to the fallback."""
+    original = await make_queue(sqs, unique_name)
+    fallback = await temporary(sqs, original)
+    alice_q = await temporary(sqs, original, "alice")
+    alice = route("alice", 1, alice_q, {"user": "alice"})
+    release = asyncio.Event()
+    held = proxy.add(
+        Rule("ReceiveMessage", "delay", queue=name_of(original), release=release, times=1)
+    )
+    async with running(faulty, SqsSplit(original, fallback), [alice]) as (worker, task):
+        await wait_for("a receive of the original held", lambda: held.hits == 1)
+        worker.set_routes([])
+        # Before the fix this waited for the held receive: it never came.
+        await worker.handed_back.wait()
+        assert not release.is_set()
+        assert await gone(sqs, fallback)
+        await send(sqs, original, [Outgoing("late", {"user": attribute("bob")})])
+        release.set()
+        await asyncio.wait_for(task, 30)
+    back = await drain(sqs, {"original": original}, expect=1)
+    assert [mid_of(m) for m in back["original"]] == ["late"]
+    assert worker.stats.forwarded.get("alice", 0) == 0
+
+
 async def test_no_session_is_routed_to_a_queue_while_its_delete_is_under_way(
     sqs: SqsClient, faulty: SqsClient, proxy: SqsProxy, unique_name: str
 ) -> None:
