@@ -16,6 +16,12 @@ through the forwarding pipeline, then delete the queue - with different routers:
   queue's end costs one poll, about a second). A stop interrupts it; the worker
   that runs next finds the queue (:meth:`Draining.orphans`: a session queue of
   this split, tagged by pymirror, that no session routes to) and finishes it.
+  Up to ``session_end_concurrency`` ends run at once (:meth:`Draining.run_session_ends`;
+  ends of one destination one after the other). Each routes its leftovers by the
+  router current when they are submitted, and a session that is ending is in no
+  router from the moment it was removed, so concurrent ends never route to one another:
+  leftovers go to the sessions still active, else the fallback. An end that is under
+  way is in :attr:`Draining.ending` (and logged with how many are: ``ending``).
 - when the last session ends the worker *hands back*: it waits for the workload
   to drain the fallback (``drain_timeout``: None = wait, 0 = skip), moves what is
   left back to the original, waits for ``release_fallback`` if the split has
@@ -132,6 +138,11 @@ class Draining:
         #: Set while no receive of a queue being emptied is in flight (a stop waits for it).
         self.idle = asyncio.Event()
         self.idle.set()
+        self._polls = 0  # receives of queues being emptied in flight (idle: 0)
+        #: The session ends under way: (session id, destination) -> when each started.
+        self.ending: dict[tuple[str, str], float] = {}
+        #: The most ends that were under way at once (one worker's run).
+        self.most_ending = 0
         #: Set once the hand-back moved the fallback's leftovers and waits for the release.
         self.awaiting_release = awaiting_release or asyncio.Event()
         self._log = log.bind(queue=split.queue_url)
@@ -169,13 +180,39 @@ class Draining:
     # --- session end -------------------------------------------------------------
 
     async def run_session_ends(self, ended: asyncio.Queue[SessionRoute]) -> None:
-        """End each session put in ``ended``, one at a time, until cancelled."""
-        while True:
-            route = await ended.get()
+        """End each session put in ``ended``, up to ``session_end_concurrency`` at once (in
+        the order they came), until cancelled; ``ended.task_done()`` once each end returned.
+
+        Two ends of one destination (a session removed, listed again and removed again
+        while its first end runs) never overlap: the later one starts once the earlier
+        returned (and then finds the queue deleted, or ends it again). An end that raises
+        stops the others and is raised here (as the one-at-a-time loop did)."""
+        slots = asyncio.Semaphore(self.settings.session_end_concurrency)
+        latest: dict[str, asyncio.Task[None]] = {}  # destination -> its last end queued
+
+        async def one(route: SessionRoute, after: asyncio.Task[None] | None) -> None:
             try:
-                await self.end_session(route)
+                if after is not None and not after.done():
+                    await asyncio.wait([after])
+                async with slots:
+                    await self.end_session(route)
             finally:
+                if latest.get(route.destination) is asyncio.current_task():
+                    del latest[route.destination]
                 ended.task_done()
+
+        try:
+            async with asyncio.TaskGroup() as ends:
+                while True:
+                    route = await ended.get()
+                    after = latest.get(route.destination)
+                    latest[route.destination] = ends.create_task(
+                        one(route, after), name=f"session-end-{route.session_id}"
+                    )
+        except BaseExceptionGroup as group:
+            for other in group.exceptions[1:]:
+                self._log.error("sqs session end failed", error=repr(other))
+            raise group.exceptions[0] from None
 
     async def orphans(self, live: set[str]) -> list[SessionRoute]:
         """Session queues of this split that pymirror created (bookkeeping tags), that a
@@ -199,11 +236,26 @@ class Draining:
         return routes
 
     async def end_session(self, route: SessionRoute) -> None:
-        started = time.monotonic()
-        url = route.destination
-        bound = self._log.bind(session=route.session_id, source=url)
+        """End ``route`` (see the module docstring); in :attr:`ending` while under way."""
         if not self._wanted(route):
             return
+        key = (route.session_id, route.destination)
+        started = self.ending[key] = time.monotonic()
+        self.most_ending = max(self.most_ending, len(self.ending))
+        self._log.info(
+            "sqs session end started",
+            session=route.session_id,
+            source=route.destination,
+            ending=len(self.ending),
+        )
+        try:
+            await self._end(route, started)
+        finally:
+            del self.ending[key]
+
+    async def _end(self, route: SessionRoute, started: float) -> None:
+        url = route.destination
+        bound = self._log.bind(session=route.session_id, source=url)
         # Everything the old router sent to this queue must land before it is read.
         await self.forwarding.wait_destination(url)
         mirror = route.filter.mode == "mirror"
@@ -245,6 +297,7 @@ class Draining:
             mirror=mirror,
             rerouted=moved,
             seconds=round(time.monotonic() - started, 3),
+            ending=len(self.ending),
         )
 
     async def _receive(self, source: str, attempt_id: str | None) -> list[Message]:
@@ -287,6 +340,7 @@ class Draining:
             # Nothing received from ``source`` in hand: the counts are looked at as this poll
             # starts, so an empty long poll is (part of) the wait between two looks.
             before = None if forwarding.holding(source) else self._look(source)
+            self._polls += 1
             self.idle.clear()  # a stop waits for this poll instead of cancelling it
             try:
                 messages: list[Message] = []
@@ -304,7 +358,9 @@ class Draining:
                     await forwarding.give_back(source, messages)
                     return None
             finally:
-                self.idle.set()
+                self._polls -= 1
+                if not self._polls:
+                    self.idle.set()
             if messages:
                 await _discard(before)
                 moved += len(messages)

@@ -92,6 +92,16 @@ class SqsSettings(BaseModel):
         "emptied; 1 s is one cheap GetQueueAttributes per second and an empty queue is "
         "confirmed by a second look (the counts are approximate).",
     )
+    session_end_concurrency: int = Field(
+        8,
+        gt=0,
+        le=16,
+        description="Session ends (an ended session's queue read to the end, its leftovers "
+        "routed again, the queue deleted) run at once; each takes about a second at least "
+        "(one empty long poll and two looks at the counts), so 8 ends 100 sessions in "
+        "about 13 s instead of 100 s. Each end holds up to two connections; up to 16 stays, "
+        "with the receivers and batch calls, inside the client's 64-connection pool.",
+    )
     session_end_warn_after: float = Field(
         120.0,
         gt=0,

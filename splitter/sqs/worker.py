@@ -7,8 +7,10 @@ which forwards it in full batches and deletes it from the original only once
 every forward succeeded. At most ``max_in_hand`` messages are held at once.
 
 Sessions change through :meth:`SqsSplitWorker.set_routes`: the next message
-is routed by the new sessions. A session that disappears is ended and, when
-the last one does, the queue is handed back (:mod:`splitter.sqs.draining`):
+is routed by the new sessions. A session that disappears is ended - up to
+``session_end_concurrency`` ends at once, :attr:`~SqsSplitWorker.ending` lists those
+under way - and, when the last one does, the queue is handed back
+(:mod:`splitter.sqs.draining`; it waits for every end queued first):
 the worker stops receiving from the original, forwards what it holds, lets
 the hand-back drain and delete the fallback, and returns.
 
@@ -107,6 +109,18 @@ class SqsSplitWorker(SessionSwitch):
         #: Session queues tagged as routed to.
         self._marked: set[str] = set()
         self._tasks: asyncio.TaskGroup | None = None
+        self._draining: Draining | None = None
+
+    @property
+    def ending(self) -> list[str]:
+        """The sessions whose end is under way (up to ``session_end_concurrency``)."""
+        draining = self._draining
+        return [] if draining is None else [session for session, _url in draining.ending]
+
+    @property
+    def most_ending(self) -> int:
+        """The most session ends that were under way at once (this run)."""
+        return 0 if self._draining is None else self._draining.most_ending
 
     def set_routes(self, routes: Sequence[SessionRoute]) -> None:
         super().set_routes(routes)
@@ -221,6 +235,7 @@ class SqsSplitWorker(SessionSwitch):
                 on_ended=self.on_session_ended,
                 on_hand_back=self.on_hand_back,
             )
+            self._draining = draining
             for orphan in await draining.orphans(live_names(list(self._router.sessions))):
                 self._log.info(
                     "sqs resuming an unfinished session end",
@@ -238,7 +253,10 @@ class SqsSplitWorker(SessionSwitch):
             ender = tg.create_task(draining.run_session_ends(self._ended), name="session-ends")
             self.started.set()
             self._log.info(
-                "sqs split worker started", receivers=settings.receivers, fifo=split.fifo
+                "sqs split worker started",
+                receivers=settings.receivers,
+                session_end_concurrency=settings.session_end_concurrency,
+                fifo=split.fifo,
             )
             await self._wake.wait()  # stop() or the last session's end
             self._receiving = False  # stop intake first; polls under way end by themselves
