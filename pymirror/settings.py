@@ -4,10 +4,23 @@ Environment variables use the ``PYMIRROR_`` prefix and ``__`` between a group
 and its field (``PYMIRROR_LOG__LEVEL=debug``). Every field documents its unit
 and why its default is what it is. Invalid values raise ``ConfigError`` at
 start-up, never deep inside a running worker.
+
+Empty and null values of the environment, the same for every setting:
+
+* a variable set to the empty string (``PYMIRROR_SQS__VISIBILITY_TIMEOUT=``) counts as
+  not set: the setting keeps its default (``env_ignore_empty``). A template that renders
+  an empty value, or ``VAR=`` in a shell, changes nothing;
+* a variable set to ``null`` or ``none`` (any case, surrounding blanks ignored) sets the
+  setting to None (``env_parse_none_str``, extended to both words and any case): for an
+  optional setting that is its "no value" (``PYMIRROR_SQS__VISIBILITY_TIMEOUT=null``: the
+  queue's own visibility timeout; ``PYMIRROR_OPERATOR__WORKER_METRICS_PORT=none``: no
+  worker metrics, whatever the default); a setting that needs a value refuses it with a
+  ``ConfigError`` naming the variable's setting and saying to unset it for the default.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal, TypeVar
 
 from pydantic import (
@@ -18,7 +31,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.types import EnvNoneType
 
 from pymirror.errors import ConfigError, UsageError
 from pymirror.logs import LogFormat
@@ -30,6 +49,20 @@ from traffic.settings import TrafficSettings
 
 #: A settings group (``Settings.sqs``, ``Settings.kafka``, ...).
 _Group = TypeVar("_Group", bound=BaseModel)
+#: Environment values that mean None (compared stripped and lower-cased).
+NONE_VALUES = frozenset({"null", "none"})
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, with ``null``/``none`` in any case as None (see the docstring)."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {
+            name: EnvNoneType(value)
+            if isinstance(value, str) and value.strip().lower() in NONE_VALUES
+            else value
+            for name, value in super()._load_env_vars().items()
+        }
 
 
 class LogSettings(BaseModel):
@@ -53,8 +86,24 @@ class Settings(BaseSettings):
     """Root of all pymirror settings."""
 
     model_config = SettingsConfigDict(
-        env_prefix="PYMIRROR_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="PYMIRROR_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        env_ignore_empty=True,
+        env_parse_none_str="null",
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The usual sources, the environment read by :class:`_EnvSource`."""
+        return init_settings, _EnvSource(settings_cls), dotenv_settings, file_secret_settings
 
     log: LogSettings = Field(default_factory=LogSettings)
     traffic: TrafficSettings = Field(default_factory=TrafficSettings)
@@ -108,13 +157,21 @@ class Settings(BaseSettings):
         return self
 
 
+_NULL_HINT = (
+    " (got null/none, which means no value, and this setting needs one: unset the "
+    "variable for its default, or give a value)"
+)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build ``Settings`` from the environment plus explicit overrides, or raise ``ConfigError``."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as e:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}"
+            + (_NULL_HINT if err.get("input", "") is None else "")
+            for err in e.errors()
         )
         raise ConfigError(
             f"invalid settings: {problems}. Fix the PYMIRROR_* environment variables or flags."

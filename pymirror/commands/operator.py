@@ -13,7 +13,10 @@ is the kubeconfig when one is named, else the pod's service account inside a pod
 cluster-wide watch). QueueSplits are watched in the operator's namespace. Run one replica: the
 session sequence is assigned by this one process. SIGTERM/SIGINT stop it cleanly: no
 new reconcile starts, the ones under way are cancelled (every step is recorded before it
-is taken, so the next operator resumes them), and the process exits 0.
+is taken, so the next operator resumes them), and the process exits 0. With
+``--metrics-port`` the port also serves ``/healthz`` (the event loop is alive) and
+``/readyz`` (the watches listed and the API server answered recently; see
+``pymirror.operator.controller.Health``).
 """
 
 from __future__ import annotations
@@ -39,7 +42,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--context", default=None, help="the kubeconfig context")
     parser.add_argument(
-        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics, /healthz (liveness) and /readyz (readiness) on this port",
     )
     parser.set_defaults(func=run)
 

@@ -30,17 +30,41 @@ cache (the cache only decides what to enqueue). Logs are bound with namespace/se
 (or split). Metrics (``prometheus_client``, when a registry is given): sessions by phase,
 reconcile latency per kind, reconcile errors per kind, garbage-collection actions per
 action (``pymirror_gc_actions_total{action}``).
+
+Health (:class:`Health`, served by :func:`serve_http` beside ``/metrics`` on the metrics
+port):
+
+* ``/healthz`` (liveness): the event loop is alive: a task stamps ``Health.beat`` every
+  ``HEARTBEAT_SECONDS``; 200 while the last stamp is at most ``STALL_SECONDS`` old (the
+  HTTP server runs in its own thread, so a blocked or dead loop shows as a stale stamp,
+  not as a probe that hangs), 503 after;
+* ``/readyz`` (readiness): every watch delivered its first list (``started``) and the
+  last *pass* succeeded at most ``Health.stale_after`` seconds ago. A pass is a real
+  round trip to the API server, a list of the QueueSplits in the operator's namespace
+  (what every reconcile needs), one every ``Health.pass_seconds`` (the resync interval,
+  at most 10 s; ``stale_after`` is three of them); a pass that hangs is waited for, so a
+  stalled API server shows as an ageing pass. Reconcile errors (an SQS endpoint or a
+  broker away) do not make the operator unready: nothing can be routed around a single
+  operator, and they are counted in ``pymirror_operator_reconcile_errors_total``; the
+  body lists the keys in backoff.
+
+Both answer a JSON object (``status``: ``ok``/``starting``/``stalled``/``not ready``, and
+the ages they judged by).
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from socketserver import ThreadingMixIn
 from typing import Any, Literal, Protocol
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
 from prometheus_client import (
@@ -49,7 +73,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    start_http_server,
+    make_wsgi_app,
 )
 
 from pymirror.operator.planning import SessionPlan
@@ -68,6 +92,12 @@ Key = tuple[KeyKind, str, str]
 BACKOFF_FIRST = 0.5
 BACKOFF_MAX = 30.0
 PHASES = ("Pending", "Ready", "Ending", "Failed")
+#: Seconds between two stamps of the event loop's heartbeat (``/healthz``).
+HEARTBEAT_SECONDS = 1.0
+#: A heartbeat older than this makes ``/healthz`` answer 503 (the loop is stuck).
+STALL_SECONDS = 30.0
+#: The longest interval between two readiness passes (``/readyz``).
+PASS_SECONDS_MAX = 10.0
 
 
 class SessionReconcilerPort(Protocol):
@@ -187,6 +217,112 @@ class Metrics:
             self.sessions.labels(phase=phase).set(count)
 
 
+class Health:
+    """What ``/healthz`` and ``/readyz`` answer (see the module docstring). Written by the
+    event loop, read by the HTTP thread (plain attribute reads and writes)."""
+
+    def __init__(self, resync_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.pass_seconds = min(resync_seconds, PASS_SECONDS_MAX)
+        """Seconds between two readiness passes."""
+        self.stale_after = 3 * self.pass_seconds
+        """A last pass older than this makes ``/readyz`` answer 503."""
+        self.started_at = clock()
+        self.beat: float | None = None
+        """When the event loop last stamped its heartbeat."""
+        self.listed = False
+        """Every watch delivered its first list."""
+        self.last_pass: float | None = None
+        """When the last pass (a list of the operator's QueueSplits) succeeded."""
+        self.last_error: str | None = None
+        """The last pass's error, None once one succeeded."""
+        self.backoff: Callable[[], int] = lambda: 0
+        """How many keys wait in backoff after a failed reconcile (for the body)."""
+
+    def stamp(self) -> None:
+        self.beat = self.clock()
+
+    def passed(self) -> None:
+        self.last_pass = self.clock()
+        self.last_error = None
+
+    def _age(self, at: float | None) -> float | None:
+        return None if at is None else round(self.clock() - at, 3)
+
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        """(alive, body): the heartbeat is at most ``STALL_SECONDS`` old (or, before the
+        first stamp, the process started less than that ago)."""
+        age = self._age(self.beat)
+        since = self._age(self.started_at) or 0.0
+        if age is None:
+            alive = since <= STALL_SECONDS
+            return alive, {"status": "starting" if alive else "stalled", "uptime_seconds": since}
+        alive = age <= STALL_SECONDS
+        body = {"status": "ok" if alive else "stalled", "heartbeat_age_seconds": age}
+        return alive, body | {"stall_after_seconds": STALL_SECONDS}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, body): the watches listed and the last pass is recent."""
+        age = self._age(self.last_pass)
+        reasons = []
+        if not self.listed:
+            reasons.append("the watches have not delivered their first list yet")
+        if age is None:
+            reasons.append("no pass has reached the API server yet")
+        elif age > self.stale_after:
+            reasons.append(f"the last pass reached the API server {age:.1f} s ago")
+        body: dict[str, Any] = {
+            "status": "not ready" if reasons else "ok",
+            "watches_listed": self.listed,
+            "last_pass_age_seconds": age,
+            "stale_after_seconds": self.stale_after,
+            "keys_in_backoff": self.backoff(),
+        }
+        if reasons:
+            body["reasons"] = reasons
+        if self.last_error is not None:
+            body["last_error"] = self.last_error
+        return not reasons, body
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return None
+
+
+def health_app(health: Health, registry: CollectorRegistry = REGISTRY) -> Callable[..., Any]:
+    """The WSGI app of the metrics port: ``/healthz``, ``/readyz``, else Prometheus text."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        path = environ.get("PATH_INFO", "")
+        if path not in ("/healthz", "/readyz"):
+            return metrics(environ, start_response)
+        ok, body = health.liveness() if path == "/healthz" else health.readiness()
+        data = json.dumps(body).encode()
+        status = "200 OK" if ok else "503 Service Unavailable"
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        start_response(status, headers)
+        return [data]
+
+    return app
+
+
+def serve_http(
+    port: int, health: Health, registry: CollectorRegistry = REGISTRY, addr: str = "0.0.0.0"
+) -> WSGIServer:
+    """Serve :func:`health_app` on ``addr:port`` in a daemon thread; ``shutdown()`` stops it."""
+    server = make_server(
+        addr, port, health_app(health, registry), _ThreadingServer, handler_class=_QuietHandler
+    )
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    return server
+
+
 def split_sessions(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(namespace, name)`` of each session a QueueSplit's routes name."""
     refs = []
@@ -234,6 +370,7 @@ class Controller:
         gc_seconds: float = 300.0,
         on_split: Callable[[Obj], None] | None = None,
         on_stop: Callable[[], Awaitable[None]] | None = None,
+        health: Health | None = None,
     ) -> None:
         self.kube = kube
         self.sessions = sessions
@@ -264,6 +401,9 @@ class Controller:
         """Set once every watch delivered its first list."""
         self.collected = asyncio.Event()
         """Set once the first garbage collection finished (or failed)."""
+        self.health = health or Health(resync_seconds)
+        """What ``/readyz`` judges by (the watches listed, the last pass)."""
+        self.health.backoff = lambda: len(self.failures)
 
     # --- the process ------------------------------------------------------------------
 
@@ -282,6 +422,7 @@ class Controller:
                     group.create_task(self._every(self.resync_seconds, self._resync)),
                     group.create_task(self._every(self.lease_check_seconds, self._check_leases)),
                     *(group.create_task(self._work(i)) for i in range(self.workers)),
+                    group.create_task(self._passes()),
                 ]
                 if self.gc is not None:
                     tasks.append(group.create_task(self._collect_garbage(self.gc)))
@@ -321,6 +462,7 @@ class Controller:
         if len(self.watching) == len(self._scopes()) + 1:
             log.info("operator watching", watches=sorted(" ".join(w) for w in self.watching))
             self.started.set()
+            self.health.listed = True
         async with objects.watch(resource_version=listed.resource_version, retry_for=None) as w:
             async for event in w:
                 handle(event)
@@ -372,6 +514,20 @@ class Controller:
         while True:
             await asyncio.sleep(seconds)
             action()
+
+    async def _passes(self) -> None:
+        """The readiness passes: a list of the operator's QueueSplits every
+        ``health.pass_seconds``; one that hangs is waited for (its age shows)."""
+        objects = self.kube.objects(QueueSplit.RESOURCE, self.operator_namespace)
+        while True:
+            try:
+                await objects.list()
+            except Exception as e:
+                self.health.last_error = str(e)
+                log.info("readiness pass failed", error=str(e))
+            else:
+                self.health.passed()
+            await asyncio.sleep(self.health.pass_seconds)
 
     async def _collect_garbage(self, gc: Callable[[], Awaitable[object]]) -> None:
         """At start-up (once the watches listed) and every ``gc_seconds``; a failure is
@@ -464,6 +620,7 @@ def build(
     *,
     namespaces: Sequence[str],
     registry: CollectorRegistry | None = None,
+    health: Health | None = None,
 ) -> Controller:
     """The controller with its reconcilers, wired from ``settings``; its metrics in
     ``registry`` (none without one). ``namespaces`` empty: sessions in every namespace."""
@@ -514,6 +671,7 @@ def build(
         gc_seconds=operator.gc_interval,
         on_split=originals.remember,
         on_stop=splits.close,
+        health=health,
     )
 
 
@@ -530,8 +688,24 @@ async def serve(
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if metrics_port is not None:
-        start_http_server(metrics_port)
-    async with Kube.connect(kubeconfig, context) as kube:
-        controller = build(kube, settings, namespaces=namespaces, registry=REGISTRY)
-        await controller.run(stop)
+    health = Health(settings.operator.resync_seconds)
+    server = serve_http(metrics_port, health) if metrics_port is not None else None
+    heartbeat = asyncio.create_task(_heartbeat(health))
+    try:
+        async with Kube.connect(kubeconfig, context) as kube:
+            controller = build(
+                kube, settings, namespaces=namespaces, registry=REGISTRY, health=health
+            )
+            await controller.run(stop)
+    finally:
+        heartbeat.cancel()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+async def _heartbeat(health: Health) -> None:
+    """Stamp the event loop's heartbeat every ``HEARTBEAT_SECONDS`` (``/healthz``)."""
+    while True:
+        health.stamp()
+        await asyncio.sleep(HEARTBEAT_SECONDS)

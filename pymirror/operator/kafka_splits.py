@@ -1,9 +1,11 @@
 """The Kafka side of a QueueSplit: the operator's temporary topics of one split.
 
 ``Splits`` (pymirror/operator/splits.py) drives a Kafka split exactly as an SQS one; what
-differs is here. ``open_topics`` resolves the split's ``MirrordKafkaClientConfig``
-(operator namespace, ``registry.kafka_client_configs.load_client_config``) and opens an
-admin client with its properties::
+differs is here. ``client_properties`` resolves the split's ``MirrordKafkaClientConfig``
+(operator namespace, ``registry.kafka_client_configs.load_client_config``),
+``operator_clients`` makes the clients of those properties; ``Splits`` keeps one admin
+client per split and wraps it in a ``KafkaTopics`` per call. ``open_topics`` does both
+with an admin client of its own::
 
     async with open_topics(kube, settings, client_config, original) as topics:
         name = topics.new_name(fallback=False)      # rendered by kafka.topic_format
@@ -35,7 +37,7 @@ does not resolve is a ``ClientConfigError``.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 
@@ -173,15 +175,27 @@ def is_temporary_topic(topic: str, name_format: NameFormat) -> bool:
     return False
 
 
-@asynccontextmanager
-async def open_topics(
-    kube: Kube, settings: Settings, client_config: str, original: str
-) -> AsyncIterator[KafkaTopics]:
-    """The topics of a split whose client config is ``client_config`` (operator namespace)."""
+async def client_properties(kube: Kube, settings: Settings, client_config: str) -> dict[str, str]:
+    """The Kafka properties of MirrordKafkaClientConfig ``client_config`` (operator
+    namespace), resolved now (an edited config is seen on the next call)."""
     operator = settings.operator
     properties = await load_client_config(
         kube, operator.namespace, client_config, config=operator.config_kinds.kinds()
     )
-    clients = KafkaClients(translate_properties(properties), client_id="pymirror-operator")
+    return dict(properties)
+
+
+def operator_clients(properties: Mapping[str, str]) -> KafkaClients:
+    """The operator's Kafka clients for ``properties`` (``KafkaPropertyError`` if bad)."""
+    return KafkaClients(translate_properties(properties), client_id="pymirror-operator")
+
+
+@asynccontextmanager
+async def open_topics(
+    kube: Kube, settings: Settings, client_config: str, original: str
+) -> AsyncIterator[KafkaTopics]:
+    """The topics of a split whose client config is ``client_config`` (operator namespace),
+    over an admin client of their own (``Splits`` keeps one per split instead)."""
+    clients = operator_clients(await client_properties(kube, settings, client_config))
     async with clients.admin() as admin:
         yield KafkaTopics(clients, admin, settings, original)

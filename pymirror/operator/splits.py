@@ -48,6 +48,15 @@ Nothing is deleted that pymirror did not create: every SQS delete goes through
 ``splitter.sqs.queues.delete_temporary_queue`` (bookkeeping tag checked), and a Kafka
 topic is deleted only if it is recorded and the topic format gives exactly its name for
 the split's original and the record's role; anything else is left alone and logged.
+
+Connections: one SQS client for every call (``shared_sqs``, the operator's wiring), and
+one Kafka admin client per Kafka split (:class:`_KafkaAdmins`): opened on the split's
+first join/leave/hand-back, reused by the next ones as long as the split's client config
+resolves to the same properties (an edited config gets a new one, the old is closed),
+closed once the split is gone (its hand-back deleted it, or a call found it missing) or
+by :meth:`Splits.close`, and dropped after a ``KafkaUnavailableError`` (a broker away:
+the next call opens a new one). Before, every join and leave opened its own admin client,
+a new connection (and its metadata requests) to the brokers each time.
 """
 
 from __future__ import annotations
@@ -65,7 +74,7 @@ import structlog
 
 from pymirror.errors import PymirrorError
 from pymirror.operator.fault_points import fault_point
-from pymirror.operator.kafka_splits import KafkaTopics, open_topics
+from pymirror.operator.kafka_splits import KafkaTopics, client_properties, operator_clients
 from pymirror.operator.planning import PlannedQueue, SessionPlan
 from pymirror.operator.split_writes import SplitWriter
 from pymirror.operator.worker_deployments import delete_worker, ensure_worker, worker_name
@@ -81,7 +90,9 @@ from registry.errors import AlreadyExistsError, NotFoundError, RolloutTimeoutErr
 from registry.objects import Kube, Obj, Objects
 from registry.session_models import API_VERSION, QueueSplit
 from registry.workloads import Workload, WorkloadKinds, WorkloadRef, get_workload
-from splitter.errors import SqsQueueMissingError
+from splitter.errors import KafkaUnavailableError, SqsQueueMissingError
+from splitter.kafka.admin import KafkaAdmin
+from splitter.kafka.clients import KafkaClients
 from splitter.naming import RANDOM_DIGITS
 from splitter.sqs.client import SqsClient, SqsEndpoint, connect
 from splitter.sqs.queue_names import queue_name
@@ -317,6 +328,90 @@ class _Side(Protocol):
         ...
 
 
+@dataclass
+class _Admin:
+    """One cached Kafka admin client (see :class:`_KafkaAdmins`)."""
+
+    properties: dict[str, str]
+    clients: KafkaClients
+    admin: KafkaAdmin
+    users: int = 0
+    retired: bool = False
+
+    async def close(self) -> None:
+        try:
+            await self.admin.__aexit__(None, None, None)
+        except Exception as e:  # closing a client of a broker away
+            log.info("kafka admin client closed with an error", error=str(e))
+
+
+class _KafkaAdmins:
+    """One Kafka admin client per split (see the module docstring): ``use`` lends it,
+    ``forget`` closes a split's, ``close`` all; ``opened`` counts the clients opened."""
+
+    def __init__(self) -> None:
+        self._admins: dict[str, _Admin] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        """One per split: a slow connect to one split's brokers holds up no other split."""
+        self.opened = 0
+
+    def _lock(self, split: str) -> asyncio.Lock:
+        return self._locks.setdefault(split, asyncio.Lock())
+
+    @asynccontextmanager
+    async def use(self, split: str, properties: dict[str, str]) -> AsyncIterator[_Admin]:
+        async with self._lock(split):
+            entry = self._admins.get(split)
+            if entry is not None and entry.properties != properties:
+                await self._retire(split, entry)  # the client config changed
+                entry = None
+            if entry is None:
+                clients = operator_clients(properties)
+                admin = await clients.admin().__aenter__()
+                self.opened += 1
+                entry = self._admins[split] = _Admin(properties, clients, admin)
+                log.info("kafka admin client opened", split=split)
+            entry.users += 1
+        try:
+            yield entry
+        except KafkaUnavailableError:
+            async with self._lock(split):
+                if self._admins.get(split) is entry:
+                    await self._retire(split, entry)  # the next call opens a new one
+            raise
+        finally:
+            entry.users -= 1
+            if entry.retired and entry.users == 0:
+                await entry.close()
+
+    async def _retire(self, split: str, entry: _Admin) -> None:
+        """Drop ``entry`` from the cache; closed now, or by its last user."""
+        if self._admins.get(split) is entry:
+            del self._admins[split]
+        if not entry.retired:
+            entry.retired = True
+            if entry.users == 0:
+                await entry.close()
+
+    async def forget(self, split: str) -> None:
+        """Close the split's admin client (the split is gone), if one is open."""
+        async with self._lock(split):
+            entry = self._admins.get(split)
+            if entry is not None:
+                await self._retire(split, entry)
+                log.info("kafka admin client closed: the split is gone", split=split)
+
+    async def close(self) -> None:
+        for split in list(self._admins):
+            async with self._lock(split):
+                entry = self._admins.get(split)
+                if entry is not None:
+                    await self._retire(split, entry)
+
+    def __len__(self) -> int:
+        return len(self._admins)
+
+
 class Splits:
     """Joins, leaves and hands back QueueSplits (see the module docstring)."""
 
@@ -336,6 +431,8 @@ class Splits:
         self._sqs_client: SqsClient | None = None
         self._sqs_stack = AsyncExitStack()
         self._sqs_lock = asyncio.Lock()
+        self.kafka_admins = _KafkaAdmins()
+        """The Kafka admin clients, one per split (``kafka_admins.opened`` counts them)."""
 
     @asynccontextmanager
     async def sqs(self) -> AsyncIterator[SqsClient]:
@@ -350,10 +447,24 @@ class Splits:
         yield self._sqs_client
 
     async def close(self) -> None:
-        """Close the shared SQS client, if one was opened (the next use opens another)."""
+        """Close the shared SQS client, if one was opened, and the Kafka admin clients (the
+        next use opens others)."""
         self._sqs_client = None
         stack, self._sqs_stack = self._sqs_stack, AsyncExitStack()
-        await stack.aclose()
+        try:
+            await stack.aclose()
+        finally:
+            await self.kafka_admins.close()
+
+    @asynccontextmanager
+    async def kafka_topics(
+        self, split: str, client_config: str, original: str
+    ) -> AsyncIterator[KafkaTopics]:
+        """The topics of Kafka split ``split`` over its cached admin client (the client
+        config is resolved each time: an edit takes effect on the next call)."""
+        properties = await client_properties(self.kube, self.settings, client_config)
+        async with self.kafka_admins.use(split, properties) as entry:
+            yield KafkaTopics(entry.clients, entry.admin, self.settings, original)
 
     # --- join -------------------------------------------------------------------------------
 
@@ -368,7 +479,7 @@ class Splits:
         except NotFoundError:
             original = queue.original
         config = kafka_client_config(queue)
-        async with open_topics(self.kube, self.settings, config, original) as topics:
+        async with self.kafka_topics(queue.split, config, original) as topics:
             return await _Join(self, _KafkaSide(topics), plan, queue, sequence).run()
 
     @asynccontextmanager
@@ -385,7 +496,8 @@ class Splits:
                 f"QueueSplit {self.operator.namespace}/{obj['metadata']['name']} is a Kafka "
                 "split without spec.clientConfig; set it to the topic's MirrordKafkaClientConfig"
             )
-        async with open_topics(self.kube, self.settings, str(config), str(spec["original"])) as t:
+        name = str(obj["metadata"]["name"])
+        async with self.kafka_topics(name, str(config), str(spec["original"])) as t:
             yield _KafkaSide(t)
 
     # --- leave ------------------------------------------------------------------------------
@@ -395,6 +507,7 @@ class Splits:
         try:
             obj = await self.writer.update(split, lambda o: without_route(o, session_ref))
         except NotFoundError:
+            await self.kafka_admins.forget(split)
             return True
         fault_point("route-removed")
         record = record_of(obj, session_ref)
@@ -425,6 +538,7 @@ class Splits:
         try:
             obj = await self.objects.get(name)
         except NotFoundError:
+            await self.kafka_admins.forget(name)
             return
         if not (obj.get("spec") or {}).get("handBack"):
             return
@@ -444,6 +558,7 @@ class Splits:
         await delete_worker(self.kube, name, self.operator)
         meta = obj["metadata"]
         await self.objects.delete(name, missing_ok=True, uid=meta.get("uid"))
+        await self.kafka_admins.forget(name)
         log.info("split handed back and deleted", split=name)
 
     async def _restore(self, name: str, ref: WorkloadRef, kinds: WorkloadKinds) -> None:

@@ -316,8 +316,8 @@ def test_the_containers_command_and_args_are_the_cli_of_the_installed_package(he
     assert args.kubeconfig is None  # in-cluster: the pod's ServiceAccount
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
     assert ports == {"metrics": 9555}
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
 
 
 def test_the_dockerfile_runs_the_same_entrypoint_as_non_root_on_a_pinned_base() -> None:

@@ -35,43 +35,41 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from prometheus_client import CollectorRegistry
 
 from pymirror.operator.controller import build
 from pymirror.operator.gc import collect
-from pymirror.sandbox.pods import RestartPolicy
-from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
-from pymirror.sandbox.workloads import STAND_IN_KINDS
 from pymirror.settings import Settings, load_settings
 from registry.kube import KubeTransport
 from registry.objects import Kube, Objects
 from registry.permissions import OPERATOR, allowed
-from registry.resources import Resource
 from registry.session_models import QueueSplit, SplitSession
 from splitter.sqs.client import SqsClient
 from tests.integration.deploy.chart import Helm, container_env, operator_container
 from tests.integration.deploy.recording import RecordingTransport, production
 from tests.integration.operator.support import (
     APP,
+    DEPLOYMENTS,
+    HANG,
     MEME_VAR,
-    app_deployment,
+    bounded,
     gone,
+    meme_app,
     phase_is,
+    running,
+    runtime_config,
+    runtime_running,
     session_body,
     wait_empty,
     watch_session,
 )
-from tests.integration.sqs.support import Outgoing, client_for, make_queue, mid_of, send
+from tests.integration.sqs.support import Outgoing, client_for, mid_of, send
 from tests.servers.kube import KubeApi
 from tests.servers.process import REPO, free_port
 from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
-HANG = 150.0
-DEPLOYMENTS = STAND_IN_KINDS.deployment
-REGISTRIES = Resource("queues.mirrord.metalbear.co", "v1alpha", "mirrordworkloadqueueregistries")
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
@@ -126,50 +124,26 @@ class World:
     """The operator container as the chart renders it."""
 
 
-@contextlib.asynccontextmanager
-async def running(factory: Any) -> AsyncIterator[asyncio.Task[Any]]:
-    task = asyncio.create_task(factory())
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-@contextlib.asynccontextmanager
+@pytest.fixture
 async def world(
-    kube: Kube,
     helm: Helm,
     kube_api: KubeApi,
-    sqs_endpoint: SqsEndpoint,
+    kube_crds: list[str],
+    moto_endpoint: SqsEndpoint,
     unique_name: str,
     tmp_path: Path,
 ) -> AsyncIterator[World]:
     """The app, its registry, the rendered chart and the local runtime (app and workers)."""
     namespace, operator_namespace = unique_name, f"{unique_name}-ops"
-    values = chart_values(kube_api, sqs_endpoint, namespace)
+    values = chart_values(kube_api, moto_endpoint, namespace)
     container = operator_container(helm.render(values, namespace=operator_namespace))
-    async with client_for(sqs_endpoint) as sqs:
-        memes = (await make_queue(sqs, f"memes-{unique_name}")).rpartition("/")[2]
-        ads = (await make_queue(sqs, f"ads-{unique_name}")).rpartition("/")[2]
-        await kube.objects(DEPLOYMENTS, namespace).create(app_deployment(memes, ads))
-        registry = yaml.safe_load((REPO / "examples/meme-app/queue-registry.yaml").read_text())
-        await kube.objects(REGISTRIES, namespace).create(registry)
-        runtime = LocalRuntime(
-            kube,
-            RuntimeConfig(
-                namespaces=[namespace, operator_namespace],
-                log_dir=tmp_path / "pods",
-                kinds=STAND_IN_KINDS,
-                watch_kinds=("Deployment",),
-                groups_dir=tmp_path / "groups",
-                restart=RestartPolicy(first=0.2, ceiling=1.0),
-            ),
-        )
-        async with running(runtime.run):
-            async with asyncio.timeout(HANG):
-                await runtime.ready.wait()
+    config = runtime_config((namespace, operator_namespace), tmp_path, watch_kinds=("Deployment",))
+    async with (
+        Kube.from_kubeconfig(kube_api.kubeconfig) as kube,
+        client_for(moto_endpoint) as sqs,
+    ):
+        memes = (await meme_app(kube, sqs, namespace)).rpartition("/")[2]
+        async with runtime_running(kube, config):
             yield World(
                 kube,
                 namespace,
@@ -247,18 +221,19 @@ def environment(env: Mapping[str, str]) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def metrics_answer(port: int) -> int:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+def http_answer(port: int, path: str) -> int:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
         return int(response.status)
 
 
-async def probe_ready(port: int, process: asyncio.subprocess.Process) -> None:
-    """Until the readiness probe's GET /metrics answers (the process may still start)."""
+async def probe_ready(port: int, path: str, process: asyncio.subprocess.Process) -> None:
+    """Until the readiness probe's GET ``path`` answers 200 (the process may still start,
+    an error status is asked again)."""
     async with asyncio.timeout(HANG):
         while True:
             assert process.returncode is None, "the operator exited"
             try:
-                status = await asyncio.to_thread(metrics_answer, port)
+                status = await asyncio.to_thread(http_answer, port, path)
             except OSError:
                 await asyncio.sleep(0.1)
                 continue
@@ -267,45 +242,38 @@ async def probe_ready(port: int, process: asyncio.subprocess.Process) -> None:
 
 
 async def test_the_rendered_operator_process_makes_a_session_ready_and_splits_its_queue(
-    helm: Helm,
-    kube_api: KubeApi,
-    kube_crds: list[str],
-    moto_endpoint: SqsEndpoint,
-    unique_name: str,
-    tmp_path: Path,
+    world: World, tmp_path: Path
 ) -> None:
-    async with (
-        Kube.from_kubeconfig(kube_api.kubeconfig) as kube,
-        world(kube, helm, kube_api, moto_endpoint, unique_name, tmp_path) as w,
-    ):
-        command = [*w.container["command"], *w.container["args"]]
-        assert command[0] == "pymirror"
-        executable = Path(sys.executable).with_name("pymirror")  # the console script
-        env = {
-            "PATH": os.environ["PATH"],
-            "HOME": os.environ.get("HOME", "/"),
-            **container_env(w.container),
-        }
-        log_path = tmp_path / "operator.log"
-        with log_path.open("wb") as log:
-            process = await asyncio.create_subprocess_exec(
-                str(executable), *command[1:], env=env, stdout=log, stderr=subprocess.STDOUT
-            )
-            try:
-                port = int(w.container["ports"][0]["containerPort"])
-                assert w.container["readinessProbe"]["httpGet"]["path"] == "/metrics"
-                await probe_ready(port, process)
-                await split_a_queue(w)
-                process.send_signal(signal.SIGTERM)
-                async with asyncio.timeout(HANG):
-                    await process.wait()
-            finally:
-                if process.returncode is None:
-                    process.kill()
-                    await process.wait()
-        output = log_path.read_text()
-        assert process.returncode == 0, output[-3000:]
-        assert "operator controller stopped" in output
+    w = world
+    command = [*w.container["command"], *w.container["args"]]
+    assert command[0] == "pymirror"
+    executable = Path(sys.executable).with_name("pymirror")  # the console script
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": os.environ.get("HOME", "/"),
+        **container_env(w.container),
+    }
+    log_path = tmp_path / "operator.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            str(executable), *command[1:], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            port = int(w.container["ports"][0]["containerPort"])
+            probe = w.container["readinessProbe"]["httpGet"]
+            assert probe["port"] == w.container["ports"][0]["name"]  # the port probed above
+            await probe_ready(port, probe["path"], process)
+            await split_a_queue(w)
+            process.send_signal(signal.SIGTERM)
+            async with asyncio.timeout(HANG):
+                await process.wait()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    output = log_path.read_text()
+    assert process.returncode == 0, output[-3000:]
+    assert "operator controller stopped" in output
 
 
 async def run_recorded(operator_kube: Kube, settings: Settings, w: World) -> None:
@@ -320,8 +288,7 @@ async def run_recorded(operator_kube: Kube, settings: Settings, w: World) -> Non
     stop = asyncio.Event()
     try:
         async with running(lambda: controller.run(stop)) as task:
-            async with asyncio.timeout(HANG):
-                await controller.started.wait()
+            await bounded(controller.started.wait())
             await split_a_queue(w)
             await collect(
                 operator_kube,
@@ -333,29 +300,20 @@ async def run_recorded(operator_kube: Kube, settings: Settings, w: World) -> Non
                 queues=None,
             )
             stop.set()
-            async with asyncio.timeout(HANG):
-                await task
+            await bounded(task)
     finally:
         operator_kube.close()
 
 
 async def test_every_api_call_of_the_operator_is_granted_by_the_charts_rbac(
-    helm: Helm,
-    kube_api: KubeApi,
-    kube_crds: list[str],
-    moto_endpoint: SqsEndpoint,
-    unique_name: str,
-    tmp_path: Path,
+    world: World, kube_api: KubeApi
 ) -> None:
+    w = world
     recording = RecordingTransport(KubeTransport.from_kubeconfig(kube_api.kubeconfig))
     operator_kube = Kube(recording)  # type: ignore[arg-type]  # duck-typed KubeTransport
-    async with (
-        Kube.from_kubeconfig(kube_api.kubeconfig) as kube,
-        world(kube, helm, kube_api, moto_endpoint, unique_name, tmp_path) as w,
-    ):
-        with environment(container_env(w.container)):  # as in the pod, for the whole run
-            settings: Settings = load_settings()
-            await run_recorded(operator_kube, settings, w)
+    with environment(container_env(w.container)):  # as in the pod, for the whole run
+        settings: Settings = load_settings()
+        await run_recorded(operator_kube, settings, w)
     seen = {production(a) for a in recording.accesses}
     refused = sorted(str(a) for a in seen if not allowed(OPERATOR, a, w.operator_namespace))
     assert not refused, f"the chart's RBAC does not grant: {refused} (registry/permissions.py)"
