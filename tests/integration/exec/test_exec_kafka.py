@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from pymirror.sandbox.runtime import LocalRuntime
 from pymirror.settings import Settings
 from registry.models import API_VERSION as MODELS_API_VERSION
 from registry.models import MirrordKafkaClientConfig, MirrordKafkaTopicsConsumer
-from registry.objects import Kube, Obj, Objects
-from registry.session_models import QueueSplit, SplitSession
+from registry.objects import Kube, Obj
+from tests.integration.exec.support import cli_env, next_json, reap, split_config, start_exec
 from tests.integration.exec.test_status_kill import watch_until
 from tests.integration.kafka.support import (
     create_topics,
@@ -47,6 +46,7 @@ from tests.integration.operator.support import (
     DEPLOYMENTS,
     HANG,
     IDLE,
+    WithSessions,
     app_body,
     operating,
     operator_settings,
@@ -54,12 +54,10 @@ from tests.integration.operator.support import (
 )
 from tests.servers.kafka import KafkaBroker, group_timeouts
 from tests.servers.kube import KubeApi
-from tests.servers.process import REPO
 from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-KINDS = {"Deployment": DEPLOYMENTS.api_version, "StatefulSet": DEPLOYMENTS.api_version}
 TOPIC_VAR, GROUP_VAR, GROUP = "TOPIC", "GROUP", "views-group"
 CONFIG = "kafka-main"
 PARTITIONS = 2
@@ -88,24 +86,14 @@ sys.exit(0)
 
 
 @dataclass
-class World:
+class World(WithSessions):
+    """The namespaces' objects (sessions, splits, deployments), the broker, the topic."""
+
     kube: Kube
     namespace: str
     operator_namespace: str
     broker: KafkaBroker
     original: str
-
-    @property
-    def sessions(self) -> Objects:
-        return self.kube.objects(SplitSession.RESOURCE, self.namespace)
-
-    @property
-    def splits(self) -> Objects:
-        return self.kube.objects(QueueSplit.RESOURCE, self.operator_namespace)
-
-    @property
-    def deployments(self) -> Objects:
-        return self.kube.objects(DEPLOYMENTS, self.namespace)
 
 
 def app_topic(obj: Obj) -> str | None:
@@ -189,13 +177,7 @@ class Dev:
         self.ids: list[str] = []
 
     async def line(self) -> dict[str, object]:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(HANG):
-            line = await self.process.stdout.readline()
-        if not line:
-            _, err = await self.process.communicate()
-            raise AssertionError(f"{self.user}'s command ended: {err.decode()}")
-        doc: dict[str, object] = json.loads(line)
+        doc: dict[str, object] = await next_json(self.process, f"{self.user}'s command ended")
         return doc
 
     async def read(self, expect: int) -> None:
@@ -213,27 +195,17 @@ class Dev:
 
 
 async def start(w: World, kube_api: KubeApi, tmp_path: Path, user: str) -> Dev:
-    config = tmp_path / f"{user}.yaml"
-    config.write_text(
-        "target: deployment/app/container/main\n"
-        "feature:\n  split_queues:\n"
-        f"    views-topic: {{queue_type: Kafka, message_filter: {{user: '^{user}$'}}}}\n"
+    config = split_config(
+        tmp_path / f"{user}.yaml",
+        user,
+        target="app",
+        queue="views-topic",
+        queue_type="Kafka",
+        key="user",
     )
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "pymirror", "exec", "-f", str(config)),
-        *("--kubeconfig", str(kube_api.kubeconfig), "--namespace", w.namespace),
-        *("--", sys.executable, "-c", CONSUMER),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-        env={
-            **os.environ,
-            "LOGNAME": user,
-            "BOOTSTRAP": w.broker.bootstrap,
-            "PYMIRROR_OPERATOR__WORKLOAD_KINDS": json.dumps(KINDS),
-            "PYMIRROR_OPERATOR__NAMESPACE": w.operator_namespace,
-        },
+    env = cli_env(w.operator_namespace, user, BOOTSTRAP=w.broker.bootstrap)
+    process = await start_exec(
+        kube_api, w.namespace, config, [sys.executable, "-c", CONSUMER], env=env
     )
     return Dev(user, process)
 
@@ -252,9 +224,8 @@ async def test_two_developers_exec_on_one_kafka_topic_each_consumer_gets_exactly
             assert topics[dev.user] != w.original  # the command got its session's topic
         assert topics["alice"] != topics["bob"]
         (split,) = (await w.splits.list()).items
-        workers = w.kube.objects(DEPLOYMENTS, w.operator_namespace)
         await watch_until(
-            workers,
+            w.workers,
             split["status"]["workerDeployment"],
             lambda d: d.get("status", {}).get("readyReplicas") == 1,
         )
@@ -291,6 +262,4 @@ async def test_two_developers_exec_on_one_kafka_topic_each_consumer_gets_exactly
         assert w.original in left
     finally:
         for dev in devs:
-            if dev.process.returncode is None:
-                dev.process.kill()
-                await dev.process.wait()
+            await reap(dev.process)

@@ -17,39 +17,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from registry.objects import Obj
+from tests.integration.exec.conftest import StartDev
+from tests.integration.exec.support import cli_env, next_json
 from tests.integration.exec.test_status_kill import watch_until
 from tests.integration.operator.support import (
     APP,
-    DEPLOYMENTS,
     HANG,
     MEME_VAR,
     gone,
     wait_empty,
     watch_session,
 )
-from tests.integration.operator.test_operator import (  # the operator world
-    Operated,
-    operated,  # noqa: F401 (a fixture)
-    queue_exists,
-)
-from tests.servers.kube import KubeApi
-from tests.servers.process import REPO
+from tests.integration.operator.test_operator import Operated, queue_exists
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 LEASE = 6  # the shortest lease exec accepts
-KINDS = {"Deployment": DEPLOYMENTS.api_version, "StatefulSet": DEPLOYMENTS.api_version}
 # prints its pid and environment, lets go of exec's pipes (so that, exec killed, nothing
 # holds them: the test sees exec's end), then waits for a signal
 CHILD = """
@@ -63,38 +55,17 @@ signal.pause()
 
 
 async def test_kill_9_of_exec_lets_the_lease_lapse_and_the_operator_ends_and_cleans_up(
-    operated: Operated,  # noqa: F811 (the imported fixture)
-    kube_api: KubeApi,
-    tmp_path: Path,
+    operated: Operated, start_dev: StartDev
 ) -> None:
-    config = tmp_path / "mirrord.yaml"
-    config.write_text(
-        "target: deployment/meme-app/container/main\n"
-        "feature:\n  split_queues:\n"
-        "    meme-queue: {queue_type: SQS, message_filter: {author: '^me$'}}\n"
-    )
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "pymirror", "exec", "-f", str(config)),
-        *("--kubeconfig", str(kube_api.kubeconfig), "--namespace", operated.namespace),
-        *("--lease-seconds", str(LEASE), "--", sys.executable, "-c", CHILD),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-        env={
-            **os.environ,
-            "LOGNAME": "kim",
-            "PYMIRROR_OPERATOR__WORKLOAD_KINDS": json.dumps(KINDS),
-            "PYMIRROR_OPERATOR__NAMESPACE": operated.operator_namespace,
-        },
+    process = await start_dev(
+        "me",
+        [sys.executable, "-c", CHILD],
+        flags=["--lease-seconds", str(LEASE)],
+        env=cli_env(operated.operator_namespace, "kim"),
     )
     child_pid: int | None = None
     try:
-        assert process.stdout is not None
-        async with asyncio.timeout(HANG):
-            line = await process.stdout.readline()
-        assert line, (await process.communicate())[1].decode()
-        started: dict[str, Any] = json.loads(line)
+        started: dict[str, Any] = await next_json(process, "exec ended")
         child_pid = int(started["pid"])
         temporary = started["env"][MEME_VAR]
         assert temporary != operated.memes
@@ -135,9 +106,6 @@ async def test_kill_9_of_exec_lets_the_lease_lapse_and_the_operator_ends_and_cle
         app = await watch_until(operated.deployments, APP, restored)
         assert operated.app_env(app)[MEME_VAR] == operated.memes  # the env is restored
     finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
         if child_pid is not None:  # exec died with SIGKILL: its command is an orphan
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child_pid, signal.SIGKILL)

@@ -15,10 +15,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,8 +26,8 @@ from typing import Any, ClassVar
 import pytest
 import yaml
 
+from tests.integration.exec.support import pymirror_cli
 from tests.servers.kube import KubeApi, RunningKube, start_kube
-from tests.servers.process import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -129,19 +127,7 @@ def denying(tmp_path: Path) -> Iterator[tuple[Path, type[Denying]]]:
 
 
 async def cli(*args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "pymirror",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-    )
-    async with asyncio.timeout(HANG):
-        out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await pymirror_cli(*args, hang=HANG)
 
 
 DENIED = (

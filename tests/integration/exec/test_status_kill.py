@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,19 +35,15 @@ import yaml
 
 from pymirror.client.identity import context_of
 from registry.objects import Obj, Objects
+from tests.integration.exec.conftest import StartDev
+from tests.integration.exec.support import cli_env, next_json, pymirror_cli
 from tests.integration.exec.test_exec import CHILD
 from tests.integration.operator.support import DEPLOYMENTS, HANG, MEME_VAR, wait_empty
-from tests.integration.operator.test_operator import (  # the operator world
-    Operated,
-    operated,  # noqa: F401 (a fixture)
-)
+from tests.integration.operator.test_operator import Operated
 from tests.integration.sqs.support import Outgoing, attribute, mid_of, receive_some, send
 from tests.servers.kube import KubeApi
-from tests.servers.process import REPO
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
-
-KINDS = {"Deployment": DEPLOYMENTS.api_version, "StatefulSet": DEPLOYMENTS.api_version}
 
 
 class Dev:
@@ -60,13 +54,7 @@ class Dev:
         self.process = process
 
     async def child_env(self) -> dict[str, str]:
-        assert self.process.stdout is not None
-        async with asyncio.timeout(HANG):
-            line = await self.process.stdout.readline()
-        if not line:
-            _, err = await self.process.communicate()
-            raise AssertionError(f"{self.user}'s command never started: {err.decode()}")
-        env: dict[str, str] = json.loads(line)
+        env: dict[str, str] = await next_json(self.process, f"{self.user}'s command never started")
         return env
 
     async def finish(self) -> tuple[int, str, str]:
@@ -76,63 +64,25 @@ class Dev:
         return self.process.returncode, out.decode(), err.decode()
 
 
-def cli_env(world: Operated, user: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "LOGNAME": user,
-        "PYMIRROR_OPERATOR__WORKLOAD_KINDS": json.dumps(KINDS),
-        "PYMIRROR_OPERATOR__NAMESPACE": world.operator_namespace,
-    }
-
-
 @pytest.fixture
-async def developers(
-    operated: Operated,  # noqa: F811 (the imported fixture)
-    kube_api: KubeApi,
-    tmp_path: Path,
-) -> AsyncIterator[Callable[[str], Any]]:
-    started: list[asyncio.subprocess.Process] = []
-
+def developers(start_dev: StartDev) -> Callable[[str], Any]:
     async def start(user: str) -> Dev:
-        config = tmp_path / f"{user}.yaml"
-        config.write_text(
-            "target: deployment/meme-app/container/main\n"
-            "feature:\n  split_queues:\n"
-            f"    meme-queue: {{queue_type: SQS, message_filter: {{author: '^{user}$'}}}}\n"
-        )
-        process = await asyncio.create_subprocess_exec(
-            *(sys.executable, "-m", "pymirror", "exec", "-f", str(config)),
-            *("--kubeconfig", str(kube_api.kubeconfig), "--namespace", operated.namespace),
-            *("--grace", "20", "--", sys.executable, "-c", CHILD),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=REPO,
-            env=cli_env(operated, user),
-        )
-        started.append(process)
+        process = await start_dev(user, [sys.executable, "-c", CHILD], flags=["--grace", "20"])
         return Dev(user, process)
 
-    yield start
-    for process in started:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+    return start
 
 
 async def pymirror(world: Operated, kube_api: KubeApi, user: str, *args: str) -> str:
     """Run ``pymirror ARGS --kubeconfig ...`` as ``user``; its stdout (exit 0 asserted)."""
-    process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "pymirror", *args, "--kubeconfig", str(kube_api.kubeconfig)),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        cwd=REPO,
-        env=cli_env(world, user),
+    code, out, err = await pymirror_cli(
+        *args,
+        "--kubeconfig",
+        str(kube_api.kubeconfig),
+        env=cli_env(world.operator_namespace, user),
     )
-    async with asyncio.timeout(HANG):
-        out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    return out.decode()
+    assert code == 0, err
+    return out
 
 
 async def watch_until(objects: Objects, name: str, check: Callable[[Obj], bool]) -> Obj:
@@ -159,7 +109,7 @@ def without_ages(doc: Any) -> Any:
 
 
 async def test_status_shows_both_sessions_and_the_split_then_kill_and_kill_all_end_them(
-    operated: Operated,  # noqa: F811 (the imported fixture)
+    operated: Operated,
     developers: Callable[[str], Any],
     kube_api: KubeApi,
 ) -> None:

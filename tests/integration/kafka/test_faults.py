@@ -22,8 +22,10 @@ until the expected count, never to a listed end); noida-db needs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,7 @@ from splitter.kafka.forwarding import Forwarder
 from splitter.kafka.membership import recorded_hand_back
 from splitter.kafka.properties import translate_properties
 from splitter.kafka.settings import KafkaSettings
-from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity
+from splitter.kafka.worker import KafkaSplitWorker, KafkaWorkerIdentity, KafkaWorkerStats
 from splitter.routing import SessionRoute
 from tests.faults.kafka_proxy import KafkaProxy
 from tests.integration.kafka.support import (
@@ -131,6 +133,73 @@ async def committed_total(broker: KafkaBroker, topic: str) -> int:
     return sum((await committed_offsets(broker, f"{topic}-g", topic, PARTITIONS)).values())
 
 
+async def topics(broker: KafkaBroker, name: str, *suffixes: str) -> list[str]:
+    """Topics ``name`` and ``<name>-<suffix>`` for each suffix, created (PARTITIONS each)."""
+    names = [name, *(f"{name}-{suffix}" for suffix in suffixes)]
+    await create_topics(broker, PARTITIONS, *names)
+    return names
+
+
+@contextlib.asynccontextmanager
+async def proxy_for(broker: KafkaBroker) -> AsyncIterator[KafkaProxy]:
+    host, port = broker.bootstrap.rsplit(":", 1)
+    async with KafkaProxy(int(port), host) as proxy:
+        yield proxy
+
+
+def forwarding_through(
+    broker: KafkaBroker,
+    proxy: KafkaProxy,
+    topic: str,
+    fallback: str,
+    *,
+    retry_after: float | None = None,
+) -> KafkaSplitWorker:
+    """A worker that reads from the broker and forwards through ``proxy``; with
+    ``retry_after``, a failed forward is retried after that long (the backoff and its
+    maximum), else after the tests' default backoff."""
+    backoff: dict[str, Any] = {}
+    if retry_after is not None:
+        backoff = {"forward_retry_backoff": retry_after, "forward_retry_backoff_max": retry_after}
+    return worker_for(broker, ForwardsThroughProxy(broker, proxy), topic, fallback, **backoff)
+
+
+async def committed(worker: KafkaSplitWorker, count: int) -> None:
+    """Until ``worker`` committed ``count`` records."""
+    await wait_until(
+        lambda: worker.stats.committed >= count,
+        within=60,
+        what=lambda: f"committed {worker.stats.committed}",
+    )
+
+
+async def stalled_after(
+    broker: KafkaBroker,
+    proxy: KafkaProxy,
+    worker: KafkaSplitWorker,
+    first: list[Sent],
+    second: list[Sent],
+    *,
+    stuck: Callable[[KafkaWorkerStats], bool],
+) -> None:
+    """``first`` produced to the worker's topic and committed; then the forwarder's proxy
+    stalls and ``second`` is produced; until both were read and ``stuck(worker.stats)``."""
+    topic = worker.identity.topic
+    await produce(broker, topic, first)
+    await committed(worker, len(first))
+    proxy.stall()
+    await produce(broker, topic, second)
+    await wait_until(
+        lambda: stuck(worker.stats) and worker.stats.read >= len(first) + len(second),
+        within=60,
+        what=lambda: f"stats {worker.stats}",
+    )
+
+
+def all_partitions_failing(stats: KafkaWorkerStats) -> bool:
+    return stats.failing == PARTITIONS
+
+
 async def test_a_failed_forward_holds_the_commit_and_is_sent_again_until_it_is_acknowledged(
     kafka_broker: KafkaBroker, unique_name: str
 ) -> None:
@@ -141,31 +210,17 @@ async def test_a_failed_forward_holds_the_commit_and_is_sent_again_until_it_is_a
     The proxy resumes: the worker sends them again by itself, every record arrives
     (order kept, duplicates at most the stalled batch), and the commit reaches 80.
     Before: the failure was raised out of the committer and the worker died."""
-    original, fallback = unique_name, f"{unique_name}-fb"
-    await create_topics(kafka_broker, PARTITIONS, original, fallback)
-    host, port = kafka_broker.bootstrap.rsplit(":", 1)
-    async with KafkaProxy(int(port), host) as proxy:
-        worker = worker_for(
-            kafka_broker, ForwardsThroughProxy(kafka_broker, proxy), original, fallback
-        )
+    original, fallback = await topics(kafka_broker, unique_name, "fb")
+    async with proxy_for(kafka_broker) as proxy:
+        worker = forwarding_through(kafka_broker, proxy, original, fallback)
         first, second = (
             make_records(40, PARTITIONS, ["a"]),
             make_records(40, PARTITIONS, ["b"], start=40),
         )
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(worker.run())
-            await produce(kafka_broker, original, first)
-            await wait_until(
-                lambda: worker.stats.committed >= 40,
-                within=60,
-                what=lambda: f"committed {worker.stats.committed}",
-            )
-            proxy.stall()
-            await produce(kafka_broker, original, second)
-            await wait_until(
-                lambda: worker.stats.forward_failures >= 1 and worker.stats.read >= 80,
-                within=60,
-                what=lambda: f"stats {worker.stats}",
+            await stalled_after(
+                kafka_broker, proxy, worker, first, second, stuck=lambda s: s.forward_failures >= 1
             )
             assert not task.done()
             assert worker.stats.failing >= 1
@@ -173,11 +228,7 @@ async def test_a_failed_forward_holds_the_commit_and_is_sent_again_until_it_is_a
             assert await committed_total(kafka_broker, original) == 40
             proxy.resume()
             got = await read_all(kafka_broker, fallback, PARTITIONS, expect=80, within=90)
-            await wait_until(
-                lambda: worker.stats.committed >= 80,
-                within=60,
-                what=lambda: f"committed {worker.stats.committed}",
-            )
+            await committed(worker, 80)
             worker.stop()
         assert task.exception() is None
     check_guarantees(first + second, got, duplicates_at_most=len(second))
@@ -197,38 +248,19 @@ async def test_records_read_while_a_forward_fails_wait_behind_it_and_order_holds
     occurrences in offset order), nothing lost, duplicates at most the stalled 20.
     Before: records read during the backoff were forwarded at once and landed
     before the failed records' retry - the partition's order broke."""
-    original, fallback = unique_name, f"{unique_name}-fb"
-    await create_topics(kafka_broker, PARTITIONS, original, fallback)
-    host, port = kafka_broker.bootstrap.rsplit(":", 1)
+    original, fallback = await topics(kafka_broker, unique_name, "fb")
     first, second, third = (
         make_records(20, PARTITIONS, ["a"]),
         make_records(20, PARTITIONS, ["b"], start=20),
         make_records(20, PARTITIONS, ["c"], start=40),
     )
-    async with KafkaProxy(int(port), host) as proxy:
-        worker = worker_for(
-            kafka_broker,
-            ForwardsThroughProxy(kafka_broker, proxy),
-            original,
-            fallback,
-            # The retry waits well past the resume: the third batch is read meanwhile.
-            forward_retry_backoff=8.0,
-            forward_retry_backoff_max=8.0,
-        )
+    async with proxy_for(kafka_broker) as proxy:
+        # The retry waits well past the resume: the third batch is read meanwhile.
+        worker = forwarding_through(kafka_broker, proxy, original, fallback, retry_after=8.0)
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(worker.run())
-            await produce(kafka_broker, original, first)
-            await wait_until(
-                lambda: worker.stats.committed >= 20,
-                within=60,
-                what=lambda: f"committed {worker.stats.committed}",
-            )
-            proxy.stall()
-            await produce(kafka_broker, original, second)
-            await wait_until(
-                lambda: worker.stats.failing == PARTITIONS and worker.stats.read >= 40,
-                within=60,
-                what=lambda: f"stats {worker.stats}",
+            await stalled_after(
+                kafka_broker, proxy, worker, first, second, stuck=all_partitions_failing
             )
             proxy.cut()  # the stalled requests never reach the broker
             proxy.resume()
@@ -240,11 +272,7 @@ async def test_records_read_while_a_forward_fails_wait_behind_it_and_order_holds
             assert worker.stats.failing == PARTITIONS, "the retries came before the third batch"
             # Committed: every record forwarded and acknowledged (read back after, until
             # idle: the stalled batch may be there twice).
-            await wait_until(
-                lambda: worker.stats.committed >= 60,
-                within=60,
-                what=lambda: f"committed {worker.stats.committed}",
-            )
+            await committed(worker, 60)
             worker.stop()
         got = await read_all(kafka_broker, fallback, PARTITIONS)
         assert task.exception() is None
@@ -260,38 +288,20 @@ async def test_a_stop_while_a_forward_fails_commits_up_to_it_and_the_next_worker
     commit - the revocation/shutdown commit that used to jump past a failed
     record - stays at 30. The proxy resumes, a new worker of the group reads the 30
     again from there and forwards them: nothing is lost."""
-    original, fallback = unique_name, f"{unique_name}-fb"
-    await create_topics(kafka_broker, PARTITIONS, original, fallback)
-    host, port = kafka_broker.bootstrap.rsplit(":", 1)
+    original, fallback = await topics(kafka_broker, unique_name, "fb")
     first, second = (
         make_records(30, PARTITIONS, ["a"]),
         make_records(30, PARTITIONS, ["b"], start=30),
     )
-    async with KafkaProxy(int(port), host) as proxy:
-        worker = worker_for(
-            kafka_broker,
-            ForwardsThroughProxy(kafka_broker, proxy),
-            original,
-            fallback,
-            forward_retry_backoff=30.0,  # no retry during the test: the stop comes first
-            forward_retry_backoff_max=30.0,
-        )
+    async with proxy_for(kafka_broker) as proxy:
+        # No retry during the test: the stop comes first.
+        worker = forwarding_through(kafka_broker, proxy, original, fallback, retry_after=30.0)
         async with asyncio.TaskGroup() as tg:
             task = tg.create_task(worker.run())
-            await produce(kafka_broker, original, first)
-            await wait_until(
-                lambda: worker.stats.committed >= 30,
-                within=60,
-                what=lambda: f"committed {worker.stats.committed}",
-            )
-            proxy.stall()
-            await produce(kafka_broker, original, second)
             # Both partitions stuck at a failed record (else an in-flight forward could
             # still succeed after the resume below, and its commit rightly move on).
-            await wait_until(
-                lambda: worker.stats.failing == PARTITIONS and worker.stats.read >= 60,
-                within=60,
-                what=lambda: f"stats {worker.stats}",
+            await stalled_after(
+                kafka_broker, proxy, worker, first, second, stuck=all_partitions_failing
             )
             worker.stop()
             proxy.resume()  # the producer's close may send what it still holds
@@ -302,11 +312,7 @@ async def test_a_stop_while_a_forward_fails_commits_up_to_it_and_the_next_worker
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(successor.run())
         got = await read_all(kafka_broker, fallback, PARTITIONS, expect=60, within=90)
-        await wait_until(
-            lambda: successor.stats.committed >= 30,
-            within=60,
-            what=lambda: f"committed {successor.stats.committed}",
-        )
+        await committed(successor, 30)
         successor.stop()
     assert task.exception() is None
     check_guarantees(first + second, got, duplicates_at_most=len(second))
@@ -321,11 +327,9 @@ async def test_connections_cut_mid_stream_lose_and_misroute_nothing_and_keep_ord
     time the worker has read 60 more, the proxy cuts every connection (3 cuts).
     Checked: alice's records all in her topic, the rest all in the fallback, order
     per partition kept, duplicates at most one fetched batch per cut per partition."""
-    original, fallback, alice = unique_name, f"{unique_name}-fb", f"{unique_name}-alice"
-    await create_topics(kafka_broker, PARTITIONS, original, fallback, alice)
+    original, fallback, alice = await topics(kafka_broker, unique_name, "fb", "alice")
     sent = make_records(300, PARTITIONS, ["alice", "bob", "carol"])
-    host, port = kafka_broker.bootstrap.rsplit(":", 1)
-    async with KafkaProxy(int(port), host) as proxy:
+    async with proxy_for(kafka_broker) as proxy:
         worker = worker_for(
             kafka_broker,
             clients(proxy.bootstrap),
@@ -373,8 +377,7 @@ async def test_sigterm_during_the_hand_back_wait_returns_in_bound_and_the_next_s
     (what a restarted process reads) resumes it: it does not consume the original,
     moves the fallback's records back to the original (drain timeout 0), deletes
     the fallback and forgets the hand-back."""
-    original, fallback, alice = unique_name, f"{unique_name}-fb", f"{unique_name}-alice"
-    await create_topics(kafka_broker, PARTITIONS, original, fallback, alice)
+    original, fallback, alice = await topics(kafka_broker, unique_name, "fb", "alice")
     sent = make_records(20, PARTITIONS, ["alice", "bob"])
     await produce(kafka_broker, original, sent)
     state = tmp_path / "hand-back.json"
@@ -432,13 +435,11 @@ async def test_sigterm_during_a_session_end_returns_in_bound_and_the_next_start_
     proxy resumes; a new worker started with no sessions finds the session end and
     the hand-back recorded, routes alice's leftovers to the fallback, deletes her
     topic and hands the topic back."""
-    original, fallback, alice = unique_name, f"{unique_name}-fb", f"{unique_name}-alice"
-    await create_topics(kafka_broker, PARTITIONS, original, fallback, alice)
+    original, fallback, alice = await topics(kafka_broker, unique_name, "fb", "alice")
     leftovers = make_records(10, PARTITIONS, ["alice"])
     await produce(kafka_broker, alice, leftovers)
     state = tmp_path / "hand-back.json"
-    host, port = kafka_broker.bootstrap.rsplit(":", 1)
-    async with KafkaProxy(int(port), host) as proxy:
+    async with proxy_for(kafka_broker) as proxy:
         worker = worker_for(
             kafka_broker,
             clients(proxy.bootstrap),

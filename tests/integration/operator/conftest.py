@@ -4,7 +4,9 @@
 ``aws_credentials`` gives boto the dummy credentials and moto's region; ``sqs`` is a
 client of moto; ``namespaces`` the test's own namespace and its operator namespace;
 ``local_runtime`` runs the workloads of both as local processes (the sandbox's
-runtime: the stand-in Deployments and StatefulSets, the worker Deployments).
+runtime: the stand-in Deployments and StatefulSets, the worker Deployments); ``cluster``
+all of these as one :class:`~tests.integration.operator.support.Cluster` (the base of the
+whole-operator tests' worlds).
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pymirror.sandbox.pods import RestartPolicy
-from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
-from pymirror.sandbox.workloads import STAND_IN_KINDS
+from pymirror.sandbox.runtime import LocalRuntime
 from registry.objects import Kube
 from splitter.sqs.client import SqsClient
-from tests.integration.operator.support import bounded, running
+from tests.integration.operator.support import Cluster, runtime_config, runtime_running
 from tests.integration.sqs.support import client_for
 from tests.servers.kube import KubeApi
 from tests.servers.sqs import SqsEndpoint
@@ -55,15 +55,19 @@ async def local_runtime(
     kube: Kube, namespaces: tuple[str, str], tmp_path: Path
 ) -> AsyncIterator[LocalRuntime]:
     """The local runtime running the Deployments and StatefulSets of ``namespaces``."""
-    config = RuntimeConfig(
-        namespaces=list(namespaces),
-        log_dir=tmp_path / "pods",
-        kinds=STAND_IN_KINDS,
-        watch_kinds=("Deployment", "StatefulSet"),
-        groups_dir=tmp_path / "groups",
-        restart=RestartPolicy(first=0.2, ceiling=1.0),
-    )
-    runtime = LocalRuntime(kube, config)
-    async with running(runtime.run):
-        await bounded(runtime.ready.wait())
+    async with runtime_running(kube, runtime_config(namespaces, tmp_path)) as runtime:
         yield runtime
+
+
+@pytest.fixture
+def cluster(
+    kube: Kube,
+    kube_api: KubeApi,
+    sqs: SqsClient,
+    moto_endpoint: SqsEndpoint,
+    namespaces: tuple[str, str],
+    local_runtime: LocalRuntime,
+) -> Cluster:
+    """The test's servers, clients and namespaces, their workloads run by ``local_runtime``."""
+    namespace, operator_namespace = namespaces
+    return Cluster(kube, kube_api, sqs, moto_endpoint, namespace, operator_namespace)

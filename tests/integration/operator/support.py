@@ -5,16 +5,23 @@ play the Deployment controller and the worker (test_splits.py, test_kafka_splits
 :func:`app_body`, :func:`roll_out`, :func:`drive`), and those that run the whole
 operator with the local runtime (test_operator.py, test_second_session.py,
 test_recovery.py, test_e2e.py, test_bad_input.py: :func:`operator_settings`,
-:func:`operating`, :func:`session_body`, :func:`watch_session`). Every wait is on a
-watched change or on the broker's state; ``HANG`` only bounds a hang.
+:func:`operating`, :func:`session_body`, :func:`watch_session`; their worlds extend
+:class:`Cluster`, the ``cluster`` fixture). :func:`runtime_config` and
+:func:`runtime_running` run the local runtime (the ``local_runtime`` fixture, the chart's
+operator test); :func:`registry_body` and :func:`queue_split_body` are the bodies the
+tests vary. Every wait is on a watched change or on the broker's state; ``HANG`` only
+bounds a hang.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
@@ -24,7 +31,9 @@ from pymirror.operator.controller import Controller, build
 from pymirror.operator.planning import SessionPlan
 from pymirror.operator.settings import OperatorSettings
 from pymirror.operator.splits import Joined, Splits
-from pymirror.sandbox.workloads import STAND_IN_KINDS
+from pymirror.sandbox.pods import RestartPolicy
+from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
+from pymirror.sandbox.workloads import STAND_IN_KINDS, Kind
 from pymirror.settings import Settings
 from registry.errors import NotFoundError
 from registry.objects import Kube, Obj, Objects
@@ -38,6 +47,7 @@ from tests.servers.process import REPO
 from tests.servers.sqs import SqsEndpoint
 
 T = TypeVar("T")
+C = TypeVar("C", bound="Cluster")
 
 #: Bounds a hang only (each wait ends on the state it waits for).
 HANG = 150.0
@@ -73,6 +83,73 @@ class InNamespaces:
     @property
     def workers(self) -> Objects:
         return self.kube.objects(DEPLOYMENTS, self.operator_namespace)
+
+
+class WithSessions(InNamespaces):
+    """:class:`InNamespaces` and the test's SplitSessions, the QueueSplits also as
+    ``splits`` (for worlds whose ``splits`` is not a ``Splits``: the whole operator's)."""
+
+    @property
+    def sessions(self) -> Objects:
+        return self.kube.objects(SplitSession.RESOURCE, self.namespace)
+
+    @property
+    def splits(self) -> Objects:
+        return self.queue_splits
+
+
+@dataclass
+class Cluster(WithSessions):
+    """A test's servers and clients and its two namespaces, whose workloads the local
+    runtime runs (the ``cluster`` fixture); the whole-operator tests' worlds extend it."""
+
+    kube: Kube
+    kube_api: KubeApi
+    sqs: SqsClient
+    moto: SqsEndpoint
+    namespace: str
+    operator_namespace: str
+
+    def extended(self, world: type[C], **fields: Any) -> C:
+        """This cluster as a ``world`` (a subclass), with the ``fields`` it adds."""
+        own = {f.name: getattr(self, f.name) for f in dataclasses.fields(Cluster)}
+        return world(**own, **fields)
+
+    def operator_settings(self, **overrides: Any) -> Settings:
+        """:func:`operator_settings` for this cluster."""
+        return operator_settings(self.kube_api, self.moto, self.operator_namespace, **overrides)
+
+    def operating(
+        self, settings: Settings | None = None, registry: CollectorRegistry | None = None
+    ) -> contextlib.AbstractAsyncContextManager[Controller]:
+        """:func:`operating` for this cluster's namespace (default: :meth:`operator_settings`)."""
+        return operating(self.kube, settings or self.operator_settings(), self.namespace, registry)
+
+
+def runtime_config(
+    namespaces: Sequence[str],
+    tmp_path: Path,
+    watch_kinds: Sequence[Kind] = ("Deployment", "StatefulSet"),
+) -> RuntimeConfig:
+    """The local runtime's config for the tests: the stand-in kinds of ``namespaces``,
+    logs and process groups under ``tmp_path``, quick restarts."""
+    return RuntimeConfig(
+        namespaces=list(namespaces),
+        log_dir=tmp_path / "pods",
+        kinds=STAND_IN_KINDS,
+        watch_kinds=watch_kinds,
+        groups_dir=tmp_path / "groups",
+        restart=RestartPolicy(first=0.2, ceiling=1.0),
+    )
+
+
+@contextlib.asynccontextmanager
+async def runtime_running(kube: Kube, config: RuntimeConfig) -> AsyncIterator[LocalRuntime]:
+    """The local runtime running (and ready) for the block."""
+    runtime = LocalRuntime(kube, config)
+    async with running(runtime.run):
+        await bounded(runtime.ready.wait())
+        yield runtime
 
 
 def splits_settings(operator_namespace: str) -> OperatorSettings:
@@ -115,6 +192,35 @@ def app_body(
     }
     api = STATEFUL_SETS if kind == "StatefulSet" else DEPLOYMENTS
     return {"apiVersion": api.api_version, "kind": kind, "metadata": {"name": name}, "spec": spec}
+
+
+def queue_split_body(
+    name: str,
+    original: str = "orders",
+    *,
+    target: str = "app",
+    namespace: str = "shop",
+    api_version: str = "apps/v1",
+    **spec: Any,
+) -> Obj:
+    """A QueueSplit of SQS queue ``original`` for Deployment ``namespace/target``, with
+    the other ``spec`` fields given (fallback, routes, ...)."""
+    return {
+        "apiVersion": "pymirror.dev/v1alpha1",
+        "kind": "QueueSplit",
+        "metadata": {"name": name},
+        "spec": {
+            "kind": "SQS",
+            "original": original,
+            "target": {
+                "apiVersion": api_version,
+                "kind": "Deployment",
+                "name": target,
+                "namespace": namespace,
+            },
+            **spec,
+        },
+    }
 
 
 def container_env(app: Obj) -> list[dict[str, Any]]:
@@ -191,6 +297,24 @@ async def hand_back(
 def app_deployment(memes: str, ads: str) -> Obj:
     env = [{"name": MEME_VAR, "value": memes}, {"name": AD_VAR, "value": ads}]
     return app_body(env, name=APP, image="local", command=IDLE)
+
+
+def registry_body(name: str, queues: dict[str, Obj], *, workload_type: str = "Deployment") -> Obj:
+    """A MirrordWorkloadQueueRegistry of the app's container ``main`` with ``queues``."""
+    return {
+        "apiVersion": f"{REGISTRIES.group}/{REGISTRIES.version}",
+        "kind": "MirrordWorkloadQueueRegistry",
+        "metadata": {"name": name},
+        "spec": {
+            "queues": queues,
+            "consumer": {"name": APP, "container": "main", "workloadType": workload_type},
+        },
+    }
+
+
+def sqs_in(env_var: str) -> Obj:
+    """A registry queue: the SQS queue named by ``env_var``."""
+    return {"queueType": "SQS", "nameSource": {"envVar": env_var}}
 
 
 def meme_registry() -> Obj:

@@ -34,11 +34,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pymirror.client.session import now_rfc3339
-from pymirror.sandbox.runtime import LocalRuntime
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION
 from registry.errors import ConflictError, UnavailableError
-from registry.objects import Kube, Obj, Objects
-from registry.session_models import QueueSplit, SplitSession
+from registry.objects import Obj, Objects
 from splitter.sqs.client import Message, SqsClient
 from tests.integration.operator.support import (
     APP,
@@ -46,18 +44,18 @@ from tests.integration.operator.support import (
     HANG,
     REGISTRIES,
     STATEFUL_SETS,
+    Cluster,
     app_body,
     bounded,
     gone,
-    operating,
-    operator_settings,
+    registry_body,
     session_body,
     settled,
+    sqs_in,
     wait_empty,
     watch_session,
 )
 from tests.integration.sqs.support import Outgoing, attribute, make_queue, receive_some
-from tests.servers.kube import KubeApi
 from tests.servers.process import REPO
 from tests.servers.sqs import SqsEndpoint
 
@@ -74,14 +72,7 @@ LEASE = 20
 
 
 @dataclass
-class World:
-    kube: Kube
-    sqs: SqsClient
-    namespace: str
-    sessions: Objects
-    splits: Objects
-    deployments: Objects
-    workers: Objects
+class World(Cluster):
     metrics: CollectorRegistry
     #: queue 1's name, queue 2's URL (what the app's env holds)
     q1: str
@@ -90,19 +81,15 @@ class World:
     echo2: str
 
 
-def registry_body() -> Obj:
-    return {
-        "apiVersion": f"{REGISTRIES.group}/{REGISTRIES.version}",
-        "kind": "MirrordWorkloadQueueRegistry",
-        "metadata": {"name": "mirrord-e2e-test-queue-registry"},
-        "spec": {
-            "queues": {
-                IDS[0]: {"queueType": "SQS", "nameSource": {"envVar": Q1_VAR}},
-                IDS[1]: {"queueType": "SQS", "nameSource": {"envVar": Q2_VAR}},
-            },
-            "consumer": {"name": APP, "container": "main", "workloadType": "Deployment"},
-        },
-    }
+def e2e_registry(*, ids: tuple[str, ...] = IDS, workload_type: str = "Deployment") -> Obj:
+    """mirrord's e2e registry: queue 1 in ``SQS_TEST_Q_NAME1``, queue 2 in ``SQS_TEST_Q2_URL``
+    (``ids``: only those of the two)."""
+    queues = {IDS[0]: sqs_in(Q1_VAR), IDS[1]: sqs_in(Q2_VAR)}
+    return registry_body(
+        "mirrord-e2e-test-queue-registry",
+        {i: queues[i] for i in ids},
+        workload_type=workload_type,
+    )
 
 
 def echo_app_env(moto: SqsEndpoint, pairs: dict[str, str]) -> list[dict[str, str]]:
@@ -115,48 +102,34 @@ def echo_app_env(moto: SqsEndpoint, pairs: dict[str, str]) -> list[dict[str, str
     ]
 
 
+async def echo_app(
+    c: Cluster, queues: dict[str, str], echoes: dict[str, str], *, kind: str = "Deployment"
+) -> Obj:
+    """The echo app (a ``kind``) with each env var of ``queues`` holding its queue, each
+    forwarded to the queue ``echoes`` gives it; the app as created."""
+    env = [{"name": var, "value": queue} for var, queue in queues.items()]
+    command = [sys.executable, str(ECHO_APP)]
+    body = app_body(
+        [*env, *echo_app_env(c.moto, echoes)], name=APP, kind=kind, image="local", command=command
+    )
+    api = STATEFUL_SETS if kind == "StatefulSet" else DEPLOYMENTS
+    return await c.kube.objects(api, c.namespace).create(body)
+
+
 @pytest.fixture
-async def world(
-    kube: Kube,
-    kube_api: KubeApi,
-    sqs: SqsClient,
-    moto_endpoint: SqsEndpoint,
-    namespaces: tuple[str, str],
-    local_runtime: LocalRuntime,
-    unique_name: str,
-) -> AsyncIterator[World]:
-    namespace, operator_namespace = namespaces
-    token = unique_name[-8:]
+async def world(cluster: Cluster, unique_name: str) -> AsyncIterator[World]:
+    sqs, token = cluster.sqs, unique_name[-8:]
     q1 = await make_queue(sqs, f"E2ETest-{token}-One", MessageRetentionPeriod="3600")
     q2 = await make_queue(sqs, f"E2ETest-{token}-Two.fifo", MessageRetentionPeriod="3600")
     echo1 = await make_queue(sqs, f"EchoE2ETest-{token}-One")
     echo2 = await make_queue(sqs, f"EchoE2ETest-{token}-Two.fifo")
-    env = [
-        {"name": Q1_VAR, "value": q1.rpartition("/")[2]},
-        {"name": Q2_VAR, "value": q2},
-        *echo_app_env(moto_endpoint, {Q1_VAR: echo1, Q2_VAR: echo2}),
-    ]
-    command = [sys.executable, str(ECHO_APP)]
-    await kube.objects(DEPLOYMENTS, namespace).create(
-        app_body(env, name=APP, image="local", command=command)
-    )
-    await kube.objects(REGISTRIES, namespace).create(registry_body())
-    settings = operator_settings(kube_api, moto_endpoint, operator_namespace)
+    queues = {Q1_VAR: q1.rpartition("/")[2], Q2_VAR: q2}
+    await echo_app(cluster, queues, {Q1_VAR: echo1, Q2_VAR: echo2})
+    await cluster.kube.objects(REGISTRIES, cluster.namespace).create(e2e_registry())
     metrics = CollectorRegistry()
-    async with operating(kube, settings, namespace, registry=metrics):
-        yield World(
-            kube=kube,
-            sqs=sqs,
-            namespace=namespace,
-            sessions=kube.objects(SplitSession.RESOURCE, namespace),
-            splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
-            deployments=kube.objects(DEPLOYMENTS, namespace),
-            workers=kube.objects(DEPLOYMENTS, operator_namespace),
-            metrics=metrics,
-            q1=q1.rpartition("/")[2],
-            q2=q2,
-            echo1=echo1,
-            echo2=echo2,
+    async with cluster.operating(registry=metrics):
+        yield cluster.extended(
+            World, metrics=metrics, q1=queues[Q1_VAR], q2=q2, echo1=echo1, echo2=echo2
         )
 
 
@@ -300,6 +273,7 @@ async def test_two_clients_split_a_standard_and_a_fifo_queue_like_mirrords_e2e(
                 assert counters["read"] == 6
                 # mirrord's unmatched count: with steal sessions, what went to the fallback
                 assert counters["fallback"] == 2
+                assert counters["unmatched"] == 2
                 assert counters["failed"] == 0
                 assert counters["forwarded"] == dict.fromkeys(sorted(refs), 2)
 
@@ -339,34 +313,20 @@ async def test_two_clients_split_a_standard_and_a_fifo_queue_like_mirrords_e2e(
 
 
 async def test_a_stateful_set_target_is_patched_read_from_the_fallback_and_restored_exactly(
-    kube: Kube,
-    kube_api: KubeApi,
-    sqs: SqsClient,
-    moto_endpoint: SqsEndpoint,
-    namespaces: tuple[str, str],
-    local_runtime: LocalRuntime,
-    unique_name: str,
+    cluster: Cluster, unique_name: str
 ) -> None:
     """A StatefulSet as the target: its env is patched to the fallback (nothing else
     changed), the session is Ready once it rolled out, its process (the echo app) reads
     the fallback, and the end restores its template exactly."""
-    namespace, ops = namespaces
+    c, sqs, sessions = cluster, cluster.sqs, cluster.sessions
     token = unique_name[-8:]
     original = await make_queue(sqs, f"E2ETest-{token}-Set")
     echo = await make_queue(sqs, f"EchoE2ETest-{token}-Set")
-    env = [{"name": Q1_VAR, "value": original}, *echo_app_env(moto_endpoint, {Q1_VAR: echo})]
-    body = app_body(
-        env, name=APP, kind="StatefulSet", image="local", command=[sys.executable, str(ECHO_APP)]
-    )
-    sets = kube.objects(STATEFUL_SETS, namespace)
-    before = await sets.create(body)
-    registry = registry_body()
-    registry["spec"]["queues"] = {IDS[0]: registry["spec"]["queues"][IDS[0]]}
-    registry["spec"]["consumer"]["workloadType"] = "StatefulSet"
-    await kube.objects(REGISTRIES, namespace).create(registry)
-    sessions = kube.objects(SplitSession.RESOURCE, namespace)
-    settings = operator_settings(kube_api, moto_endpoint, ops)
-    async with operating(kube, settings, namespace):
+    before = await echo_app(c, {Q1_VAR: original}, {Q1_VAR: echo}, kind="StatefulSet")
+    sets = c.kube.objects(STATEFUL_SETS, c.namespace)
+    registry = e2e_registry(ids=IDS[:1], workload_type="StatefulSet")
+    await c.kube.objects(REGISTRIES, c.namespace).create(registry)
+    async with c.operating():
         body = session_body(
             "alice", IDS[0], workload_kind="StatefulSet", message_filter={"client": "^a$"}
         )
@@ -397,7 +357,7 @@ async def test_a_stateful_set_target_is_patched_read_from_the_fallback_and_resto
 
         await sessions.delete("alice")
         assert await watch_session(sessions, "alice", gone) is None
-        await bounded(wait_empty(kube.objects(QueueSplit.RESOURCE, ops)))
+        await bounded(wait_empty(c.splits))
     after = await sets.get(APP)
     assert after["spec"]["template"] == before["spec"]["template"]
     assert ORIGINAL_ENV_ANNOTATION not in (after["metadata"].get("annotations") or {})

@@ -34,6 +34,7 @@ from splitter.sqs.client import SqsClient
 from splitter.sqs.client import SqsEndpoint as ClientEndpoint
 from splitter.sqs.queue_names import queue_name
 from tests.fixtures.kube import STAND_INS
+from tests.integration.operator.support import queue_split_body
 from tests.integration.sqs.support import FORMAT, client_for, make_queue, temporary
 from tests.servers.sqs import SqsEndpoint
 
@@ -66,21 +67,8 @@ def sweep(moto: SqsEndpoint, originals: KnownOriginals) -> QueueSweep:
 
 
 def split_body(name: str, original: str, app_namespace: str = "shop") -> Obj:
-    return {
-        "apiVersion": "pymirror.dev/v1alpha1",
-        "kind": "QueueSplit",
-        "metadata": {"name": name},
-        "spec": {
-            "kind": "SQS",
-            "original": original,
-            "target": {
-                "apiVersion": f"{DEPLOYMENTS[0]}/{DEPLOYMENTS[1]}",
-                "kind": "Deployment",
-                "name": "app",
-                "namespace": app_namespace,
-            },
-        },
-    }
+    api_version = f"{DEPLOYMENTS[0]}/{DEPLOYMENTS[1]}"
+    return queue_split_body(name, original, namespace=app_namespace, api_version=api_version)
 
 
 def worker_body(name: str, labels: dict[str, str]) -> Obj:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import json
 import os
 import re
@@ -120,16 +121,20 @@ async def world(
         body = app_body(original)
         await kube.objects(KINDS.deployment, unique_name).create(body)
         env = body["spec"]["template"]["spec"]["containers"][0]["env"]
-        yield World(
-            kube,
-            kafka_broker,
-            Splits(kube, settings),
-            settings,
-            unique_name,
-            operator.namespace,
-            original,
-            env,
-        )
+        splits = Splits(kube, settings)
+        try:
+            yield World(
+                kube,
+                kafka_broker,
+                splits,
+                settings,
+                unique_name,
+                operator.namespace,
+                original,
+                env,
+            )
+        finally:
+            await splits.close()  # its clients (a Kafka split's admin client, if cached)
 
 
 async def plan_for(w: World, session: str, *, original: str | None = None) -> SessionPlan:
@@ -225,13 +230,8 @@ async def hand_back(w: World, split: str) -> None:
 
 async def drive(w: World, plans: list[SessionPlan], sequences: list[int]) -> list[Joined]:
     """Join every plan at once until all are ready, playing the controller and the worker."""
-    return await support.drive(
-        w.splits,
-        plans,
-        sequences,
-        roll=lambda: roll_out(w),
-        acknowledge=lambda s: acknowledge(w, s),
-    )
+    roll, ack = functools.partial(roll_out, w), functools.partial(acknowledge, w)
+    return await support.drive(w.splits, plans, sequences, roll=roll, acknowledge=ack)
 
 
 # --- join ---------------------------------------------------------------------------------------
@@ -549,6 +549,7 @@ async def test_the_real_worker_splits_ends_the_session_and_hands_back(
         if process.returncode is None:
             process.kill()
             await process.wait()
+        await splits.close()
     assert container_env(await w.deployments.get("app")) == w.env
     assert await temporary_topics(w) == []
     assert fallback not in await list_topics(w.broker)

@@ -28,12 +28,11 @@ from pymirror.operator.controller import Controller
 from pymirror.operator.gc import collect
 from pymirror.operator.sessions import FINALIZER, KILLED_ANNOTATION
 from pymirror.operator.splits import Splits
-from pymirror.sandbox.runtime import LocalRuntime
 from pymirror.settings import Settings
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION, patch_env
 from registry.errors import NotFoundError
-from registry.objects import Kube, Obj, Objects
-from registry.session_models import QueueSplit, SplitSession
+from registry.objects import Kube, Obj
+from registry.session_models import SplitSession
 from registry.workloads import get_workload
 from splitter.sqs.client import SqsClient
 from tests.integration.operator.support import (
@@ -42,11 +41,11 @@ from tests.integration.operator.support import (
     HANG,
     MEME_VAR,
     REGISTRIES,
+    Cluster,
     app_deployment,
     gone,
     meme_app,
     meme_registry,
-    operating,
     operator_settings,
     phase_is,
     session_body,
@@ -60,16 +59,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
 @dataclass
-class Operated:
+class Operated(Cluster):
     """One test's world: its namespaces, the objects, moto, the running operator."""
 
-    kube: Kube
-    namespace: str
-    operator_namespace: str
-    sessions: Objects
-    splits: Objects
-    deployments: Objects
-    sqs: SqsClient
     memes: str
     """The meme queue's name (what the app's env var holds)."""
     controller: Controller
@@ -82,29 +74,12 @@ class Operated:
 
 
 @pytest.fixture
-async def operated(
-    kube: Kube,
-    kube_api: KubeApi,
-    sqs: SqsClient,
-    moto_endpoint: SqsEndpoint,
-    namespaces: tuple[str, str],
-    local_runtime: LocalRuntime,
-) -> AsyncIterator[Operated]:
-    namespace, operator_namespace = namespaces
-    settings = operator_settings(kube_api, moto_endpoint, operator_namespace)
-    memes = await meme_app(kube, sqs, namespace)
-    async with operating(kube, settings, namespace) as controller:
-        yield Operated(
-            kube=kube,
-            namespace=namespace,
-            operator_namespace=operator_namespace,
-            sessions=kube.objects(SplitSession.RESOURCE, namespace),
-            splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
-            deployments=kube.objects(DEPLOYMENTS, namespace),
-            sqs=sqs,
-            memes=memes.rpartition("/")[2],
-            controller=controller,
-            settings=settings,
+async def operated(cluster: Cluster) -> AsyncIterator[Operated]:
+    settings = cluster.operator_settings()
+    memes = await meme_app(cluster.kube, cluster.sqs, cluster.namespace)
+    async with cluster.operating(settings) as controller:
+        yield cluster.extended(
+            Operated, memes=memes.rpartition("/")[2], controller=controller, settings=settings
         )
 
 

@@ -33,26 +33,20 @@ from typing import Any
 import pytest
 
 from pymirror.operator.fault_points import KILL_AT_VAR
-from pymirror.sandbox.runtime import LocalRuntime
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION
-from registry.objects import Kube, Obj, Objects
-from registry.session_models import QueueSplit, SplitSession
-from splitter.sqs.client import SqsClient
+from registry.objects import Obj
 from tests.integration.operator.support import (
     APP,
-    DEPLOYMENTS,
     HANG,
+    Cluster,
     gone,
     meme_app,
-    operator_settings,
     phase_is,
     session_body,
     wait_empty,
     watch_session,
 )
 from tests.integration.sqs.support import Outgoing, attribute, receive_some, send
-from tests.servers.kube import KubeApi
-from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -74,55 +68,24 @@ SESSION = "alice"
 
 
 @dataclass
-class World:
-    kube: Kube
-    kube_api: KubeApi
-    sqs: SqsClient
-    moto: SqsEndpoint
-    namespace: str
-    operator_namespace: str
+class World(Cluster):
     memes: str
     memes_url: str
     logs: Path
-    sessions: Objects
-    splits: Objects
-    deployments: Objects
-    workers: Objects
 
 
 @pytest.fixture
-async def world(
-    kube: Kube,
-    kube_api: KubeApi,
-    sqs: SqsClient,
-    moto_endpoint: SqsEndpoint,
-    namespaces: tuple[str, str],
-    local_runtime: LocalRuntime,
-    tmp_path: Path,
-) -> World:
-    namespace, operator_namespace = namespaces
-    memes_url = await meme_app(kube, sqs, namespace)
-    return World(
-        kube=kube,
-        kube_api=kube_api,
-        sqs=sqs,
-        moto=moto_endpoint,
-        namespace=namespace,
-        operator_namespace=operator_namespace,
-        memes=memes_url.rpartition("/")[2],
-        memes_url=memes_url,
-        logs=tmp_path,
-        sessions=kube.objects(SplitSession.RESOURCE, namespace),
-        splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
-        deployments=kube.objects(DEPLOYMENTS, namespace),
-        workers=kube.objects(DEPLOYMENTS, operator_namespace),
+async def world(cluster: Cluster, tmp_path: Path) -> World:
+    memes_url = await meme_app(cluster.kube, cluster.sqs, cluster.namespace)
+    return cluster.extended(
+        World, memes=memes_url.rpartition("/")[2], memes_url=memes_url, logs=tmp_path
     )
 
 
 def operator_env(world: World, kill_at: str | None) -> dict[str, str]:
     """``pymirror operator``'s environment: the settings test_operator.py uses, as one JSON
     (the only way to unset worker_metrics_port), and the kill point if any."""
-    settings = operator_settings(world.kube_api, world.moto, world.operator_namespace)
+    settings = world.operator_settings()
     env = {k: v for k, v in os.environ.items() if k != KILL_AT_VAR}
     env |= {
         "PYMIRROR_OPERATOR": json.dumps(settings.operator.model_dump(mode="json")),

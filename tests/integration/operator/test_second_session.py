@@ -20,27 +20,22 @@ from typing import Any
 import pytest
 
 from pymirror.operator.planning import split_name
-from pymirror.sandbox.runtime import LocalRuntime
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION
-from registry.objects import Kube, Obj, Objects
-from registry.session_models import QueueSplit, SplitSession
+from registry.objects import Obj
 from registry.workloads import WorkloadRef
-from splitter.sqs.client import SqsClient
 from tests.integration.operator.support import (
     APP,
-    DEPLOYMENTS,
     IDLE,
     REGISTRIES,
+    Cluster,
     app_body,
-    operating,
-    operator_settings,
     phase_is,
+    registry_body,
     session_body,
+    sqs_in,
     watch_session,
 )
 from tests.integration.sqs.support import make_queue
-from tests.servers.kube import KubeApi
-from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -48,13 +43,7 @@ MEMES_VAR, ADS_VAR, JSON_VAR = "MEMES_QUEUE_NAME", "ADS_QUEUE_NAME", "QUEUES_JSO
 
 
 @dataclass
-class World:
-    kube: Kube
-    namespace: str
-    sessions: Objects
-    splits: Objects
-    deployments: Objects
-    sqs: SqsClient
+class World(Cluster):
     memes: str
     """The meme queue's URL."""
     ads: str
@@ -77,43 +66,22 @@ class World:
         return obj
 
 
-def registry_body() -> Obj:
+def app_registry() -> Obj:
     """One id per way of naming queues: an env var, a regexPattern naming two, a JSON map."""
-    return {
-        "apiVersion": f"{REGISTRIES.group}/{REGISTRIES.version}",
-        "kind": "MirrordWorkloadQueueRegistry",
-        "metadata": {"name": "app-queues"},
-        "spec": {
-            "queues": {
-                "memes": {"queueType": "SQS", "nameSource": {"envVar": MEMES_VAR}},
-                "named": {"queueType": "SQS", "nameSource": {"regexPattern": "_QUEUE_NAME$"}},
-                "json": {
-                    "queueType": "SQS",
-                    "nameSource": {"envVar": JSON_VAR},
-                    "namesFromJsonMap": True,
-                },
-            },
-            "consumer": {"name": APP, "container": "main", "workloadType": "Deployment"},
-        },
-    }
+    named = {"queueType": "SQS", "nameSource": {"regexPattern": "_QUEUE_NAME$"}}
+    json_map = {**sqs_in(JSON_VAR), "namesFromJsonMap": True}
+    return registry_body(
+        "app-queues", {"memes": sqs_in(MEMES_VAR), "named": named, "json": json_map}
+    )
 
 
 @pytest.fixture(params=["url", "name"])
-async def world(
-    request: pytest.FixtureRequest,
-    kube: Kube,
-    kube_api: KubeApi,
-    sqs: SqsClient,
-    moto_endpoint: SqsEndpoint,
-    namespaces: tuple[str, str],
-    local_runtime: LocalRuntime,
-) -> AsyncIterator[World]:
+async def world(request: pytest.FixtureRequest, cluster: Cluster) -> AsyncIterator[World]:
     """The app with its two queues in MEMES_QUEUE_NAME, ADS_QUEUE_NAME and QUEUES_JSON
     (as URLs or as names: the fixture's parameter), its registry, and the operator."""
-    namespace, operator_namespace = namespaces
-    settings = operator_settings(kube_api, moto_endpoint, operator_namespace)
-    memes = await make_queue(sqs, f"memes-{namespace}")
-    ads = await make_queue(sqs, f"ads-{namespace}")
+    namespace = cluster.namespace
+    memes = await make_queue(cluster.sqs, f"memes-{namespace}")
+    ads = await make_queue(cluster.sqs, f"ads-{namespace}")
 
     def form(url: str) -> str:
         return url if request.param == "url" else url.rpartition("/")[2]
@@ -124,20 +92,10 @@ async def world(
         {"name": ADS_VAR, "value": form(ads)},
         {"name": JSON_VAR, "value": names},
     ]
-    deployments = kube.objects(DEPLOYMENTS, namespace)
-    await deployments.create(app_body(env, name=APP, image="local", command=IDLE))
-    await kube.objects(REGISTRIES, namespace).create(registry_body())
-    async with operating(kube, settings, namespace):
-        yield World(
-            kube=kube,
-            namespace=namespace,
-            sessions=kube.objects(SplitSession.RESOURCE, namespace),
-            splits=kube.objects(QueueSplit.RESOURCE, operator_namespace),
-            deployments=deployments,
-            sqs=sqs,
-            memes=form(memes),
-            ads=form(ads),
-        )
+    await cluster.deployments.create(app_body(env, name=APP, image="local", command=IDLE))
+    await cluster.kube.objects(REGISTRIES, namespace).create(app_registry())
+    async with cluster.operating():
+        yield cluster.extended(World, memes=form(memes), ads=form(ads))
 
 
 def by_original(obj: Obj) -> dict[str, dict[str, Any]]:

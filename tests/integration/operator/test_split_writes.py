@@ -13,30 +13,21 @@ import pytest
 
 from pymirror.operator.split_writes import SplitWriter, composed, merged
 from registry.errors import NotFoundError
-from registry.objects import Kube, Obj
+from registry.objects import Kube, Obj, Objects
 from registry.session_models import QueueSplit
+from tests.integration.operator.support import queue_split_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 MANY = 30
 
 
-def split_body(name: str) -> Obj:
-    return {
-        "apiVersion": "pymirror.dev/v1alpha1",
-        "kind": "QueueSplit",
-        "metadata": {"name": name},
-        "spec": {
-            "kind": "SQS",
-            "original": "orders",
-            "target": {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "name": "app",
-                "namespace": "shop",
-            },
-        },
-    }
+@pytest.fixture
+async def objects(kube: Kube, unique_name: str) -> Objects:
+    """The QueueSplits of the test's namespace, holding one: ``orders``."""
+    splits = kube.objects(QueueSplit.RESOURCE, unique_name)
+    await splits.create(queue_split_body("orders"))
+    return splits
 
 
 def route(i: int) -> Obj:
@@ -44,10 +35,8 @@ def route(i: int) -> Obj:
 
 
 async def test_concurrent_route_changes_all_land_in_fewer_writes(
-    kube: Kube, unique_name: str
+    objects: Objects,
 ) -> None:
-    objects = kube.objects(QueueSplit.RESOURCE, unique_name)
-    await objects.create(split_body("orders"))
     writer = SplitWriter(objects, attempts=8)
 
     def add(i: int):  # type: ignore[no-untyped-def]
@@ -72,10 +61,8 @@ async def test_concurrent_route_changes_all_land_in_fewer_writes(
 
 
 async def test_concurrent_status_changes_compose_and_one_failing_change_fails_alone(
-    kube: Kube, unique_name: str
+    objects: Objects,
 ) -> None:
-    objects = kube.objects(QueueSplit.RESOURCE, unique_name)
-    await objects.create(split_body("orders"))
     writer = SplitWriter(objects, attempts=8)
 
     def record(i: int):  # type: ignore[no-untyped-def]

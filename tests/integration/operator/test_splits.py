@@ -12,6 +12,7 @@ Deployment that ``Splits`` creates is a real object of the stand-in kind; nothin
 from __future__ import annotations
 
 import copy
+import functools
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -174,13 +175,8 @@ async def hand_back_done(w: World, split: str, *, delete_fallback: bool = True) 
 
 async def drive(w: World, plans: list[SessionPlan], sequences: list[int]) -> list[Joined]:
     """Join every plan at once until all are ready, playing the controller and the worker."""
-    return await support.drive(
-        w.splits,
-        plans,
-        sequences,
-        roll=lambda: roll_out(w),
-        acknowledge=lambda s: acknowledge(w, s),
-    )
+    roll, ack = functools.partial(roll_out, w), functools.partial(acknowledge, w)
+    return await support.drive(w.splits, plans, sequences, roll=roll, acknowledge=ack)
 
 
 async def state(w: World, split: str) -> dict[str, Any]:

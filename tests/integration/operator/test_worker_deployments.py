@@ -48,6 +48,7 @@ from registry.objects import Kube, Objects
 from registry.session_models import QueueSplit
 from splitter.sqs.client import SqsClient
 from tests.fixtures.kube import STAND_INS
+from tests.integration.operator.support import queue_split_body
 from tests.integration.sqs.support import (
     Outgoing,
     attribute,
@@ -82,24 +83,9 @@ def operator_settings(namespace: str, **overrides: Any) -> OperatorSettings:
 def split_body(
     fallback: str, routes: list[dict[str, Any]], original: str = "orders"
 ) -> dict[str, Any]:
-    return {
-        "apiVersion": "pymirror.dev/v1alpha1",
-        "kind": "QueueSplit",
-        "metadata": {"name": SPLIT},
-        "spec": {
-            "kind": "SQS",
-            "queueId": "orders",
-            "original": original,
-            "fallback": fallback,
-            "target": {
-                "apiVersion": "apps/v1",
-                "kind": "Deployment",
-                "name": "meme-app",
-                "namespace": "shop",
-            },
-            "routes": routes,
-        },
-    }
+    return queue_split_body(
+        SPLIT, original, target="meme-app", queueId="orders", fallback=fallback, routes=routes
+    )
 
 
 def deployments(kube: Kube, namespace: str) -> Objects:
