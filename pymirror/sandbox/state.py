@@ -53,6 +53,8 @@ class State:
     namespaces: list[str] = field(default_factory=list)
     operator_namespace: str | None = None
     """The operator's namespace (None: no operator)."""
+    kafka_broker: str | None = None
+    """The Kafka broker's kind, ``noida`` or ``tansu`` (None: no Kafka)."""
 
     def component(self, name: str) -> Component | None:
         return next((c for c in self.components if c.name == name), None)
