@@ -54,10 +54,11 @@ class SqsProcess:
 
 
 def sqs_counters(stats: SqsWorkerStats) -> SplitCounters:
-    """``status.counters`` of an SQS worker (``lag``/``unmatched`` are not known here)."""
+    """``status.counters`` of an SQS worker (``lag`` is not known here)."""
     forwarded = {k: v for k, v in stats.forwarded.items() if k != "fallback"}
     return SplitCounters(
         read=stats.received,
+        unmatched=stats.unmatched,
         fallback=stats.forwarded.get("fallback", 0),
         failed=stats.failed,
         forwarded=forwarded,

@@ -77,6 +77,9 @@ _FINAL_CALLS_FOR = 2.0
 _RELEASE_FIRST, _RELEASE_CEILING = 2.0, 60.0
 _RELEASE_FAILED = "sqs release failed; visible after its timeout"
 _EXTEND_FAILED = "sqs visibility extension failed"
+#: Seconds before a held message's visibility timeout ends at which the keeper stops
+#: retrying its extension (the call itself must still reach the server in time).
+_EXTEND_MARGIN = 0.5
 
 
 def release_delay(receive_count: int) -> int:
@@ -169,6 +172,8 @@ class Forwarding:
         for message in messages:
             view = MessageView.from_sqs(message.get("MessageAttributes"), message.get("Body"))
             targets = router.route(view)
+            if all(t.session_id is None for t in targets):
+                self.stats.unmatched += 1
             held = _InHand(message, source, len(targets), now)
             self._in_hand.add(held)
             self._idle.clear()
@@ -259,7 +264,13 @@ class Forwarding:
                     stale.setdefault(held.source, []).append(held)
             for source, group in stale.items():
                 messages = [h.message for h in group]
-                extended = await self._set_visibility(source, messages, visibility, _EXTEND_FAILED)
+                # A throttle or 5xx is tried again until shortly before the oldest handle
+                # expires: one failed call would otherwise deliver up to 10 messages again.
+                oldest = min(h.since for h in group)
+                left = visibility - (time.monotonic() - oldest) - _EXTEND_MARGIN
+                extended = await self._set_visibility(
+                    source, messages, visibility, _EXTEND_FAILED, retry_for=max(left, 0.0)
+                )
                 for i in extended:
                     group[i].since = now
                 self.stats.extended += len(extended)
@@ -274,37 +285,54 @@ class Forwarding:
         retry_for: float = 0.0,
     ) -> list[int]:
         """Restart the visibility timeout of ``messages`` (received from ``source``) at
-        ``seconds``, 10 per call; the indexes of those changed. Best effort: a call or an
-        entry that failed with a retriable error is tried again for ``retry_for`` seconds
-        (0: not at all), then logged as ``failure`` (its messages become visible when their
-        timeout ends)."""
+        ``seconds``, 10 per call, the calls at once; the indexes of those changed. Best
+        effort: a call or an entry that failed with a retriable error is tried again for
+        ``retry_for`` seconds (0: not at all), then logged as ``failure`` (its messages
+        become visible when their timeout ends)."""
+        chunks = [
+            [
+                (str(start + i), m["ReceiptHandle"])
+                for i, m in enumerate(messages[start : start + BATCH_ENTRIES])
+            ]
+            for start in range(0, len(messages), BATCH_ENTRIES)
+        ]
+        results = await asyncio.gather(
+            *(self._set_chunk_visibility(source, c, seconds, failure, retry_for) for c in chunks)
+        )
+        return [i for changed in results for i in changed]
+
+    async def _set_chunk_visibility(
+        self,
+        source: str,
+        entries: list[tuple[str, str]],
+        seconds: int,
+        failure: str,
+        retry_for: float,
+    ) -> list[int]:
         changed: list[int] = []
-        for start in range(0, len(messages), BATCH_ENTRIES):
-            chunk = messages[start : start + BATCH_ENTRIES]
-            entries = [(str(start + i), m["ReceiptHandle"]) for i, m in enumerate(chunk)]
-            backoff = Backoff(_RETRY_FIRST, _RETRY_CEILING, deadline=retry_for)
-            while entries:
-                try:
-                    async with self._calls:
-                        result = await self.client.change_visibility_batch(source, entries, seconds)
-                except SqsError as e:
-                    if not e.retriable or backoff.expired:
-                        log.warning(failure, queue=source, error=str(e))
-                        break
-                    await backoff.sleep()
-                    continue
-                changed += [int(entry_id) for entry_id in result.ok]
-                retry = {
-                    entry_id
-                    for entry_id, (_code, _message, sender_fault) in result.failed.items()
-                    if not sender_fault
-                }
-                entries = [e for e in entries if e[0] in retry]
-                if entries and backoff.expired:
-                    log.warning(failure, queue=source, failed=len(entries))
+        backoff = Backoff(_RETRY_FIRST, _RETRY_CEILING, deadline=retry_for)
+        while entries:
+            try:
+                async with self._calls:
+                    result = await self.client.change_visibility_batch(source, entries, seconds)
+            except SqsError as e:
+                if not e.retriable or backoff.expired:
+                    log.warning(failure, queue=source, error=str(e))
                     break
-                if entries:
-                    await backoff.sleep()
+                await backoff.sleep()
+                continue
+            changed += [int(entry_id) for entry_id in result.ok]
+            retry = {
+                entry_id
+                for entry_id, (_code, _message, sender_fault) in result.failed.items()
+                if not sender_fault
+            }
+            entries = [e for e in entries if e[0] in retry]
+            if entries and backoff.expired:
+                log.warning(failure, queue=source, failed=len(entries))
+                break
+            if entries:
+                await backoff.sleep()
         return changed
 
     def _backoff(self) -> Backoff:

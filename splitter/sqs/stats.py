@@ -12,6 +12,7 @@ class SqsWorkerStats:
 
     received: int = 0
     forwarded: Counter[str] = field(default_factory=Counter)  # session id or "fallback"
+    unmatched: int = 0  # routed by no session's filter (to the fallback only)
     failed: int = 0  # messages whose forward failed: released, delivered again later
     released: int = 0  # messages made visible again (shutdown or failure)
     deleted: int = 0

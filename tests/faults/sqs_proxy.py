@@ -22,7 +22,8 @@ The client speaks the AWS JSON protocol (``X-Amz-Target: AmazonSQS.<Action>``,
 JSON bodies; botocore >= 1.31); the query protocol (``Action=`` form bodies) is
 recognised for the action name only, so ``fail_entries`` needs the JSON one.
 
-Every request is recorded in :attr:`SqsProxy.calls` (action and decoded body)
+Every request is recorded in :attr:`SqsProxy.calls` (action and decoded body, and
+for a ``ReceiveMessage`` passed through the messages the server answered with)
 and every rule counts its hits: tests assert on them and wait on them as
 progress, never on a wall-clock budget. Loopback only; for tests.
 """
@@ -94,6 +95,8 @@ class Call:
     body: dict[str, Any]
     #: The rule applied to it, if any.
     rule: Rule | None = None
+    #: ``ReceiveMessage`` passed through: the messages the server answered with.
+    received: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -189,11 +192,14 @@ class SqsProxy:
                     continue
             rule = candidate
             break
-        self.calls.append(Call(action, body, rule))
+        call = Call(action, body, rule)
+        self.calls.append(call)
         if rule is not None:
             rule.hits += 1
         if rule is None:
             status, headers, payload = await self._forward(request, request.body)
+            if action == "ReceiveMessage" and status == 200 and request.is_json():
+                call.received = list(json.loads(payload or b"{}").get("Messages", []))
         elif rule.kind == "error":
             status, headers, payload = _error(rule, request)
         elif rule.kind == "cut":
