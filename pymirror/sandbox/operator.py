@@ -14,9 +14,9 @@ group, ``logs/operator.log``) with the settings a local control plane needs, giv
 * ``namespace`` is the operator's namespace; SplitSessions are watched in the sandbox's
   demo namespaces (``--namespace``).
 
-``worker_metrics_port`` can only be unset through the group's JSON
+``worker_metrics_port`` is unset through the group's JSON
 (``PYMIRROR_OPERATOR='{"worker_metrics_port": null}'``; the ``__`` variables merge into
-it). The settings are validated here first (as the operator reads them: over this
+it) or with ``PYMIRROR_OPERATOR__WORKER_METRICS_PORT=null``. The settings are validated here first (as the operator reads them: over this
 process's ``PYMIRROR_*`` environment), so a bad combination fails ``up`` naming the setting
 rather than in the operator's log.
 

@@ -84,7 +84,7 @@ async def world(cluster: Cluster, tmp_path: Path) -> World:
 
 def operator_env(world: World, kill_at: str | None) -> dict[str, str]:
     """``pymirror operator``'s environment: the settings test_operator.py uses, as one JSON
-    (the only way to unset worker_metrics_port), and the kill point if any."""
+    (which also unsets worker_metrics_port), and the kill point if any."""
     settings = world.operator_settings()
     env = {k: v for k, v in os.environ.items() if k != KILL_AT_VAR}
     env |= {
