@@ -35,6 +35,7 @@ from splitter.errors import KafkaUnavailableError
 from tests.faults.kafka_proxy import KafkaProxy
 from tests.fixtures.kube import STAND_INS
 from tests.integration.kafka.support import create_topics, list_topics
+from tests.integration.operator import support
 from tests.servers.kafka import KafkaBroker
 from tests.servers.kube import KubeApi
 
@@ -176,18 +177,7 @@ async def plan_for(w: World, session: str) -> SessionPlan:
 
 
 async def roll_out(w: World) -> None:
-    for obj in (await w.deployments.list()).items:
-        generation = obj["metadata"]["generation"]
-        if (obj.get("status") or {}).get("observedGeneration") == generation:
-            continue
-        status = {
-            "observedGeneration": generation,
-            "replicas": 1,
-            "updatedReplicas": 1,
-            "readyReplicas": 1,
-            "availableReplicas": 1,
-        }
-        await w.deployments.patch_status(obj["metadata"]["name"], status)
+    await support.roll_out(w.deployments)
 
 
 async def acknowledge(w: World, split: str) -> None:
