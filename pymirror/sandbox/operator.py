@@ -16,9 +16,9 @@ group, ``logs/operator.log``) with the settings a local control plane needs, giv
 
 ``worker_metrics_port`` is unset through the group's JSON
 (``PYMIRROR_OPERATOR='{"worker_metrics_port": null}'``; the ``__`` variables merge into
-it) or with ``PYMIRROR_OPERATOR__WORKER_METRICS_PORT=null``. The settings are validated here first (as the operator reads them: over this
-process's ``PYMIRROR_*`` environment), so a bad combination fails ``up`` naming the setting
-rather than in the operator's log.
+it) or with ``PYMIRROR_OPERATOR__WORKER_METRICS_PORT=null``. The settings are validated
+here first (as the operator reads them: over this process's ``PYMIRROR_*`` environment),
+so a bad combination fails ``up`` naming the setting rather than in the operator's log.
 
 Ready = the operator logged ``operator controller starting``: it connected to the API
 server, its settings are valid and its watches start by listing from there, so nothing
