@@ -192,7 +192,13 @@ async def test_a_removed_route_ends_its_session_and_the_ref_is_reported_with_the
         await wait_status(splits, "the routes applied", lambda s: s.get("activeSessions") == 2)
         for batch in sent.values():
             await send(sqs, original, batch)
-        counters = {"read": 25, "fallback": 8, "failed": 0, "forwarded": {ALICE: 12, BOB: 5}}
+        counters = {
+            "read": 25,
+            "unmatched": 8,
+            "fallback": 8,
+            "failed": 0,
+            "forwarded": {ALICE: 12, BOB: 5},
+        }
         status = await wait_status(
             splits, f"counters {counters}", lambda s: s.get("counters") == counters
         )
