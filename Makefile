@@ -20,7 +20,7 @@ unit: bootstrap
 	$(PY) -m pytest -m unit
 
 test: servers lint    ## the full suite: lint, unit and integration tests on real servers
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=30
 
 # The demo needs the venv and the sandbox's API server, which `pymirror sandbox up` builds
 # into ${PYMIRROR_CACHE:-~/.cache/pymirror}/kube when missing (progress shown); no LocalStack.

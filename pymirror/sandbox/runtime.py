@@ -17,6 +17,8 @@ Per workload (:class:`WorkloadController`, the Deployment controller stand-in):
   RollingUpdate, Rollout) the new pod starts first and the old one is stopped
   only once the new one is ready; StatefulSets and ``Recreate`` Deployments stop
   the old pod first;
+* a Rollout with ``spec.workloadRef`` runs the pod template of the Deployment it
+  names (as last watched) and rolls when that template changes;
 * crashed containers are restarted by the pod (the kubelet's part, see
   ``pods``);
 * after every change ``status`` is written through the status subresource:
@@ -45,7 +47,7 @@ import structlog
 
 from pymirror.sandbox.groups import GroupRecords
 from pymirror.sandbox.pods import LocalPod, RestartPolicy
-from pymirror.sandbox.workloads import KINDS, Desired, Kind, desired_state
+from pymirror.sandbox.workloads import KINDS, Desired, Kind, desired_state, workload_ref
 from registry.errors import NotFoundError, RegistryError
 from registry.objects import Kube, Objects
 from registry.workloads import WorkloadKinds
@@ -186,13 +188,16 @@ class WorkloadController:
         d = self.desired
         pods = self.pods
         ready = sum(1 for p in pods if p.ready)
-        return {
+        status: dict[str, Any] = {
             "observedGeneration": d.generation,
             "replicas": len(pods),
             "updatedReplicas": sum(1 for p in pods if p.template_hash == d.template_hash),
             "readyReplicas": ready,
             "availableReplicas": ready,
         }
+        if d.workload_generation is not None:  # Argo Rollouts writes it as a string
+            status["workloadObservedGeneration"] = str(d.workload_generation)
+        return status
 
     async def _write_status(self) -> bool:
         """Patch the status if it changed; True to retry soon (the write failed)."""
@@ -218,6 +223,8 @@ class LocalRuntime:
         self.config = config
         self.controllers: dict[tuple[Kind, str, str], WorkloadController] = {}
         self._tasks: dict[tuple[Kind, str, str], asyncio.Task[None]] = {}
+        self.seen: dict[tuple[Kind, str, str], dict[str, Any]] = {}
+        """Each workload as last watched (a Rollout's ``workloadRef`` reads its Deployment)."""
         self.watching: set[tuple[Kind, str]] = set()
         """(kind, namespace) pairs being watched (a kind the server does not serve is not)."""
         self.ready = asyncio.Event()
@@ -271,16 +278,32 @@ class LocalRuntime:
     ) -> None:
         key = (kind, namespace, name)
         if event == "DELETED":
+            self.seen.pop(key, None)
             if (gone := self.controllers.pop(key, None)) is not None:
                 gone.delete()
-            return
-        desired = desired_state(kind, obj)
-        existing = self.controllers.get(key)
-        if existing is not None:
-            existing.update(desired)
-            return
+        else:
+            self.seen[key] = obj
+            desired = self._desired(kind, namespace, obj)
+            if (existing := self.controllers.get(key)) is not None:
+                existing.update(desired)
+            else:
+                self._start(key, objects, desired)
+        if kind == "Deployment":  # the Rollouts whose workloadRef names it follow it
+            for (k, ns, n), rollout in self.seen.items():
+                follower = self.controllers.get((k, ns, n))
+                if follower and ns == namespace and workload_ref(k, rollout) == name:
+                    follower.update(self._desired(k, ns, rollout))
+
+    def _desired(self, kind: Kind, namespace: str, obj: dict[str, Any]) -> Desired:
+        """``obj``'s desired state; a Rollout's ``workloadRef`` read from the Deployment seen."""
+        ref = workload_ref(kind, obj)
+        referenced = None if ref is None else self.seen.get(("Deployment", namespace, ref))
+        return desired_state(kind, obj, referenced)
+
+    def _start(self, key: tuple[Kind, str, str], objects: Objects, desired: Desired) -> None:
         controller = WorkloadController(objects, desired, self.config)
         self.controllers[key] = controller
+        kind, namespace, name = key
         task = asyncio.create_task(controller.run(), name=f"workload-{kind}-{namespace}-{name}")
         self._tasks[key] = task
         task.add_done_callback(functools.partial(self._done, key))

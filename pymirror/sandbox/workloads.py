@@ -1,12 +1,13 @@
 """What the local runtime reads from a workload object (pure: objects in, plain data out).
 
 A workload is a Deployment, StatefulSet or Argo Rollout: replicas and a pod
-template. ``desired_state`` turns one into a :class:`Desired`: the template's
-hash (a change rolls the processes), its containers as local process specs
-(``command`` + ``args`` with ``$(VAR)`` expanded, the ``value`` env entries,
-``workingDir``, an exec ``readinessProbe``) and what the local runtime cannot
-honour (``valueFrom``, ``envFrom``, a container without ``command``), reported
-as ``unsupported`` lines rather than silently dropped.
+template (a Rollout's own, or that of the Deployment its ``workloadRef`` names).
+``desired_state`` turns one into a :class:`Desired`: the template's hash (a change
+rolls the processes), its containers as local process specs (``command`` + ``args``
+with ``$(VAR)`` expanded, the ``value`` env entries, ``workingDir``, an exec
+``readinessProbe``) and what the local runtime cannot honour (``valueFrom``,
+``envFrom``, a container without ``command``), reported as ``unsupported`` lines
+rather than silently dropped.
 
 Which API group serves each kind is data (:class:`registry.workloads.WorkloadKinds`): the real
 ``apps/v1`` and ``argoproj.io/v1alpha1`` by default, the sandbox's stand-in CRDs
@@ -68,6 +69,10 @@ class Desired:
     False: stop first (StatefulSet, Deployment ``Recreate``)."""
     unsupported: tuple[str, ...] = ()
     deleting: bool = False
+    workload_generation: int | None = None
+    """For a Rollout with ``spec.workloadRef``: the generation of the referenced Deployment
+    whose template this state runs (written as the Rollout's
+    ``status.workloadObservedGeneration``, as Argo Rollouts does); None otherwise."""
 
 
 _VAR_REF = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
@@ -138,11 +143,33 @@ def _container(raw: Mapping[str, Any], unsupported: list[str]) -> ContainerSpec:
     )
 
 
-def desired_state(kind: Kind, obj: Mapping[str, Any]) -> Desired:
-    """The :class:`Desired` state of one workload object."""
+def workload_ref(kind: Kind, obj: Mapping[str, Any]) -> str | None:
+    """The name of the Deployment a Rollout's ``spec.workloadRef`` names (its pod template
+    is the Rollout's), or None (not a Rollout, or one with its own template)."""
+    ref = (obj.get("spec") or {}).get("workloadRef")
+    if kind != "Rollout" or not isinstance(ref, Mapping):
+        return None
+    name = ref.get("name")
+    return str(name) if name and ref.get("kind", "Deployment") == "Deployment" else None
+
+
+def desired_state(
+    kind: Kind, obj: Mapping[str, Any], referenced: Mapping[str, Any] | None = None
+) -> Desired:
+    """The :class:`Desired` state of one workload object.
+
+    A Rollout with a ``workloadRef`` runs the pod template of ``referenced`` (the
+    Deployment it names, as last seen); while that Deployment has not been seen it runs
+    nothing (0 replicas), as Argo Rollouts waits for it."""
     meta = obj.get("metadata") or {}
     spec = obj.get("spec") or {}
     template = spec.get("template") or {}
+    follows = workload_ref(kind, obj) is not None
+    workload_generation = None
+    if follows:
+        template = ((referenced or {}).get("spec") or {}).get("template") or {}
+        if referenced is not None:
+            workload_generation = int((referenced.get("metadata") or {}).get("generation") or 0)
     pod = template.get("spec") or {}
     unsupported: list[str] = []
     if pod.get("initContainers"):
@@ -152,6 +179,8 @@ def desired_state(kind: Kind, obj: Mapping[str, Any]) -> Desired:
     strategy = (spec.get("strategy") or spec.get("updateStrategy") or {}).get("type")
     surge = kind != "StatefulSet" and strategy != "Recreate"
     replicas = spec.get("replicas")
+    if follows and referenced is None:
+        replicas = 0
     return Desired(
         kind=kind,
         namespace=str(meta.get("namespace", "")),
@@ -164,4 +193,5 @@ def desired_state(kind: Kind, obj: Mapping[str, Any]) -> Desired:
         surge=surge,
         unsupported=tuple(unsupported),
         deleting=bool(meta.get("deletionTimestamp")),
+        workload_generation=workload_generation,
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from pymirror.sandbox.runtime import LocalRuntime
+from pymirror.sandbox.workloads import KINDS
 from registry.objects import Kube
 from splitter.sqs.client import SqsClient
 from tests.integration.operator.support import Cluster, runtime_config, runtime_running
@@ -54,8 +55,9 @@ def namespaces(unique_name: str) -> tuple[str, str]:
 async def local_runtime(
     kube: Kube, namespaces: tuple[str, str], tmp_path: Path
 ) -> AsyncIterator[LocalRuntime]:
-    """The local runtime running the Deployments and StatefulSets of ``namespaces``."""
-    async with runtime_running(kube, runtime_config(namespaces, tmp_path)) as runtime:
+    """The local runtime running the Deployments, StatefulSets and Rollouts of ``namespaces``."""
+    config = runtime_config(namespaces, tmp_path, watch_kinds=KINDS)
+    async with runtime_running(kube, config) as runtime:
         yield runtime
 
 

@@ -34,6 +34,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from pymirror.client.session import now_rfc3339
+from pymirror.sandbox.workloads import STAND_IN_KINDS
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION
 from registry.errors import ConflictError, UnavailableError
 from registry.objects import Obj, Objects
@@ -102,18 +103,40 @@ def echo_app_env(moto: SqsEndpoint, pairs: dict[str, str]) -> list[dict[str, str
     ]
 
 
-async def echo_app(
-    c: Cluster, queues: dict[str, str], echoes: dict[str, str], *, kind: str = "Deployment"
+#: Where each target kind is served in the test API server (the sandbox's stand-ins).
+WORKLOADS = {
+    "Deployment": DEPLOYMENTS,
+    "StatefulSet": STATEFUL_SETS,
+    "Rollout": STAND_IN_KINDS.rollout,
+}
+ROLLOUTS = WORKLOADS["Rollout"]
+
+
+def echo_app_body(
+    c: Cluster,
+    queues: dict[str, str],
+    echoes: dict[str, str],
+    *,
+    kind: str = "Deployment",
+    name: str = APP,
 ) -> Obj:
     """The echo app (a ``kind``) with each env var of ``queues`` holding its queue, each
-    forwarded to the queue ``echoes`` gives it; the app as created."""
+    forwarded to the queue ``echoes`` gives it."""
     env = [{"name": var, "value": queue} for var, queue in queues.items()]
     command = [sys.executable, str(ECHO_APP)]
     body = app_body(
-        [*env, *echo_app_env(c.moto, echoes)], name=APP, kind=kind, image="local", command=command
+        [*env, *echo_app_env(c.moto, echoes)], name=name, kind=kind, image="local", command=command
     )
-    api = STATEFUL_SETS if kind == "StatefulSet" else DEPLOYMENTS
-    return await c.kube.objects(api, c.namespace).create(body)
+    body["apiVersion"] = WORKLOADS[kind].api_version
+    return body
+
+
+async def echo_app(
+    c: Cluster, queues: dict[str, str], echoes: dict[str, str], *, kind: str = "Deployment"
+) -> Obj:
+    """The echo app created as a ``kind``; the object as created."""
+    body = echo_app_body(c, queues, echoes, kind=kind)
+    return await c.kube.objects(WORKLOADS[kind], c.namespace).create(body)
 
 
 @pytest.fixture
@@ -312,29 +335,68 @@ async def test_two_clients_split_a_standard_and_a_fifo_queue_like_mirrords_e2e(
     await metric(w, "pymirror_operator_sessions", {"phase": "Ready"}, 0.0)
 
 
-async def test_a_stateful_set_target_is_patched_read_from_the_fallback_and_restored_exactly(
-    cluster: Cluster, unique_name: str
+@dataclass
+class Target:
+    """A target workload of one shape: its kind, and the object holding its pod template
+    (the one patched: itself, or the Deployment a Rollout's ``workloadRef`` names)."""
+
+    kind: str
+    template_owner: Objects
+    template_owner_name: str
+
+
+async def echo_target(
+    c: Cluster, shape: str, queues: dict[str, str], echoes: dict[str, str]
+) -> tuple[Target, Obj]:
+    """The echo app as ``shape``; the target and its template owner as created."""
+    if shape != "Rollout with workloadRef":
+        created = await echo_app(c, queues, echoes, kind=shape)
+        return Target(shape, c.kube.objects(WORKLOADS[shape], c.namespace), APP), created
+    owner = f"{APP}-template"
+    deployments = c.kube.objects(DEPLOYMENTS, c.namespace)
+    template = echo_app_body(c, queues, echoes, name=owner)
+    template["spec"]["replicas"] = 0  # the Rollout runs the pods, as with Argo Rollouts
+    created = await deployments.create(template)
+    rollout = {
+        "apiVersion": ROLLOUTS.api_version,
+        "kind": "Rollout",
+        "metadata": {"name": APP},
+        "spec": {
+            "replicas": 1,
+            "selector": template["spec"]["selector"],
+            "workloadRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner},
+        },
+    }
+    await c.kube.objects(ROLLOUTS, c.namespace).create(rollout)
+    return Target("Rollout", deployments, owner), created
+
+
+@pytest.mark.parametrize("shape", ["StatefulSet", "Rollout", "Rollout with workloadRef"])
+async def test_each_target_shape_is_patched_read_from_the_fallback_and_restored_exactly(
+    cluster: Cluster, unique_name: str, shape: str
 ) -> None:
-    """A StatefulSet as the target: its env is patched to the fallback (nothing else
-    changed), the session is Ready once it rolled out, its process (the echo app) reads
-    the fallback, and the end restores its template exactly."""
+    """A StatefulSet, a Rollout with its own template and a Rollout whose ``workloadRef``
+    names a Deployment, as the target: the template owner's env is patched to the
+    fallback (nothing else changed), the session is Ready once it rolled out, its process
+    (the echo app, run by the local runtime as the Rollout's pod) reads the fallback, and
+    the end restores the template exactly."""
     c, sqs, sessions = cluster, cluster.sqs, cluster.sessions
     token = unique_name[-8:]
     original = await make_queue(sqs, f"E2ETest-{token}-Set")
     echo = await make_queue(sqs, f"EchoE2ETest-{token}-Set")
-    before = await echo_app(c, {Q1_VAR: original}, {Q1_VAR: echo}, kind="StatefulSet")
-    sets = c.kube.objects(STATEFUL_SETS, c.namespace)
-    registry = e2e_registry(ids=IDS[:1], workload_type="StatefulSet")
+    target, before = await echo_target(c, shape, {Q1_VAR: original}, {Q1_VAR: echo})
+    registry = e2e_registry(ids=IDS[:1], workload_type=target.kind)
     await c.kube.objects(REGISTRIES, c.namespace).create(registry)
     async with c.operating():
         body = session_body(
-            "alice", IDS[0], workload_kind="StatefulSet", message_filter={"client": "^a$"}
+            "alice", IDS[0], workload_kind=target.kind, message_filter={"client": "^a$"}
         )
+        body["spec"]["target"]["apiVersion"] = WORKLOADS[target.kind].api_version
         await sessions.create(body)
         obj = await settled(sessions, "alice")
         assert obj["status"]["phase"] == "Ready", obj["status"]
         (queue,) = obj["status"]["queues"]
-        patched = await sets.get(APP)
+        patched = await target.template_owner.get(target.template_owner_name)
         [fallback] = [
             e["value"]
             for e in patched["spec"]["template"]["spec"]["containers"][0]["env"]
@@ -353,12 +415,12 @@ async def test_a_stateful_set_target_is_patched_read_from_the_fallback_and_resto
         ]
         await sqs.send_batch(original, messages)
         assert await read_exactly(sqs, await sqs.queue_url(queue["temporary"]), 1) == ["1"]
-        assert await read_exactly(sqs, echo, 1) == ["2"]  # the StatefulSet read the fallback
+        assert await read_exactly(sqs, echo, 1) == ["2"]  # the target's pod read the fallback
 
         await sessions.delete("alice")
         assert await watch_session(sessions, "alice", gone) is None
         await bounded(wait_empty(c.splits))
-    after = await sets.get(APP)
+    after = await target.template_owner.get(target.template_owner_name)
     assert after["spec"]["template"] == before["spec"]["template"]
     assert ORIGINAL_ENV_ANNOTATION not in (after["metadata"].get("annotations") or {})
     urls = await sqs.list_queues("mirrord-")

@@ -153,7 +153,12 @@ async def serving(
         kubeconfig=str(kube_api.kubeconfig),
         report_interval=0.2,
     )
-    settings = worker_settings(endpoint_url=sqs_endpoint.url, region=sqs_endpoint.region)
+    # One long poll at a time: moto's ReceiveMessage is not locked, so two concurrent polls
+    # of one queue can both take the same visible message (seen in CI: read 35 of 25). The
+    # exact counters below are about the status report, not about receive concurrency.
+    settings = worker_settings(
+        endpoint_url=sqs_endpoint.url, region=sqs_endpoint.region, receivers=1
+    )
     task = asyncio.create_task(serve(process, settings))
     try:
         yield task

@@ -11,6 +11,7 @@ from pymirror.sandbox.workloads import (
     STAND_IN_KINDS,
     desired_state,
     expand,
+    workload_ref,
 )
 from registry.errors import WorkloadError
 from registry.workloads import WorkloadKinds
@@ -111,3 +112,46 @@ def test_kinds_default_to_the_real_groups_and_can_be_moved() -> None:
         WorkloadKinds().with_api_versions(Deployment="v1")
     with pytest.raises(WorkloadError, match="unknown workload kind"):
         WorkloadKinds().with_api_versions(Job="batch/v1")
+
+
+def rollout_with_ref(name: str = "w-template", **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "w", "namespace": "ns", "generation": 2},
+        "spec": {"replicas": 2, "workloadRef": {"kind": "Deployment", "name": name}, **spec},
+    }
+
+
+def test_a_rollout_with_a_workload_ref_runs_the_referenced_deployments_template() -> None:
+    container = {"name": "main", "command": ["prog"], "env": [{"name": "Q", "value": "a"}]}
+    deployment = workload(container, replicas=0)
+    deployment["metadata"]["generation"] = 7
+    rollout = rollout_with_ref()
+
+    assert workload_ref("Rollout", rollout) == "w-template"
+    d = desired_state("Rollout", rollout, deployment)
+    assert [c.env for c in d.containers] == [(("Q", "a"),)]
+    assert (d.replicas, d.generation, d.workload_generation) == (2, 2, 7)
+    assert d.template_hash == desired_state("Deployment", deployment).template_hash
+
+    changed = workload({**container, "env": [{"name": "Q", "value": "b"}]}, replicas=0)
+    assert desired_state("Rollout", rollout, changed).template_hash != d.template_hash
+
+
+def test_a_rollout_whose_deployment_was_not_seen_runs_nothing_yet() -> None:
+    d = desired_state("Rollout", rollout_with_ref())
+    assert (d.replicas, d.containers, d.workload_generation) == (0, (), None)
+
+
+@pytest.mark.parametrize(
+    ("kind", "obj"),
+    [
+        ("Rollout", workload({"name": "main"})),  # its own template
+        ("Deployment", rollout_with_ref()),  # only a Rollout follows a workloadRef
+        ("Rollout", {"spec": {"workloadRef": {"kind": "StatefulSet", "name": "s"}}}),
+        ("Rollout", {"spec": {"workloadRef": {"kind": "Deployment"}}}),  # no name
+    ],
+)
+def test_no_workload_ref_is_followed_unless_a_rollout_names_a_deployment(
+    kind: Any, obj: dict[str, Any]
+) -> None:
+    assert workload_ref(kind, obj) is None
