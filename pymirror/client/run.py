@@ -103,8 +103,11 @@ async def run_exec(kube: Kube, plan: ExecPlan, command: Sequence[str], progress:
 
 
 async def _end(session: ExecSession, plan: ExecPlan, progress: Progress) -> None:
+    progress.say(f"pymirror: ending session {session.ref}; waiting for the operator")
     gone = await asyncio.shield(session.end(plan.end_timeout))
-    if not gone:
+    if gone:
+        progress.say(f"pymirror: session {session.ref} ended")
+    else:
         progress.say(
             f"pymirror: warning: session {session.ref} was deleted but is still there after "
             f"{plan.end_timeout:g} s (the operator is still ending it; it goes when the "
