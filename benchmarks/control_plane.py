@@ -38,9 +38,13 @@ well under 3 minutes.
   makes its split) and delete -> cleaned (its QueueSplit gone: drained, env restored,
   worker deleted), p50/p95.
 
-For each part: the operator's peak VmRSS (sampled every 0.2 s) and its CPU seconds
-(``/proc/<pid>/stat`` utime + stime) per session. Its last lines are ``ratio
-control_plane_scale_*`` figures.
+For each part: the operator's peak VmRSS (sampled every 0.2 s), its CPU seconds
+(``/proc/<pid>/stat`` utime + stime) per session and per reconcile (the count of
+``pymirror_operator_reconcile_seconds`` on its ``/metrics``, sessions and splits), and
+the QueueSplit spec writes of the creations and of the deletions (each new
+``metadata.generation`` a watch event shows: a route added or removed, the fallback set,
+the hand-back started; the operator folds the changes that wait meanwhile into one
+write). Its last lines are ``ratio control_plane_scale_*`` figures.
 
 To see where the operator's time goes, keep the logs (``--state-dir DIR``) and attach a
 sampling profiler to the operator process while the run goes, e.g. ``py-spy record
@@ -60,6 +64,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +152,10 @@ class Seen:
     failed: dict[str, str] = field(default_factory=dict)
     rollouts: list[tuple[float, float]] = field(default_factory=list)
     """(patched generation seen, rolled out seen) of the app, in order."""
+    generations: dict[str, int] = field(default_factory=dict)
+    """The last ``metadata.generation`` seen of each QueueSplit."""
+    spec_writes: int = 0
+    """New QueueSplit generations seen (a creation counts as one)."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def note(self) -> None:
@@ -180,7 +189,13 @@ async def watch_splits(objects: Objects, seen: Seen) -> None:
         async for event in w:
             if event.type == "DELETED":
                 seen.deleted.setdefault(f"split/{event.name}", time.monotonic())
+                seen.generations.pop(event.name, None)
                 seen.note()
+                continue
+            generation = int(event.object["metadata"].get("generation") or 0)
+            if seen.generations.get(event.name) != generation:
+                seen.generations[event.name] = generation
+                seen.spec_writes += 1
 
 
 async def watch_app(objects: Objects, seen: Seen) -> None:
@@ -311,15 +326,31 @@ async def run(state: State, count: int) -> Result:
 
 @dataclass
 class Sampler:
-    """The operator's peak VmRSS and CPU seconds while it runs."""
+    """The operator's peak VmRSS, CPU seconds and reconciles while it runs."""
 
     pid: int
+    metrics_url: str
     peak_mib: float = 0.0
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.pid}/stat").read_text().rpartition(")")[2].split()
         ticks = int(fields[11]) + int(fields[12])  # utime, stime
         return ticks / os.sysconf("SC_CLK_TCK")
+
+    async def reconciles(self) -> int:
+        """Reconciles the operator finished (sessions and splits), from its /metrics."""
+
+        def read() -> str:
+            with urllib.request.urlopen(self.metrics_url, timeout=HANG) as response:
+                return str(response.read().decode())
+
+        text = await asyncio.to_thread(read)
+        counts = [
+            float(line.rpartition(" ")[2])
+            for line in text.splitlines()
+            if line.startswith("pymirror_operator_reconcile_seconds_count")
+        ]
+        return int(sum(counts))
 
     async def run(self) -> None:
         while True:
@@ -334,6 +365,10 @@ class ScalePart:
     cleanup: list[float]
     peak_mib: float
     cpu_per_session: float
+    cpu_per_reconcile: float
+    reconciles: int
+    create_writes: int
+    delete_writes: int
 
 
 async def at_once(
@@ -343,6 +378,8 @@ async def at_once(
     them at once, wait until they (and, for one app each, their splits) are gone."""
     sessions = kube.objects(SplitSession.RESOURCE, NAMESPACE)
     cpu = sampler.cpu_seconds()
+    reconciles = await sampler.reconciles()
+    writes = seen.spec_writes
     sampler.peak_mib = 0.0
     created: dict[str, float] = {}
 
@@ -356,6 +393,7 @@ async def at_once(
     if failed:
         raise SystemExit(f"{len(failed)} sessions failed, e.g. {failed[0]}")
     ready = [seen.ready[n] - created[n] for n in names]
+    create_writes, writes = seen.spec_writes - writes, seen.spec_writes
     splits: dict[str, str] = {}  # with one app per session: its split goes with it
     if len(set(apps)) > 1:
         for name in names:
@@ -370,8 +408,20 @@ async def at_once(
     keys = {n: [n, f"split/{splits[n]}"] if n in splits else [n] for n in names}
     await seen.until(lambda: all(k in seen.deleted for ks in keys.values() for k in ks))
     cleanup = [max(seen.deleted[k] for k in keys[n]) - deleted[n] for n in names]
-    per_session = (sampler.cpu_seconds() - cpu) / len(names)
-    return ScalePart(label, ready, cleanup, sampler.peak_mib, per_session)
+    delete_writes = seen.spec_writes - writes
+    used = sampler.cpu_seconds() - cpu
+    reconciled = await sampler.reconciles() - reconciles
+    return ScalePart(
+        label,
+        ready,
+        cleanup,
+        sampler.peak_mib,
+        used / len(names),
+        used / max(reconciled, 1),
+        reconciled,
+        create_writes,
+        delete_writes,
+    )
 
 
 def split_of(session: Obj) -> str:
@@ -384,7 +434,9 @@ async def scale(state: State, sessions: int, splits: int) -> list[ScalePart]:
     if operator is None:
         raise SystemExit("the sandbox has no operator component; see its logs/")
     endpoint = SqsEndpoint(state.env["AWS_ENDPOINT_URL"], REGION, "test", "test")
-    sampler = Sampler(operator.pid)
+    if operator.url is None:
+        raise SystemExit("the sandbox's operator serves no /metrics; see its logs/")
+    sampler = Sampler(operator.pid, operator.url)
     apps = [f"app-{i:02d}" for i in range(splits)]
     async with Kube.from_kubeconfig(state.env["KUBECONFIG"]) as kube, connect(endpoint) as sqs:
         registry = yaml.safe_load((REPO / "examples/meme-app/queue-registry.yaml").read_text())
@@ -437,13 +489,19 @@ def report_scale(parts: list[ScalePart], took: float) -> None:
             )
         print(
             f"{part.label}: operator peak VmRSS {part.peak_mib:.1f} MiB (goal <= 150), "
-            f"CPU {part.cpu_per_session * 1000:.1f} ms per session"
+            f"CPU {part.cpu_per_session * 1000:.1f} ms per session, "
+            f"{part.cpu_per_reconcile * 1000:.1f} ms per reconcile ({part.reconciles} reconciles)"
+        )
+        print(
+            f"{part.label}: QueueSplit spec writes {part.create_writes} for the creations, "
+            f"{part.delete_writes} for the deletions"
         )
     print(f"measured in {took:.0f} s (sandbox up and down included)")
     for part, key in zip(parts, ("one_split", "splits"), strict=True):
         print(f"ratio control_plane_scale_{key}_ready_p95_s {pct(part.ready, 0.95):.3f}")
         print(f"ratio control_plane_scale_{key}_cleanup_p95_s {pct(part.cleanup, 0.95):.3f}")
         print(f"ratio control_plane_scale_{key}_rss_mib {part.peak_mib:.1f}")
+        print(f"ratio control_plane_scale_{key}_delete_writes {part.delete_writes}")
 
 
 # --- report -----------------------------------------------------------------------------------

@@ -11,7 +11,14 @@
   a QueueSplit event also enqueues the sessions its routes name, except those known as
   Ready and not being deleted (nothing in a QueueSplit change is for them), and every
   session that is neither Ready nor Failed or is being deleted and that recorded this
-  split in ``status.queues`` or no split yet (they may be waiting on it);
+  split in ``status.queues`` or no split yet (they may be waiting on it), but only
+  when what they wait for changed (:func:`wake_state`: the generation the worker
+  applied, the hand-back, the workload's state, the worker, the object's deletion) or
+  the split is new to the watch; any other change (the workers' counters, the
+  operator's records, a route write not applied yet) enqueues only the sessions it
+  newly lists in ``status.endedSessions``. Waking every waiting session on every write
+  kept a burst of N ends cycling N sessions through the queue per write, each real
+  wake-up queued behind them;
 * the :class:`WorkQueue` holds each key once, runs at most one reconcile per key at a
   time (a key added while it runs is run again right after), and ``workers`` keys in
   parallel;
@@ -333,6 +340,34 @@ def split_sessions(obj: Mapping[str, Any]) -> list[tuple[str, str]]:
     return refs
 
 
+def wake_state(obj: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What of a QueueSplit the sessions waiting on it wait for (see the module
+    docstring): a joining session for the worker's acknowledgment (or the rollout, or
+    the end of a hand-back), an ending one for its end in ``endedSessions`` (compared
+    apart) or for the worker to apply a spec without its route."""
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec") or {}
+    status = obj.get("status") or {}
+    return (
+        status.get("appliedGeneration"),
+        bool(spec.get("handBack")),
+        json.dumps(status.get("handBack"), sort_keys=True),
+        json.dumps(status.get("workload"), sort_keys=True),
+        status.get("workerDeployment"),
+        bool(meta.get("deletionTimestamp")),
+    )
+
+
+def ended_sessions(obj: Mapping[str, Any]) -> set[tuple[str, str]]:
+    """``(namespace, name)`` of each session a QueueSplit's worker reports as ended."""
+    refs = set()
+    for ref in (obj.get("status") or {}).get("endedSessions") or ():
+        namespace, _, name = str(ref).partition("/")
+        if namespace and name:
+            refs.add((namespace, name))
+    return refs
+
+
 def waits_on_splits(obj: Mapping[str, Any], routed: bool = False) -> bool:
     """Whether a session may be waiting on a QueueSplit change: one being deleted, or one
     neither Ready nor (unless ``routed``: a QueueSplit still routes to it) Failed."""
@@ -484,6 +519,7 @@ class Controller:
         if self.on_split is not None:
             self.on_split(event.object)
         key = self._key("split", event.object)
+        before = self.known.get(key)
         if event.type == "DELETED":
             self.known.pop(key, None)
             self.failures.pop(key, None)
@@ -497,7 +533,12 @@ class Controller:
             for k, obj in self.known.items()
             if k[0] == "session" and waits_on_splits(obj) and joins(obj, split)
         }
-        for session in sorted((named - self._settled(named)) | waiting):
+        woken = (named - self._settled(named)) | waiting
+        unchanged = before is not None and wake_state(before) == wake_state(event.object)
+        if unchanged and event.type != "DELETED":
+            ended = ended_sessions(event.object) - ended_sessions(before or {})
+            woken = {k for k in woken if (k[1], k[2]) in ended}
+        for session in sorted(woken):
             if self._watched(session[1]):
                 self.queue.add(session)
 
@@ -658,6 +699,7 @@ def build(
         namespaces=namespaces,
         operator_namespace=operator.namespace,
         resync_seconds=operator.resync_seconds,
+        workers=operator.reconcile_workers,
         metrics=metrics,
         gc=lambda: collect(
             kube,

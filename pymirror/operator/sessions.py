@@ -31,15 +31,17 @@ The life of a session (``status.phase``):
   lease lapses, then the operator deletes it).
 
 The sequence: ``1 +`` the highest sequence held by a live session (in every watched
-namespace) or a QueueSplit route, computed and written under one lock by the one
-operator process. The first assignment after start-up reads the API server's current
-state; later ones continue from the last one this process assigned (listing every
-session for each new one made a burst of N sessions cost N listings of N). Each status
-write completes before the next assignment starts, so a new sequence is greater than
-every sequence live at that moment: no two live sessions share one, and a session
-started later sorts after every session live when it started. That is a total order
-among live sessions (a number can come back, after a restart, only once every holder
-of it, its session and its routes, is gone). It holds for a single operator replica; two
+namespace) or a QueueSplit route, taken under one lock by the one operator process.
+The first assignment after start-up reads the API server's current state; later ones
+continue from the last number this process took (listing every session for each new
+one made a burst of N sessions cost N listings of N). A number is taken under the lock
+and written after it, so each is greater than every one taken before it in this
+process and than every one live at start-up: no two live sessions share one, and a
+session started later sorts after every session live when it started (one whose write
+failed takes a new number on its retry). Writing under the lock made a burst of N
+sessions wait for N status writes one after the other. That is a total order among
+live sessions (a number can come back, after a restart, only once every holder of it,
+its session and its routes, is gone). It holds for a single operator replica; two
 replicas would need a counter object updated with optimistic concurrency.
 
 Conditions: ``Ready`` (True once Ready; False with reason ``Provisioning``,
@@ -88,9 +90,17 @@ Action = Literal[
     "leave",
     "delete",
 ]
-#: Seconds before a session still provisioning (or ending) is looked at again, unless
-#: an event comes first (a rollout's progress has no event the operator watches).
+#: Seconds before a session waiting on something no watched object shows (a rollout's
+#: progress) is looked at again.
 POLL_SECONDS = 1.0
+#: Seconds before a session waiting on its QueueSplit (the worker's acknowledgment of
+#: its route, the worker's end of the session, a hand-back) is looked at again if no
+#: QueueSplit event came first. Those waits end with a QueueSplit change, whose event
+#: enqueues the session at once (controller.py); this only bounds a lost event. Polled
+#: every second instead, N sessions waiting on one split cost N reconciles a second:
+#: with 100, the work queue stayed full and a burst of ends reached the QueueSplit a few
+#: sessions per write.
+SPLIT_WAIT_SECONDS = 10.0
 #: At most this many steps per reconcile (each step changes the object; a loop is a bug).
 MAX_STEPS = 12
 
@@ -313,6 +323,11 @@ class Joined(Protocol):
     def temporary(self) -> str | None: ...
     @property
     def value(self) -> str | None: ...
+    @property
+    def polled(self) -> bool:
+        """What it waits for shows in no QueueSplit change (else a QueueSplit event ends
+        the wait)."""
+        ...
 
 
 class SplitsPort(Protocol):
@@ -354,6 +369,7 @@ class SessionReconciler:
         workload_kinds: WorkloadKinds,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         poll_seconds: float = POLL_SECONDS,
+        split_wait_seconds: float = SPLIT_WAIT_SECONDS,
         on_failed: Callable[[str], object] | None = None,
     ) -> None:
         """``on_failed(reason)`` is called once per session refused (``Invalid``) or
@@ -367,9 +383,10 @@ class SessionReconciler:
         self.workload_kinds = workload_kinds
         self.clock = clock
         self.poll_seconds = poll_seconds
+        self.split_wait_seconds = split_wait_seconds
         self._sequence_lock = asyncio.Lock()
         self._assigned = 0
-        """The highest sequence this process assigned (0: none yet). Once one is, every
+        """The highest sequence this process took (0: none yet). Once one is, every
         later one is this + 1 without listing every session again: with one replica,
         nothing else assigns sequences, so it stays above every live one."""
 
@@ -435,19 +452,17 @@ class SessionReconciler:
     # --- sequence ---------------------------------------------------------------------
 
     async def _assign_sequence(self, obj: Obj, bound: Any) -> Obj:
+        """``obj`` (read in this reconcile, the only one of its session running) has no
+        sequence yet: take the next number, then write it."""
         meta = obj["metadata"]
-        objects = self._objects(meta["namespace"])
         async with self._sequence_lock:
-            fresh = await objects.get(meta["name"])
-            if (fresh.get("status") or {}).get("sequence") is not None:
-                return fresh  # assigned meanwhile (by an earlier reconcile of ours)
             if self._assigned == 0:  # the first one since start-up: look at what is live
                 self._assigned = await self._highest_live(meta["namespace"])
-            sequence = self._assigned + 1
-            written = await objects.patch_status(
-                meta["name"], {"sequence": sequence, "phase": "Pending"}
-            )
-            self._assigned = sequence
+            self._assigned += 1
+            sequence = self._assigned
+        written = await self._objects(meta["namespace"]).patch_status(
+            meta["name"], {"sequence": sequence, "phase": "Pending"}
+        )
         bound.info("sequence assigned", sequence=sequence)
         return written
 
@@ -495,7 +510,8 @@ class SessionReconciler:
                 "Provisioning",
                 message,
             )
-            raise _Wait(self.poll_seconds)
+            polled = any(j.polled for _, j in waiting)
+            raise _Wait(self.poll_seconds if polled else self.split_wait_seconds)
         queues = [queue_status(q, j) for q, j in joined]
         for entry, value in zip(queues, merged_values(joined), strict=True):
             if value is not None:
@@ -615,7 +631,7 @@ class SessionReconciler:
             message = f"ending: waiting for the workers of {', '.join(waiting)} to end the session"
             if status.get("phase") == "Ending" and status.get("message") != message:
                 await objects.patch_status(meta["name"], {"message": message})
-            raise _Wait(self.poll_seconds)
+            raise _Wait(self.split_wait_seconds)  # the workers' status writes wake it
         if meta.get("deletionTimestamp"):
             bound.info("session ended; finalizer removed", reason=status.get("endReason"))
             await objects.remove_finalizer(meta["name"], FINALIZER)

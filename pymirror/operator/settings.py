@@ -187,6 +187,15 @@ class OperatorSettings(BaseModel):
         description="Seconds between two full reconciles of every object, besides the watch "
         "events; catches what a lost event or a crash left.",
     )
+    reconcile_workers: int = Field(
+        32,
+        ge=1,
+        le=256,
+        description="Objects reconciled at once (each object one at a time). The QueueSplit "
+        "changes of the sessions reconciled meanwhile go out in one write, so this bounds "
+        "how many joins or ends of one split share a write: with 4, ending 100 sessions at "
+        "once took about 50 writes.",
+    )
     gc_interval: float = Field(
         300.0,
         gt=0,

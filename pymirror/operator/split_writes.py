@@ -5,10 +5,13 @@ Every join and leave of a split's sessions writes the one QueueSplit: its ``spec
 worker). Written each on its own, concurrent reconciles of one split's sessions race
 on its resourceVersion: each 409 reads again, and with many sessions at once a write
 could still conflict after ``attempts`` tries. :class:`SplitWriter` serializes them per
-object and kind, and folds every change that waits while a write is under way into the
-next one: one read, each change applied in turn to what the earlier ones made, one
-write guarded by the resourceVersion read (a 409, now only from the split worker's own
-status writes, reads and applies them all again).
+object (spec and status writes too: the resourceVersion a spec write is guarded by
+moves with every status write, so 32 reconciles writing records made the route writes
+conflict 8 times in a row), and folds every change of one kind that waits while a
+write is under way into the next write of that kind: one read, each change applied in
+turn to what the earlier ones made, one write guarded by the resourceVersion read (a
+409, now only from the split worker's own status writes, reads and applies them all
+again).
 
 ``await writer.update(name, mutate)`` (the whole object, like ``Objects.update``:
 ``mutate`` gets a copy, returns it changed or None) and ``await writer.status(name,
@@ -67,9 +70,10 @@ class SplitWriter:
     def __init__(self, objects: Objects, attempts: int) -> None:
         self.objects = objects
         self.attempts = max(attempts, 1)
-        self._locks: dict[tuple[str, Kind], asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        """One per object, for both kinds."""
         self._pending: dict[tuple[str, Kind], list[_Item]] = {}
-        self._users: dict[tuple[str, Kind], int] = {}
+        self._users: dict[str, int] = {}
         self.writes = 0
         """Writes sent (for tests and logs)."""
 
@@ -84,8 +88,8 @@ class SplitWriter:
         future: asyncio.Future[Obj] = asyncio.get_running_loop().create_future()
         item: _Item = (change, future)
         self._pending.setdefault(key, []).append(item)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        self._users[key] = self._users.get(key, 0) + 1
+        lock = self._locks.setdefault(name, asyncio.Lock())
+        self._users[name] = self._users.get(name, 0) + 1
         try:
             async with lock:
                 if not future.done():
@@ -104,10 +108,11 @@ class SplitWriter:
             future.cancel()
             raise
         finally:
-            self._users[key] -= 1
-            if not self._users[key]:  # the last caller for this object: forget it
-                del self._users[key], self._locks[key]
-                self._pending.pop(key, None)
+            self._users[name] -= 1
+            if not self._users[name]:  # the last caller for this object: forget it
+                del self._users[name], self._locks[name]
+                for other in ("spec", "status"):
+                    self._pending.pop((name, other), None)
         return future.result()
 
     async def _write(self, name: str, kind: Kind, batch: list[_Item]) -> None:

@@ -129,6 +129,10 @@ class Joined:
     """The session's temporary queue (name), once created."""
     value: str | None
     """What the local process's env var gets: the temporary queue in the original's form."""
+    polled: bool = False
+    """What it waits for shows in no QueueSplit change (a rollout, an env patched with no
+    split): look again soon. Else it waits for a QueueSplit change (the worker's
+    acknowledgment, the end of a hand-back), whose event enqueues the session."""
 
 
 # --- pure helpers -----------------------------------------------------------------------------
@@ -766,15 +770,16 @@ class _Join:
         self.name = queue.split
         self.session = plan.session_ref
 
-    def wait(self, step: str) -> Joined:
-        return Joined(False, step, None, None)
+    def wait(self, step: str, *, polled: bool = False) -> Joined:
+        return Joined(False, step, None, None, polled)
 
     async def run(self) -> Joined:
         obj = await self._split()
         if obj is None:
             return self.wait(
                 f"waiting: the env of {self.plan.workload.label} still names a temporary queue "
-                f"of pymirror ({self.queue.original}); a hand-back is under way"
+                f"of pymirror ({self.queue.original}); a hand-back is under way",
+                polled=True,
             )
         if handing_back(obj):
             return self.wait(f"waiting for the hand-back of {self.name}")
@@ -786,7 +791,7 @@ class _Join:
         if handing_back(obj):
             return self.wait(f"waiting for the hand-back of {self.name}")
         if not rolled_out:
-            return self.wait(f"waiting for the rollout of {self.plan.workload.label}")
+            return self.wait(f"waiting for the rollout of {self.plan.workload.label}", polled=True)
         await self._worker(obj)
         obj = await self._route(self.side.address(mine))
         fault_point("route-added")
