@@ -37,10 +37,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--per-author",
         type=int,
         default=3,
-        help="messages per author and phase (default 3: 36 messages in all)",
+        help="messages per author, phase and queue or topic (default 3: 72 messages in all)",
     )
     parser.add_argument(
         "--keep", action="store_true", help="leave the demo's sandbox up at the end"
+    )
+    parser.add_argument(
+        "--kafka",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="split a Kafka topic (on Tansu) besides the SQS queue (default: on)",
     )
     parser.add_argument(
         "--timeout",
@@ -71,6 +77,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         per_author=args.per_author,
         keep=args.keep,
         timeout=args.timeout,
+        kafka=args.kafka,
     )
     return asyncio.run(run_demo(Console(), options))
 

@@ -1,19 +1,21 @@
 """The demo's scenario and its verdict (pure: no I/O).
 
-Two developers split the workload's SQS queue with overlapping filters on the
-``author`` message attribute:
+Two developers split the workload's SQS queue and Kafka topic with overlapping filters
+on the ``author`` message attribute (record header):
 
 * alice: ``^(alice|pair)$`` (her session starts first: sequence 1);
 * bob: ``^(bob|pair)$``.
 
-Every batch sends messages by ``alice``, ``bob``, ``pair`` (matches both)
-and ``carol`` (matches neither). Where each must end up follows the routing rules
-(first matching session in start order, else the fallback, i.e. the workload):
+Every batch sends, to the queue and to the topic alike, messages by ``alice``, ``bob``,
+``pair`` (matches both) and ``carol`` (matches neither). Where each must end up follows
+the routing rules (first matching session in start order, else the fallback, i.e. the
+workload):
 
 1. ``both``: both sessions run: alice and pair -> alice, bob -> bob, carol -> workload;
 2. ``alice-leaves``: alice's consumer stops reading, the batch piles up in her temporary
    queue, then her command exits and her session ends: her leftovers are routed
-   again through the remaining session: pair -> bob, alice -> workload;
+   again through the remaining session: pair -> bob, alice -> workload (a topic's
+   leftovers are the records her consumer did not commit);
 3. ``handed-back``: after bob's session ended too (the queue handed back, the
    workload's env restored): everything -> workload.
 """
@@ -29,11 +31,15 @@ WORKLOAD = "workload"
 DEVELOPERS: dict[str, str] = {"alice": "^(alice|pair)$", "bob": "^(bob|pair)$"}
 AUTHORS = ("alice", "bob", "pair", "carol")
 PHASES = ("both", "alice-leaves", "handed-back")
+#: How a message travels, and the prefix of its id.
+VIAS = {"sqs": "m", "kafka": "k"}
 
 
 @dataclass(frozen=True)
 class Message:
     id: str
+    #: ``sqs`` or ``kafka``.
+    via: str
     phase: str
     author: str
     #: The consumer that must receive it, in the end.
@@ -60,8 +66,9 @@ def destination(author: str, sessions: Sequence[str]) -> str:
     return WORKLOAD
 
 
-def batch(phase: str, per_author: int, start: int) -> list[Message]:
-    """``per_author`` messages by each author, numbered from ``start``."""
+def batch(phase: str, per_author: int, start: int, via: str = "sqs") -> list[Message]:
+    """``per_author`` messages by each author, numbered from ``start`` (``m0``, ... for
+    SQS, ``k0``, ... for Kafka)."""
     messages = []
     n = start
     for _ in range(per_author):
@@ -70,7 +77,7 @@ def batch(phase: str, per_author: int, start: int) -> list[Message]:
             expected = first
             if first not in SESSIONS_AFTER[phase]:  # an ended session's leftover
                 expected = destination(author, SESSIONS_AFTER[phase])
-            messages.append(Message(f"m{n}", phase, author, expected, first))
+            messages.append(Message(f"{VIAS[via]}{n}", via, phase, author, expected, first))
             n += 1
     return messages
 
@@ -85,7 +92,7 @@ class Delivery:
 
 @dataclass
 class Verdict:
-    sent: int
+    sent: dict[str, int]
     delivered: dict[str, int]
     lost: int
     duplicated: int
@@ -103,14 +110,15 @@ class Verdict:
             and self.misrouted == 0
             and self.temporary_left == 0
             and self.env_restored
-            and sum(self.delivered.values()) == self.sent
+            and sum(self.delivered.values()) == sum(self.sent.values())
         )
 
     def line(self) -> str:
         """The one line the demo ends with (and tests parse)."""
+        sent = " ".join(f"sent.{k}={v}" for k, v in self.sent.items())
         delivered = " ".join(f"delivered.{k}={v}" for k, v in self.delivered.items())
         return (
-            f"verdict: sent={self.sent} {delivered} lost={self.lost} "
+            f"verdict: sent={sum(self.sent.values())} {sent} {delivered} lost={self.lost} "
             f"duplicated={self.duplicated} misrouted={self.misrouted} "
             f"temporary_left={self.temporary_left} "
             f"env_restored={'yes' if self.env_restored else 'no'} "
@@ -148,8 +156,9 @@ def verdict(
     found = list(problems)
     if unknown:
         found.append(f"{unknown} deliveries of messages the demo did not send")
+    sent = Counter(m.via for m in messages)
     return Verdict(
-        sent=len(messages),
+        sent={via: sent[via] for via in VIAS if sent[via]},
         delivered=dict(delivered),
         lost=lost,
         duplicated=duplicated,

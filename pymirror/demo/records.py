@@ -13,11 +13,13 @@ from pymirror.demo.plan import Delivery
 
 @dataclass(frozen=True)
 class Process:
-    """One consumer process: the queue it reads, whether it stopped."""
+    """One consumer process: the queue and the topic (None: no Kafka) it reads, whether it
+    stopped."""
 
     name: str
     pid: int
     sqs: str
+    kafka: str | None
     exited: bool
 
 
@@ -54,7 +56,7 @@ class Records:
         for path in self.directory.glob(f"{name}.*.start"):
             start = json.loads(path.read_text())
             exited = path.with_suffix(".exit").exists()
-            found.append(Process(name, start["pid"], start["sqs"], exited))
+            found.append(Process(name, start["pid"], start["sqs"], start.get("kafka"), exited))
         return found
 
     def running(self, name: str) -> list[Process]:

@@ -59,16 +59,18 @@ def parse_env(text: str) -> dict[str, str]:
 
 
 async def sandbox_up(
-    state_dir: Path, namespace: str, on_line: Callable[[str], None]
+    state_dir: Path, namespace: str, on_line: Callable[[str], None], *, kafka: bool
 ) -> dict[str, str]:
     """A fresh sandbox in ``state_dir`` (one left running by an earlier demo is brought down
-    first): its ``env``."""
+    first), with Tansu as its Kafka broker if ``kafka``: its ``env``."""
     base = ["--state-dir", str(state_dir)]
     if (state_dir / "state.json").exists():
         on_line(f"a demo sandbox is still up in {state_dir}: bringing it down first")
         await sandbox_down(state_dir, on_line)
-    # No Kafka broker: the demo splits an SQS queue (docs/demo.md says why not a topic).
-    args = ["sandbox", "up", "--no-kafka", "--namespace", namespace, *base]
+    # Tansu, not noida-db: a split topic's group sees members leave and join, and noida-db
+    # 0.2.0 never expires a member that died without leaving (docs/demo.md).
+    broker = ["--kafka-broker", "tansu"] if kafka else ["--no-kafka"]
+    args = ["sandbox", "up", *broker, "--namespace", namespace, *base]
     code, _, err = await pymirror_cli(args, on_line)
     if code != 0:
         raise DemoError(f"pymirror sandbox up failed (exit {code}): {err.splitlines()[-1:]}")

@@ -29,6 +29,9 @@ def test_each_phase_sends_every_author_and_names_where_each_message_ends() -> No
         "handed-back": [(a, WORKLOAD, WORKLOAD) for a in ("alice", "bob", "pair", "carol")],
     }
     assert [m.id for m in batch("both", 2, 5)] == [f"m{n}" for n in range(5, 13)]
+    kafka = batch("both", 1, 0, "kafka")
+    assert [(m.id, m.via) for m in kafka] == [(f"k{n}", "kafka") for n in range(4)]
+    assert [m.expected for m in kafka] == [m.expected for m in batch("both", 1, 0)]
     assert destination("PAIR", ["bob"]) == "bob"  # case-insensitive, as the worker matches
     assert destination("pairs", ["alice", "bob"]) == WORKLOAD
 
@@ -47,9 +50,21 @@ def test_the_verdict_counts_lost_duplicated_and_misrouted_messages() -> None:
     )
     assert clean.ok
     assert clean.line() == (
-        "verdict: sent=4 delivered.workload=1 delivered.alice=2 delivered.bob=1 lost=0 "
-        "duplicated=0 misrouted=0 temporary_left=0 env_restored=yes result=PASS"
+        "verdict: sent=4 sent.sqs=4 delivered.workload=1 delivered.alice=2 delivered.bob=1 "
+        "lost=0 duplicated=0 misrouted=0 temporary_left=0 env_restored=yes result=PASS"
     )
+    both = [*messages, *batch("both", 1, 0, "kafka")]
+    kafka_lost = verdict(
+        both,
+        deliveries(
+            ("alice", "m0"), ("bob", "m1"), ("alice", "m2"), (WORKLOAD, "m3"), ("bob", "k1")
+        ),
+        temporary_left=0,
+        env_restored=True,
+    )
+    assert (kafka_lost.sent, kafka_lost.lost) == ({"sqs": 4, "kafka": 4}, 3)
+    assert kafka_lost.line().startswith("verdict: sent=8 sent.sqs=4 sent.kafka=4 ")
+    assert not kafka_lost.ok
     wrong = verdict(
         messages,
         deliveries(("alice", "m0"), ("alice", "m0"), ("alice", "m1"), ("bob", "m9")),
