@@ -23,9 +23,12 @@ with an admin client of its own::
   only if the topic format renders exactly that name for this split's original and the
   record's role (fallback or session); any other name is logged and left alone.
 * ``never_held_records`` tells ``Splits.leave`` that a session's topic is missing or
-  empty (every partition's real end is 0): nothing was ever forwarded there, so no
-  worker owes it an end. A look that fails (the worker deleted the topic meanwhile, a
-  broker away) says False: the caller looks again on its next pass.
+  empty (every partition's listed end is 0): nothing was ever forwarded there, so no
+  worker owes it an end. It asks the split's admin client (ListOffsets to the leaders,
+  ``KafkaAdmin.end_offsets``), never a consumer of its own: a consumer's retries name the
+  topic in metadata requests, and noida-db creates a topic named so again after the
+  worker deleted it (an orphan). A look that fails (a broker away) says False: the
+  caller looks again on its next pass.
 * ``is_temporary`` says whether a topic looks like one of pymirror's temporary topics of
   any original (a workload env still patched to a fallback).
 
@@ -55,9 +58,6 @@ from splitter.naming import RANDOM_DIGITS, NameFormat
 
 log = structlog.get_logger("pymirror.operator.kafka_splits")
 
-#: Milliseconds an offset listing may take (aiokafka's 40 s default would hold up the
-#: reconciler when the worker deletes the topic meanwhile).
-_REQUEST_TIMEOUT_MS = 5000
 _DIGITS = re.compile(rf"(?=([0-9]{{{RANDOM_DIGITS}}}))")
 #: Stand-ins rendered into a format to make its pattern (broker-legal, so kept as they are).
 _ANY_ORIGINAL = "pymirrorAnyOriginalTopic"
@@ -132,16 +132,13 @@ class KafkaTopics:
 
     async def never_held_records(self, name: str) -> bool:
         """``name`` is missing, or no record was ever written to it (False when that cannot
-        be told now, e.g. the worker deleted the topic while it was looked at: the caller
-        looks again on its next pass)."""
-        if not await self.admin.exists(name):
-            return True
-        probe = self.settings.kafka.end_probe_ms
+        be told now, e.g. a broker away: the caller looks again on its next pass). Over the
+        split's admin client: no connection of its own, and no metadata request naming the
+        topic, which would create it again on noida-db when the worker deleted it meanwhile."""
         try:
-            partitions = await self.admin.partitions(name)
-            async with self.clients.reader(request_timeout_ms=_REQUEST_TIMEOUT_MS) as reader:
-                wanted = [(name, p) for p in range(partitions)]
-                ends = await reader.end_offsets(wanted, idle_ms=probe)
+            ends = await self.admin.end_offsets(name)
+        except KafkaTopicError:
+            return True  # missing, or the worker deleted it meanwhile
         except KafkaError as e:
             log.info(
                 "kafka session topic not measured; looked at again later", topic=name, error=str(e)

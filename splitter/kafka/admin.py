@@ -23,6 +23,7 @@ from aiokafka import errors as kerrors
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.protocol.group import LeaveGroupRequest
+from aiokafka.protocol.offset import OffsetRequest, OffsetResetStrategy
 
 from splitter.errors import KafkaTopicError
 from splitter.kafka.translating import error_for_code, translating
@@ -135,6 +136,43 @@ class KafkaAdmin:
         async with translating(f"deleting topic {name!r}"):
             response = await self._client.delete_topics([name])
         _check_response_errors(response, "deleting topic", allow=[unknown])
+
+    async def end_offsets(self, topic: str) -> dict[int, int]:
+        """The listed end offset of each partition of ``topic`` (ListOffsets to each
+        partition's leader); ``KafkaTopicError`` if it is missing or went away meanwhile.
+
+        No request names the topic in a Metadata request (the leaders come from the
+        metadata of all topics): a consumer's ``end_offsets`` refreshes the metadata
+        naming its topics while it retries, which makes brokers that auto-create topics
+        (noida-db) create again a topic deleted meanwhile. Tansu lists the end of the
+        last batch's first record (7 records in one batch: 1; 14 in two: 8), so the
+        listed end is below the real one, but not 0 once anything was written.
+        """
+        async with translating("describing the cluster's topics"):
+            described = await self._client.describe_topics()  # all: nothing auto-created
+        leaders: dict[int, list[int]] = {}
+        for entry in described:
+            if entry["topic"] == topic and entry["error_code"] == 0:
+                for partition in entry["partitions"]:
+                    leaders.setdefault(partition["leader"], []).append(partition["partition"])
+        if not leaders:
+            raise KafkaTopicError(f"topic {topic!r} does not exist")
+        ends: dict[int, int] = {}
+        for leader, partitions in leaders.items():
+            latest = [(p, OffsetResetStrategy.LATEST) for p in partitions]
+            async with translating(f"listing end offsets of {topic!r}"):
+                response = await self._client._send_request_to_node(  # no public ListOffsets
+                    leader, OffsetRequest(-1, 0, [(topic, latest)])
+                )
+            for _name, entries in response.topics:
+                for partition, code, *found in entries:
+                    if code == kerrors.UnknownTopicOrPartitionError.errno:
+                        raise KafkaTopicError(f"topic {topic!r} went away")
+                    if code:
+                        raise error_for_code(code, None, f"listing end offsets of {topic!r}")
+                    offset = found[-1]  # v0: a list of offsets; v1 and later: one offset
+                    ends[partition] = int(offset[0] if isinstance(offset, list) else offset)
+        return ends
 
     async def committed(self, group_id: str, topic: str, partitions: int) -> dict[int, int | None]:
         """The group's committed offset per partition (None: nothing committed)."""

@@ -4,13 +4,14 @@ Two kinds of test use them: those that drive ``pymirror.operator.splits`` direct
 play the Deployment controller and the worker (test_splits.py, test_kafka_splits.py:
 :func:`app_body`, :func:`roll_out`, :func:`drive`), and those that run the whole
 operator with the local runtime (test_operator.py, test_second_session.py,
-test_recovery.py, test_e2e.py, test_bad_input.py: :func:`operator_settings`,
-:func:`operating`, :func:`session_body`, :func:`watch_session`; their worlds extend
-:class:`Cluster`, the ``cluster`` fixture). :func:`runtime_config` and
-:func:`runtime_running` run the local runtime (the ``local_runtime`` fixture, the chart's
-operator test); :func:`registry_body` and :func:`queue_split_body` are the bodies the
-tests vary. Every wait is on a watched change or on the broker's state; ``HANG`` only
-bounds a hang.
+test_recovery.py, test_recovery_kafka.py, test_e2e.py, test_bad_input.py:
+:func:`operator_settings`, :func:`operating`, :func:`session_body`, :func:`watch_session`;
+their worlds extend :class:`Cluster`, the ``cluster`` fixture; :func:`kafka_app` is their
+Kafka app, and :func:`operator_process` / :func:`killed_at` run ``pymirror operator`` as
+a process, with a kill point if asked). :func:`runtime_config` and :func:`runtime_running`
+run the local runtime (the ``local_runtime`` fixture, the chart's operator test);
+:func:`registry_body` and :func:`queue_split_body` are the bodies the tests vary. Every
+wait is on a watched change or on the broker's state; ``HANG`` only bounds a hang.
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +33,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from pymirror.operator.controller import Controller, build
+from pymirror.operator.fault_points import KILL_AT_VAR
 from pymirror.operator.planning import SessionPlan
 from pymirror.operator.settings import OperatorSettings
 from pymirror.operator.splits import Joined, Splits
@@ -36,12 +42,16 @@ from pymirror.sandbox.runtime import LocalRuntime, RuntimeConfig
 from pymirror.sandbox.workloads import STAND_IN_KINDS, Kind
 from pymirror.settings import Settings
 from registry.errors import NotFoundError
+from registry.models import API_VERSION as MODELS_API_VERSION
+from registry.models import MirrordKafkaClientConfig, MirrordKafkaTopicsConsumer
 from registry.objects import Kube, Obj, Objects
 from registry.resources import Resource
 from registry.session_models import QueueSplit, SplitSession
 from splitter.sqs.client import SqsClient
 from splitter.sqs.settings import SqsSettings
+from tests.integration.kafka.support import create_topics
 from tests.integration.sqs.support import make_queue
+from tests.servers.kafka import KafkaBroker, group_timeouts
 from tests.servers.kube import KubeApi
 from tests.servers.process import REPO
 from tests.servers.sqs import SqsEndpoint
@@ -335,6 +345,70 @@ async def meme_app(kube: Kube, sqs: SqsClient, namespace: str) -> str:
     return memes
 
 
+KAFKA_TOPIC_VAR, KAFKA_GROUP_VAR = "TOPIC", "GROUP"
+KAFKA_CONFIG = "kafka-main"
+#: The topic's id in the Kafka app's MirrordKafkaTopicsConsumer (a session's queue id).
+KAFKA_TOPIC_ID = "views-topic"
+
+
+async def kafka_app(
+    kube: Kube,
+    broker: KafkaBroker,
+    namespaces: tuple[str, str],
+    *,
+    original: str,
+    group: str,
+    partitions: int,
+) -> Obj:
+    """A Kafka app as the operator splits it: topic ``original`` on ``broker``; the
+    operator namespace's MirrordKafkaClientConfig ``KAFKA_CONFIG`` (the broker, earliest
+    for a partition the group never committed, the broker's test group timeouts); the idle
+    Deployment ``app`` naming the topic and ``group`` in its env; its
+    MirrordKafkaTopicsConsumer with the topic as ``KAFKA_TOPIC_ID``. The app as created."""
+    namespace, operator_namespace = namespaces
+    await create_topics(broker, partitions, original)
+    timeouts = group_timeouts(broker.kind)
+    properties = {
+        "bootstrap.servers": broker.bootstrap,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": str(timeouts["session_timeout_ms"]),
+        "heartbeat.interval.ms": str(timeouts["heartbeat_interval_ms"]),
+    }
+    await kube.objects(MirrordKafkaClientConfig.RESOURCE, operator_namespace).create(
+        {
+            "apiVersion": MODELS_API_VERSION,
+            "kind": "MirrordKafkaClientConfig",
+            "metadata": {"name": KAFKA_CONFIG},
+            "spec": {"properties": [{"name": k, "value": v} for k, v in properties.items()]},
+        }
+    )
+    env = [{"name": KAFKA_TOPIC_VAR, "value": original}, {"name": KAFKA_GROUP_VAR, "value": group}]
+    app = await kube.objects(DEPLOYMENTS, namespace).create(
+        app_body(env, name="app", image="local", command=IDLE)
+    )
+    source = {"container": "main"}
+    topic = {
+        "id": KAFKA_TOPIC_ID,
+        "clientConfig": KAFKA_CONFIG,
+        "groupIdSources": [{"directEnvVar": {**source, "variable": KAFKA_GROUP_VAR}}],
+        "nameSources": [{"directEnvVar": {**source, "variable": KAFKA_TOPIC_VAR}}],
+    }
+    await kube.objects(MirrordKafkaTopicsConsumer.RESOURCE, namespace).create(
+        {
+            "apiVersion": MODELS_API_VERSION,
+            "kind": "MirrordKafkaTopicsConsumer",
+            "metadata": {"name": "app-topics-consumer"},
+            "spec": {
+                "consumerApiVersion": DEPLOYMENTS.api_version,
+                "consumerKind": "Deployment",
+                "consumerName": "app",
+                "topics": [topic],
+            },
+        }
+    )
+    return app
+
+
 def session_body(
     name: str,
     queue_id: str = "meme-queue",
@@ -439,6 +513,59 @@ async def operating(
         await cleanup(kube, namespace, settings.operator.namespace)
         stop.set()
         await bounded(task)
+
+
+def operator_process_env(
+    cluster: Cluster, settings: Settings, kill_at: str | None
+) -> dict[str, str]:
+    """``pymirror operator``'s environment: ``settings.operator`` as one JSON (which also
+    unsets worker_metrics_port), the cluster's moto, JSON logs, and the kill point if any
+    (``PYMIRROR_OPERATOR_KILL_AT``, pymirror/operator/fault_points.py)."""
+    env = {k: v for k, v in os.environ.items() if k != KILL_AT_VAR}
+    env |= {
+        "PYMIRROR_OPERATOR": json.dumps(settings.operator.model_dump(mode="json")),
+        "PYMIRROR_SQS__ENDPOINT_URL": cluster.moto.url,
+        "PYMIRROR_SQS__REGION": cluster.moto.region,
+        "PYMIRROR_LOG__FORMAT": "json",
+    }
+    if kill_at is not None:
+        env[KILL_AT_VAR] = kill_at
+    return env
+
+
+@contextlib.asynccontextmanager
+async def operator_process(
+    cluster: Cluster, settings: Settings, log: Path, kill_at: str | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``pymirror operator`` as a process for the cluster's namespace, its output in
+    ``log``; stopped with SIGTERM on exit if still running (SIGKILL after ``HANG``)."""
+    command = [sys.executable, "-m", "pymirror", "operator", "--namespace", cluster.namespace]
+    command += ["--kubeconfig", str(cluster.kube_api.kubeconfig)]
+    env = operator_process_env(cluster, settings, kill_at)
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            yield process
+        finally:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    await bounded(process.wait())
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+
+
+async def killed_at(process: asyncio.subprocess.Process, log: Path, point: str) -> None:
+    """Until the operator exited; it must have SIGKILLed itself at fault point ``point``
+    (and at no other)."""
+    await bounded(process.wait())
+    output = await asyncio.to_thread(log.read_text)
+    assert process.returncode == -signal.SIGKILL, output[-3000:]
+    reached = [json.loads(line) for line in output.splitlines() if "fault point reached" in line]
+    assert [r.get("point") for r in reached] == [point], output[-3000:]
 
 
 async def cleanup(kube: Kube, namespace: str, operator_namespace: str) -> None:

@@ -5,8 +5,10 @@ and the proxy counts the connections it accepts and those still open.
 
 Several sessions join and leave one split (the test plays the Deployment controller and
 the worker, as test_kafka_splits.py does): after the first join, no further connection
-is made; a broker away (the proxy gone) drops the cached client and the next call opens
-a new one; the hand-back that deletes the split closes it (no connection left open).
+is made, also not by the leave of a session the worker never routed to (its topic's end
+offsets are asked over the same client); a broker away (the proxy gone) drops the cached
+client and the next call opens a new one; the hand-back that deletes the split closes it
+(no connection left open).
 Every wait ends on the state it waits for; ``HANG`` only bounds a hang.
 """
 
@@ -244,6 +246,15 @@ async def test_one_admin_connection_serves_every_join_and_leave_of_a_split(world
         plan = await plan_for(w, f"dev{i}")
         await join(w, plan, i + 2)
         await end_and_leave(w, split, plan.session_ref)
+    # A session the worker never routed to: its leave looks at the topic's end offsets
+    # (never_held_records) over the same client, no reader of its own.
+    quiet = await plan_for(w, "never-routed")
+    await join(w, quiet, 5)
+    topic = session_topic(await w.queue_splits.get(split), quiet.session_ref)
+    assert await w.splits.leave(split, quiet.session_ref) is False  # removal not applied yet
+    await acknowledge(w, split)
+    assert await asyncio.wait_for(w.splits.leave(split, quiet.session_ref), HANG) is True
+    assert topic not in await list_topics(w.broker)  # it never held a record: deleted
     assert w.splits.kafka_admins.opened == 1
     assert w.proxy.accepted == after_first, "a join or leave opened a new connection"
     assert len(w.splits.kafka_admins) == 1
