@@ -30,36 +30,32 @@ import pytest
 
 from pymirror.sandbox.runtime import LocalRuntime
 from pymirror.settings import Settings
-from registry.models import API_VERSION as MODELS_API_VERSION
-from registry.models import MirrordKafkaClientConfig, MirrordKafkaTopicsConsumer
 from registry.objects import Kube, Obj
 from tests.integration.exec.support import cli_env, next_json, reap, split_config, start_exec
 from tests.integration.exec.test_status_kill import watch_until
 from tests.integration.kafka.support import (
-    create_topics,
     list_topics,
     make_records,
     produce,
     read_all,
 )
 from tests.integration.operator.support import (
-    DEPLOYMENTS,
     HANG,
-    IDLE,
+    KAFKA_TOPIC_ID,
+    KAFKA_TOPIC_VAR,
     WithSessions,
-    app_body,
+    kafka_app,
     operating,
     operator_settings,
     wait_empty,
 )
-from tests.servers.kafka import KafkaBroker, group_timeouts
+from tests.servers.kafka import KafkaBroker
 from tests.servers.kube import KubeApi
 from tests.servers.sqs import SqsEndpoint
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-TOPIC_VAR, GROUP_VAR, GROUP = "TOPIC", "GROUP", "views-group"
-CONFIG = "kafka-main"
+GROUP = "views-group"
 PARTITIONS = 2
 USERS = ["alice", "bob", "zed"]
 # prints its env, then each record id of the topic its env names (all partitions,
@@ -98,7 +94,7 @@ class World(WithSessions):
 
 def app_topic(obj: Obj) -> str | None:
     for e in obj["spec"]["template"]["spec"]["containers"][0].get("env") or []:
-        if e["name"] == TOPIC_VAR:
+        if e["name"] == KAFKA_TOPIC_VAR:
             return str(e.get("value"))
     return None
 
@@ -115,46 +111,8 @@ async def world(
 ) -> AsyncIterator[World]:
     namespace, operator_namespace = namespaces
     original = f"{namespace}.views"
-    await create_topics(kafka_broker, PARTITIONS, original)
-    timeouts = group_timeouts(kafka_broker.kind)
-    properties = {
-        "bootstrap.servers": kafka_broker.bootstrap,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": str(timeouts["session_timeout_ms"]),
-        "heartbeat.interval.ms": str(timeouts["heartbeat_interval_ms"]),
-    }
-    await kube.objects(MirrordKafkaClientConfig.RESOURCE, operator_namespace).create(
-        {
-            "apiVersion": MODELS_API_VERSION,
-            "kind": "MirrordKafkaClientConfig",
-            "metadata": {"name": CONFIG},
-            "spec": {"properties": [{"name": k, "value": v} for k, v in properties.items()]},
-        }
-    )
-    env = [{"name": TOPIC_VAR, "value": original}, {"name": GROUP_VAR, "value": GROUP}]
-    await kube.objects(DEPLOYMENTS, namespace).create(
-        app_body(env, name="app", image="local", command=IDLE)
-    )
-    source = {"container": "main"}
-    await kube.objects(MirrordKafkaTopicsConsumer.RESOURCE, namespace).create(
-        {
-            "apiVersion": MODELS_API_VERSION,
-            "kind": "MirrordKafkaTopicsConsumer",
-            "metadata": {"name": "app-topics-consumer"},
-            "spec": {
-                "consumerApiVersion": DEPLOYMENTS.api_version,
-                "consumerKind": "Deployment",
-                "consumerName": "app",
-                "topics": [
-                    {
-                        "id": "views-topic",
-                        "clientConfig": CONFIG,
-                        "groupIdSources": [{"directEnvVar": {**source, "variable": GROUP_VAR}}],
-                        "nameSources": [{"directEnvVar": {**source, "variable": TOPIC_VAR}}],
-                    }
-                ],
-            },
-        }
+    await kafka_app(
+        kube, kafka_broker, namespaces, original=original, group=GROUP, partitions=PARTITIONS
     )
     base = operator_settings(kube_api, moto_endpoint, operator_namespace)
     operator = base.operator.model_copy(
@@ -199,7 +157,7 @@ async def start(w: World, kube_api: KubeApi, tmp_path: Path, user: str) -> Dev:
         tmp_path / f"{user}.yaml",
         user,
         target="app",
-        queue="views-topic",
+        queue=KAFKA_TOPIC_ID,
         queue_type="Kafka",
         key="user",
     )
@@ -220,7 +178,7 @@ async def test_two_developers_exec_on_one_kafka_topic_each_consumer_gets_exactly
         for dev in devs:
             env = (await dev.line())["env"]
             assert isinstance(env, dict)
-            topics[dev.user] = env[TOPIC_VAR]
+            topics[dev.user] = env[KAFKA_TOPIC_VAR]
             assert topics[dev.user] != w.original  # the command got its session's topic
         assert topics["alice"] != topics["bob"]
         (split,) = (await w.splits.list()).items

@@ -20,19 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pymirror.operator.fault_points import KILL_AT_VAR
 from registry.env_patch import ORIGINAL_ENV_ANNOTATION
 from registry.objects import Obj
 from tests.integration.operator.support import (
@@ -40,7 +33,9 @@ from tests.integration.operator.support import (
     HANG,
     Cluster,
     gone,
+    killed_at,
     meme_app,
+    operator_process,
     phase_is,
     session_body,
     wait_empty,
@@ -82,55 +77,13 @@ async def world(cluster: Cluster, tmp_path: Path) -> World:
     )
 
 
-def operator_env(world: World, kill_at: str | None) -> dict[str, str]:
-    """``pymirror operator``'s environment: the settings test_operator.py uses, as one JSON
-    (which also unsets worker_metrics_port), and the kill point if any."""
-    settings = world.operator_settings()
-    env = {k: v for k, v in os.environ.items() if k != KILL_AT_VAR}
-    env |= {
-        "PYMIRROR_OPERATOR": json.dumps(settings.operator.model_dump(mode="json")),
-        "PYMIRROR_SQS__ENDPOINT_URL": world.moto.url,
-        "PYMIRROR_SQS__REGION": world.moto.region,
-        "PYMIRROR_LOG__FORMAT": "json",
-    }
-    if kill_at is not None:
-        env[KILL_AT_VAR] = kill_at
-    return env
-
-
-@contextlib.asynccontextmanager
-async def operator(
+def operator(
     world: World, kill_at: str | None, label: str
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """A running ``pymirror operator``; stopped with SIGTERM on exit if still running."""
-    command = [sys.executable, "-m", "pymirror", "operator", "--namespace", world.namespace]
-    command += ["--kubeconfig", str(world.kube_api.kubeconfig)]
-    path = world.logs / f"operator-{label}.log"
-    with path.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            *command, env=operator_env(world, kill_at), stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            yield process
-        finally:
-            if process.returncode is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    async with asyncio.timeout(HANG):
-                        await process.wait()
-                except TimeoutError:
-                    process.kill()
-                    await process.wait()
-
-
-async def killed_at(process: asyncio.subprocess.Process, log: Path, point: str) -> None:
-    """Until the operator exited; it must have been SIGKILLed at ``point``."""
-    async with asyncio.timeout(HANG):
-        await process.wait()
-    output = await asyncio.to_thread(log.read_text)
-    assert process.returncode == -signal.SIGKILL, output[-3000:]
-    reached = [json.loads(line) for line in output.splitlines() if "fault point reached" in line]
-    assert [r.get("point") for r in reached] == [point], output[-3000:]
+) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+    """A running ``pymirror operator`` with the settings test_operator.py uses (log
+    ``operator-<label>.log``); stopped with SIGTERM on exit if still running."""
+    log = world.logs / f"operator-{label}.log"
+    return operator_process(world, world.operator_settings(), log, kill_at)
 
 
 async def temporary_queues(world: World) -> list[str]:
