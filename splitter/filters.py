@@ -106,18 +106,9 @@ class MessageView:
         wanted: frozenset[str] | None = None,
     ) -> MessageView:
         """From a Kafka record's headers and value; with ``wanted`` (lower-cased names, e.g.
-        :attr:`Router.names <splitter.routing.Router.names>`) only those headers are decoded."""
-        attributes: dict[str, tuple[str, ...]] = {}
-        for name, raw in headers or ():
-            if raw is None or (wanted is not None and name.lower() not in wanted):
-                continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            key = name.lower()
-            attributes[key] = (*attributes.get(key, ()), text)
-        return cls(attributes, value)
+        :attr:`Router.names <splitter.routing.Router.names>`) only those headers are decoded.
+        Many records: :class:`KafkaHeaders` (this is one of them, for one record)."""
+        return KafkaHeaders(wanted).view(headers or (), value)
 
     def json_body(self) -> Any:
         """The body parsed as JSON, or ``_NOT_JSON``; parsed at most once."""
@@ -128,6 +119,58 @@ class MessageView:
                 # RecursionError: nested deeper than the parser can go - not JSON to us.
                 self._json = _NOT_JSON
         return self._json
+
+
+#: Raw header names a :class:`KafkaHeaders` remembers: a producer writing a new name per
+#: record must not grow it without bound (names past it are lower-cased each time).
+NAMES_REMEMBERED = 1024
+
+#: What :class:`KafkaHeaders` finds for a name it has not seen (a header whose name
+#: lower-cases to it is merely lower-cased again each time).
+_UNSEEN = "\x00unseen"
+
+
+class KafkaHeaders:
+    """Makes the :class:`MessageView` of each Kafka record, decoding only ``wanted`` headers.
+
+    One per router (``wanted`` = :attr:`Router.names <splitter.routing.Router.names>`;
+    None: every header): each raw header name is lower-cased and looked up in
+    ``wanted`` once, then remembered, so a header no filter reads costs one dict
+    lookup per record and is never decoded.
+    """
+
+    __slots__ = ("_keys", "wanted")
+
+    def __init__(self, wanted: frozenset[str] | None = None) -> None:
+        self.wanted = wanted
+        #: Raw name -> its lower-cased name, or None if no filter reads it.
+        self._keys: dict[str, str | None] = {}
+
+    def _key(self, name: str) -> str | None:
+        key: str | None = name.lower()
+        if self.wanted is not None and key not in self.wanted:
+            key = None
+        if len(self._keys) < NAMES_REMEMBERED:
+            self._keys[name] = key
+        return key
+
+    def view(self, headers: Iterable[tuple[str, bytes | None]], value: bytes | None) -> MessageView:
+        """The view of one record: its wanted headers' UTF-8 values, and its value."""
+        keys = self._keys
+        attributes: dict[str, tuple[str, ...]] = {}
+        for name, raw in headers:
+            key = keys.get(name, _UNSEEN)
+            if key is _UNSEEN:
+                key = self._key(name)
+            if key is None or raw is None:
+                continue
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+            seen = attributes.get(key)
+            attributes[key] = (text,) if seen is None else (*seen, text)
+        return MessageView(attributes, value)
 
 
 def literal_prefix(pattern: str) -> str | None:

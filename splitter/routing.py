@@ -28,6 +28,14 @@ case-insensitive pair is indexed by its lower-cased (ASCII) literals or prefix
 and looked up by the lower-cased value; a value that is not ASCII (Unicode
 case rules: ``\u212a`` is a ``k``) makes every session of that index a
 candidate, and the regex decides. A ``(?-i)`` pair is indexed as written.
+
+The common case gets a table instead (:class:`_ExactTable`): when every
+session that can match has one exact-literal pair, all on the same name, with
+the same case rule, and no ``jq_filter`` (``{"user": "^alice$"}`` for every
+developer), a message carrying one value of that name is routed by one dict
+lookup of the value, to destinations computed when the router was built. Any
+other message (no such header, several values, a value ending in a newline, a
+non-ASCII value for a case-insensitive table) takes the walk above.
 """
 
 from __future__ import annotations
@@ -56,6 +64,40 @@ class Delivery:
 
     destination: str
     session_id: str | None
+
+
+class _ExactTable:
+    """Routes by one lookup: value of ``name`` -> its destinations (see the module docstring)."""
+
+    __slots__ = ("folded", "name", "routes", "unmatched")
+
+    def __init__(
+        self,
+        name: str,
+        folded: bool,
+        routes: dict[str, tuple[Delivery, ...]],
+        fallback: Delivery,
+    ) -> None:
+        self.name = name
+        #: Case-insensitive: the table is keyed by lower-cased ASCII values.
+        self.folded = folded
+        self.routes = routes
+        #: The destinations of a value no session has.
+        self.unmatched = (fallback,)
+
+    def lookup(self, values: Sequence[str]) -> tuple[Delivery, ...] | None:
+        """The destinations of a message whose ``name`` values are ``values``, if the
+        table decides them alone; None: take the walk."""
+        if len(values) != 1:
+            return None
+        value = values[0]
+        if value[-1:] == "\n":
+            return None  # ``$`` matches before it: two literals may apply
+        if self.folded:
+            if not value.isascii():
+                return None  # Unicode case rules: the regexes decide
+            value = value.lower()
+        return self.routes.get(value, self.unmatched)
 
 
 def _key_pair(pairs: Sequence[Pair]) -> Pair:
@@ -118,6 +160,32 @@ class Router:
                 by_value = value_index.setdefault(key.name, {})
                 for literal in key.literals:
                     by_value.setdefault(literal, []).append(i)
+        self._exact = self._exact_table()
+
+    def _exact_table(self) -> _ExactTable | None:
+        """The table of the common case, if every session that can match is in it."""
+        keyed = [r for r in self.sessions if not r.filter.empty]
+        if not keyed or any(
+            len(r.filter.pairs) != 1 or r.filter.program is not None for r in keyed
+        ):
+            return None
+        pairs = [r.filter.pairs[0] for r in keyed]
+        name, folded = pairs[0].name, pairs[0].folded
+        if any(p.literals is None or p.name != name or p.folded != folded for p in pairs):
+            return None
+        index = (self._by_value_folded if folded else self._by_value)[name]
+        routes = {value: tuple(self._walk(found)) for value, found in index.items()}
+        return _ExactTable(name, folded, routes, self.fallback)
+
+    def _walk(self, matched: Sequence[int]) -> list[Delivery]:
+        """The destinations given the sessions that match (indexes in session order)."""
+        targets: list[Delivery] = []
+        for i in matched:
+            targets.append(self._targets[i])
+            if self.sessions[i].filter.spec.mode == "steal":
+                return targets
+        targets.append(self.fallback)
+        return targets
 
     def candidates(self, view: MessageView) -> list[int]:
         """Indexes (in session order) of the sessions that may match ``view``."""
@@ -176,6 +244,14 @@ class Router:
 
     def route(self, view: MessageView) -> list[Delivery]:
         """The destinations of one message: mirror copies, then the owner or the fallback."""
+        exact = self._exact
+        if exact is not None:
+            values = view.attributes.get(exact.name)
+            if values is None:
+                return [self.fallback]
+            found = exact.lookup(values)
+            if found is not None:
+                return list(found)  # a new list: callers may change what they get
         candidates = self.candidates(view)
         if not candidates:
             return [self.fallback]  # a new list: callers may change what they get

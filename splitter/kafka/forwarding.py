@@ -1,8 +1,10 @@
 """Forwarding records to destination topics: a pipelined producer (adapter side).
 
 :class:`Forwarder` wraps an ``acks=all`` aiokafka producer: ``send`` and
-``send_routed`` return futures of the written offsets and never wait for the
-acknowledgement themselves (the worker's ledgers do, per partition).
+``send_routed`` return futures that resolve when the broker acknowledged the
+record (``send_routed``: its producer batch, a future shared by the batch's
+records) and never wait for the acknowledgement themselves (the worker's
+ledgers do, per partition).
 Failures of those futures are translated by
 :func:`~splitter.kafka.translating.forward_failure`.
 
@@ -33,8 +35,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
-from splitter.kafka.records import Destination, Headers, KafkaRecord
+from splitter.kafka.records import Destination, Headers, KafkaRecord, Partition
 from splitter.kafka.translating import AIOKAFKA_ERRORS, translating
 
 
@@ -97,6 +100,68 @@ def held(
     return out
 
 
+class _Appender:
+    """Appends records straight to the producer's open batch of their partition.
+
+    aiokafka's ``send`` costs more per record than routing it: it waits for the
+    topic's metadata, checks the partition (twice), checks the size, finds the
+    open batch and makes one future per record. Here a destination partition is
+    checked once (``checked``: aiokafka's ``send`` took a record for it), the size
+    once per record (not per destination), and a record that fits in the
+    partition's open batch - the one ``send`` would append it to - is appended
+    there and gets that *batch's* future: it resolves when the broker
+    acknowledged the batch, or fails with it (one future per batch, not per
+    record). The batch then lingers, fills and goes out exactly as if ``send``
+    had appended the record, so per-partition order and the requests are the
+    same. A record that does not fit (no open batch, a full one, a closed
+    producer) is left to ``send``.
+
+    Every open batch was made by ``send`` for a record of its own, so aiokafka
+    retrieves a failed batch's error as it does for ``send``'s batches. Uses
+    aiokafka internals (the accumulator's open batches, a batch's builder), as
+    :class:`NullableProducer` does; the integration tests run it on both brokers.
+    """
+
+    __slots__ = ("_accumulator", "_checked", "_limit", "_open")
+
+    def __init__(self, producer: AIOKafkaProducer, checked: set[Partition]) -> None:
+        self._accumulator = producer._message_accumulator
+        self._open = self._accumulator._batches
+        self._checked = checked
+        self._limit: int = producer._max_request_size
+
+    def fits(
+        self, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]
+    ) -> bool:
+        """Whether the record is within the producer's request size (``send``'s check)."""
+        size: int = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, value, headers)
+        return size <= self._limit
+
+    def append(
+        self,
+        tp: Partition,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int | None,
+        headers: list[tuple[str, bytes]],
+    ) -> asyncio.Future[Any] | None:
+        """The future of the open batch of ``tp`` the record went into, or None."""
+        if tp not in self._checked:
+            return None
+        pending = self._open.get(tp)  # a TopicPartition is a tuple: (topic, partition) finds it
+        accumulator = self._accumulator
+        if not pending or accumulator._closed or accumulator._exception is not None:
+            return None
+        batch = pending[-1]
+        if (
+            batch._builder.append(timestamp=timestamp, key=key, value=value, headers=headers)
+            is None
+        ):
+            return None  # full (or taken by the sender): ``send`` opens the next one
+        future: asyncio.Future[Any] = batch.future
+        return future
+
+
 def destination_partition(partition: int, count: int | None) -> int:
     """Where source ``partition`` goes on a destination of ``count`` partitions."""
     if count is None or partition < count:
@@ -111,6 +176,9 @@ class Forwarder:
         self._producer = producer
         #: Destination topic -> its partition count, as last learnt.
         self.partition_counts: dict[str, int] = {}
+        #: Destination partitions aiokafka's ``send`` took a record for since the partition
+        #: counts were last learnt: the ones :class:`_Appender` may append to directly.
+        self._checked: set[Partition] = set()
 
     async def __aenter__(self) -> Forwarder:
         async with translating("connecting the Kafka producer"):
@@ -125,6 +193,7 @@ class Forwarder:
         async with translating("reading topic metadata"):
             if refresh:
                 await self._producer.client.force_metadata_update()
+            self._checked.clear()
             for topic in topics:
                 partitions = await self._producer.partitions_for(topic)
                 if partitions:
@@ -161,35 +230,52 @@ class Forwarder:
         ``routes[i]`` are the destinations of ``records[i]``. Returns, per
         record, the future of its one forward or the list of its futures; a
         record the producer refuses at once gets a failed future (never an
-        exception). One coroutine for the whole batch: this is the worker's
-        hot path (one ``try`` per send, no context manager per record).
+        exception). This is the worker's hot path: a record goes straight into
+        the producer's open batch for its destination partition (see
+        :class:`_Appender`); only a record that finds no room there (or a
+        destination partition not yet checked) takes aiokafka's ``send``.
         """
-        send = self._producer.send
+        appender = _Appender(self._producer, self._checked)
         counts = self.partition_counts
+        #: Destination topic -> its partition key for this source partition.
+        keys: dict[str, Partition] = {}
         forwards: list[asyncio.Future[Any] | list[asyncio.Future[Any]]] = []
         for record, targets in zip(records, routes, strict=True):
             headers = list(record.headers)
+            key, value, timestamp = record.key, record.value, record.timestamp
+            fits = appender.fits(key, value, headers)
             sent = []
             for target in targets:
                 topic = target.destination
-                count = counts.get(topic)
-                try:
-                    sent.append(
-                        await send(
-                            topic,
-                            record.value,
-                            key=record.key,
-                            partition=partition
-                            if count is None or partition < count
-                            else partition % count,
-                            timestamp_ms=record.timestamp,
-                            headers=headers,
-                        )
-                    )
-                except _REFUSALS as e:
-                    sent.append(_failed(e))
+                tp = keys.get(topic)
+                if tp is None:
+                    tp = keys[topic] = (topic, destination_partition(partition, counts.get(topic)))
+                future = appender.append(tp, key, value, timestamp, headers) if fits else None
+                if future is None:
+                    future = await self._send_one(tp, key, value, timestamp, headers)
+                sent.append(future)
             forwards.append(sent[0] if len(sent) == 1 else sent)
         return forwards
+
+    async def _send_one(
+        self,
+        tp: Partition,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp: int | None,
+        headers: list[tuple[str, bytes]],
+    ) -> asyncio.Future[Any]:
+        """aiokafka's own ``send`` (metadata, partition and size checks, a full batch's
+        wait); a refusal is a failed future. A partition it takes is marked checked."""
+        topic, partition = tp
+        try:
+            future: asyncio.Future[Any] = await self._producer.send(
+                topic, value, key=key, partition=partition, timestamp_ms=timestamp, headers=headers
+            )
+        except _REFUSALS as e:
+            return _failed(e)
+        self._checked.add(tp)
+        return future
 
     async def resend(
         self,

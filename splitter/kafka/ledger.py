@@ -101,15 +101,19 @@ class PartitionLedger:
         entries = self._entries
         dropped = 0
         self.failed_at = None
+        succeeded = None  # the last forwards found done and not failed
         while entries:
             offset, forwards, _item = entries[0]
-            # Inline fast path for the common one-forward record (a hot loop).
-            is_done = getattr(forwards, "done", None)
-            if not (is_done() if is_done is not None else _all_done(forwards)):
-                break
-            if failed is not None and failed(forwards):
-                self.failed_at = offset
-                break
+            # Records of one producer batch share its future: checked once, not per record.
+            if forwards is not succeeded:
+                # Inline fast path for the common one-forward record (a hot loop).
+                is_done = getattr(forwards, "done", None)
+                if not (is_done() if is_done is not None else _all_done(forwards)):
+                    break
+                if failed is not None and failed(forwards):
+                    self.failed_at = offset
+                    break
+                succeeded = forwards
             entries.popleft()
             dropped += 1
         if dropped:

@@ -98,7 +98,7 @@ import structlog
 
 from splitter.backoff import Backoff
 from splitter.errors import KafkaError, KafkaPropertyError, KafkaTopicError
-from splitter.filters import FilterSpec, MessageView, compile_filter
+from splitter.filters import FilterSpec, KafkaHeaders, compile_filter
 from splitter.kafka.clients import KafkaClients
 from splitter.kafka.committing import (
     Failure,
@@ -485,6 +485,7 @@ class KafkaSplitWorker(SessionSwitch):
         forwarder = self._forwarder
         topic_stats = self.stats.forwarded
         counts: Counter[str | None] = Counter()
+        headers = KafkaHeaders(self._router.names)  # made again with each new router
         while not (self._stop.is_set() or self._hand_back.is_set()):
             uncommitted = self._uncommitted()
             if uncommitted > settings.max_uncommitted // 2:
@@ -523,15 +524,14 @@ class KafkaSplitWorker(SessionSwitch):
                 router = self._router
                 if router is not self._counted:
                     await self._learn_partitions(router)
+                    headers = KafkaHeaders(router.names)
+                route, view = router.route, headers.view
                 for (_topic, partition), records in batch.items():
                     ledger = self._ledgers.get(partition)
                     if ledger is None:
                         continue  # revoked while fetched: its new owner reads it again
                     self.stats.read += len(records)
-                    routes = [
-                        router.route(MessageView.from_kafka(r.headers, r.value, router.names))
-                        for r in records
-                    ]
+                    routes = [route(view(r.headers, r.value)) for r in records]
                     # A failure known now holds the partition: its new records wait
                     # behind the failed one (sent again with it, in offset order).
                     ledger.advance(failed)
@@ -543,8 +543,9 @@ class KafkaSplitWorker(SessionSwitch):
                         [r.offset for r in records], forwards, zip(records, routes, strict=True)
                     )
                     counts.update([t.session_id for targets in routes for t in targets])
+                    # Only the fallback: no session matched (the router puts it last).
                     self.stats.unmatched += sum(
-                        1 for targets in routes if all(t.session_id is None for t in targets)
+                        1 for targets in routes if targets[0].session_id is None
                     )
                 if None in counts:
                     counts["fallback"] = counts.pop(None)

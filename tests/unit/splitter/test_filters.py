@@ -11,7 +11,9 @@ from structlog.testing import capture_logs
 
 from splitter.errors import FilterError
 from splitter.filters import (
+    NAMES_REMEMBERED,
     FilterSpec,
+    KafkaHeaders,
     MessageView,
     compile_filter,
     exact_literals,
@@ -215,6 +217,29 @@ def test_a_repeated_kafka_header_matches_when_any_of_its_values_does(
     view = MessageView.from_kafka(headers, None)
     assert matches({"tag": "^a$"}, view) is expected
     assert matches({"tag": "a"}, view) is expected
+
+
+def test_kafka_headers_decode_only_the_wanted_names_whatever_their_case_record_after_record() -> (
+    None
+):
+    headers = KafkaHeaders(frozenset({"user", "tag"}))
+    first = [("USER", b"a"), ("trace", b"\xff"), ("Tag", b"x"), ("tag", b"y"), ("tag", None)]
+    for _ in range(2):  # the second record finds every name remembered
+        view = headers.view(first, b"v")
+        assert view.attributes == {"user": ("a",), "tag": ("x", "y")}
+        assert view.body == b"v"
+    assert headers.view([("user", b"\xff"), ("other", b"o")], None).attributes == {}
+    everything = KafkaHeaders().view([("Trace", b"t"), ("USER", b"a")], None)
+    assert everything.attributes == {"trace": ("t",), "user": ("a",)}
+
+
+def test_kafka_headers_past_the_names_remembered_are_still_decoded() -> None:
+    headers = KafkaHeaders(frozenset({"user"}))
+    for i in range(NAMES_REMEMBERED + 10):
+        headers.view([(f"h{i}", b"-")], None)  # a producer writing a new name per record
+    assert len(headers._keys) == NAMES_REMEMBERED  # bounded
+    assert headers.view([("h1", b"-"), ("User", b"late")], None).attributes == {"user": ("late",)}
+    assert headers.view([("USER", b"again")], None).attributes == {"user": ("again",)}
 
 
 def test_sqs_attributes_whose_names_differ_only_in_case_are_all_matched() -> None:

@@ -510,3 +510,70 @@ def test_router_names_list_what_filters_read_and_limit_kafka_decoding() -> None:
     view = MessageView.from_kafka(headers, b"{}", router.names)
     assert view.attributes == {"user": ("a",), "team": ("x",)}
     assert router.route(view) == router.route(MessageView.from_kafka(headers, b"{}"))
+
+
+def random_exact_route(
+    rng: random.Random, session_id: str, sequence: int, name: str
+) -> SessionRoute:
+    """One exact-literal pair on ``name``: the sessions of the routing table's common case."""
+    alts = rng.sample(LITERALS, rng.randint(1, 3))
+    pattern = f"^{alts[0]}$" if len(alts) == 1 else f"^({'|'.join(alts)})$"
+    mode = "mirror" if rng.random() < 0.25 else "steal"
+    return session(session_id, sequence, {name: pattern}, mode=mode)
+
+
+@pytest.mark.parametrize("sensitive", ["", "(?-i)"])
+@pytest.mark.parametrize("seed", range(6))
+def test_the_exact_table_of_the_common_case_routes_like_a_walk_over_every_session(
+    seed: int, sensitive: str
+) -> None:
+    rng = random.Random(seed)
+    hits = 0
+    for _ in range(30):
+        count = rng.choice([1, 2, 5, 10, 30])
+        sequences = rng.sample(range(1000), count)
+        routes = [
+            random_exact_route(rng, f"s{i}", seq, rng.choice(["user", "User", "USER"]))
+            for i, seq in enumerate(sequences)
+        ]
+        if sensitive:
+            routes = [
+                session(
+                    r.session_id,
+                    r.sequence,
+                    {n: sensitive + p for n, p in r.filter.spec.message_filter.items()},
+                    mode=r.filter.mode,
+                )
+                for r in routes
+            ]
+        if rng.random() < 0.2:
+            routes.append(session("never", 2000))  # an empty filter stays out of the table
+        router = Router(routes, FALLBACK)
+        assert router._exact is not None  # the case under test
+        for _ in range(60):
+            headers = [(rng.choice(["user", "User", "x-id"]), rng.choice(VALUES).encode())]
+            if rng.random() < 0.2:
+                headers.append(("user", rng.choice(VALUES).encode()))  # repeated: the walk
+            expected = reference_route(routes, headers, None)
+            assert router.route(MessageView.from_kafka(headers, None)) == expected, (
+                routes,
+                headers,
+            )
+            hits += expected[-1].session_id is not None or len(expected) > 1
+    assert hits > 100
+
+
+@pytest.mark.parametrize(
+    "routes",
+    [
+        [session("a", 1, {"user": "^a$"}), session("b", 2, {"team": "^b$"})],
+        [session("a", 1, {"user": "^a$"}), session("b", 2, {"user": "(?-i)^b$"})],
+        [session("a", 1, {"user": "^a$"}), session("b", 2, {"user": "^b"})],
+        [session("a", 1, {"user": "^a$", "team": "^t$"})],
+        [session("a", 1, {"user": "^a$"}, jq_filter=".vip")],
+        [session("a", 1, {"user": "^a$"}), session("j", 2, jq_filter=".vip")],
+    ],
+    ids=["two-names", "two-case-rules", "a-prefix", "two-pairs", "pair-and-jq", "jq-only"],
+)
+def test_routers_outside_the_common_case_have_no_exact_table(routes: list[SessionRoute]) -> None:
+    assert Router(routes, FALLBACK)._exact is None

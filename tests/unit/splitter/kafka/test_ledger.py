@@ -85,3 +85,45 @@ def test_a_failed_forward_stays_at_the_head_until_retried_and_holds_the_commit_a
     again.finished = True
     assert ledger.advance(failed) == 2
     assert ledger.to_commit() == 23
+
+
+class CountedForward(Forward):
+    """A forward that counts how often the ledger asks whether it is done."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    def done(self) -> bool:
+        self.asked += 1
+        return self.finished
+
+
+def test_records_sharing_one_batch_future_are_checked_once_and_committed_together() -> None:
+    ledger = PartitionLedger()
+    batch, next_batch = CountedForward(), CountedForward()
+    ledger.extend(list(range(100)), [batch] * 60 + [next_batch] * 40)
+    batch.finished = True
+    failures: list[object] = []
+
+    def failed(forwards: object) -> bool:
+        failures.append(forwards)
+        return False
+
+    assert ledger.advance(failed) == 60
+    assert batch.asked == 1  # not once per record
+    assert failures == [batch]
+    assert ledger.to_commit() == 60
+
+
+def test_a_failed_batch_future_holds_the_commit_at_its_first_record() -> None:
+    ledger = PartitionLedger()
+    good, bad = Forward(), Forward()
+    ledger.extend(list(range(10)), [good] * 4 + [bad] * 6)
+    good.finished = bad.finished = True
+    assert ledger.advance(lambda forwards: forwards is bad) == 4
+    assert ledger.failed_at == 4
+    assert ledger.to_commit() == 4
+    assert [offset for _p, offset, _f, _i in ledger.failed(lambda f: f is bad)] == list(
+        range(4, 10)
+    )
