@@ -359,8 +359,9 @@ async def kafka_app(
     original: str,
     group: str,
     partitions: int,
+    kind: str = "Deployment",
 ) -> Obj:
-    """A Kafka app as the operator splits it: topic ``original`` on ``broker``; the
+    """A Kafka app (a ``kind``) as the operator splits it: topic ``original`` on ``broker``; the
     operator namespace's MirrordKafkaClientConfig ``KAFKA_CONFIG`` (the broker, earliest
     for a partition the group never committed, the broker's test group timeouts); the idle
     Deployment ``app`` naming the topic and ``group`` in its env; its
@@ -383,8 +384,9 @@ async def kafka_app(
         }
     )
     env = [{"name": KAFKA_TOPIC_VAR, "value": original}, {"name": KAFKA_GROUP_VAR, "value": group}]
-    app = await kube.objects(DEPLOYMENTS, namespace).create(
-        app_body(env, name="app", image="local", command=IDLE)
+    api = STATEFUL_SETS if kind == "StatefulSet" else DEPLOYMENTS
+    app = await kube.objects(api, namespace).create(
+        app_body(env, name="app", kind=kind, image="local", command=IDLE)
     )
     source = {"container": "main"}
     topic = {
@@ -399,8 +401,8 @@ async def kafka_app(
             "kind": "MirrordKafkaTopicsConsumer",
             "metadata": {"name": "app-topics-consumer"},
             "spec": {
-                "consumerApiVersion": DEPLOYMENTS.api_version,
-                "consumerKind": "Deployment",
+                "consumerApiVersion": api.api_version,
+                "consumerKind": kind,
                 "consumerName": "app",
                 "topics": [topic],
             },
