@@ -35,7 +35,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from pymirror.local_sqs import serialize_receives
+from pymirror.local_sqs import patch_moto
 from splitter.filters import FilterSpec, MessageView, compile_filter
 from splitter.naming import NameFormat
 from splitter.routing import Router, SessionRoute
@@ -272,7 +272,7 @@ def embedded_endpoint() -> tuple[str, Callable[[], None]]:
     """Start moto's threaded SQS server on a free loopback port: (URL, stop)."""
     from moto.server import ThreadedMotoServer
 
-    serialize_receives()
+    patch_moto()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()

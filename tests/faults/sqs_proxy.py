@@ -107,6 +107,10 @@ class SqsProxy:
     port: int = 0
     rules: list[Rule] = field(default_factory=list)
     calls: list[Call] = field(default_factory=list)
+    #: Calls whose forward to the server failed (the server cut the connection): the
+    #: client's connection is cut too. A receive among them may have been delivered, its
+    #: messages in flight at the server with nobody holding them.
+    lost_replies: list[Call] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _session: aiohttp.ClientSession | None = None
     _writers: set[asyncio.StreamWriter] = field(default_factory=set)
@@ -116,7 +120,10 @@ class SqsProxy:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> SqsProxy:
-        self._session = aiohttp.ClientSession(auto_decompress=False)
+        # a connection per call: no reuse of a keep-alive connection the server just closed
+        self._session = aiohttp.ClientSession(
+            auto_decompress=False, connector=aiohttp.TCPConnector(force_close=True)
+        )
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
@@ -196,6 +203,21 @@ class SqsProxy:
         self.calls.append(call)
         if rule is not None:
             rule.hits += 1
+        try:
+            return await self._answer(request, writer, call, rule, picked)
+        except aiohttp.ClientError:
+            self.lost_replies.append(call)
+            return False
+
+    async def _answer(
+        self,
+        request: _Request,
+        writer: asyncio.StreamWriter,
+        call: Call,
+        rule: Rule | None,
+        picked: list[dict[str, Any]],
+    ) -> bool:
+        action, body = call.action, call.body
         if rule is None:
             status, headers, payload = await self._forward(request, request.body)
             if action == "ReceiveMessage" and status == 200 and request.is_json():

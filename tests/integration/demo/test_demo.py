@@ -97,12 +97,9 @@ def test_a_consumer_that_drops_a_message_and_a_record_makes_the_demo_fail(
     code, verdict, output = run_demo(tmp_path / "demo", PYMIRROR_DEMO_FAULT_DROP="bob")
     assert code == 1, output
     assert verdict["result"] == "FAIL"
-    assert (verdict["sent"], verdict["lost"], verdict["delivered.bob"]) == ("72", "2", "16")
-    assert (verdict["duplicated"], verdict["misrouted"], verdict["temporary_left"]) == (
-        "0",
-        "0",
-        "0",
-    )
+    assert (verdict["sent"], verdict["lost"], verdict["delivered.bob"]) == ("72", "2", "16"), output
+    cleanly = (verdict["duplicated"], verdict["misrouted"], verdict["temporary_left"])
+    assert cleanly == ("0", "0", "0"), output
     # bob's first message (m1) and first record (k1): one of each is lost
     assert "the queues are empty and nobody received m1, k1" in output, output
     assert_sessions_ended_and_sandbox_down(output, tmp_path / "demo")

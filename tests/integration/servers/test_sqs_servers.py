@@ -145,3 +145,26 @@ async def test_concurrent_receives_never_get_one_message_twice(
     assert duplicated == {}
     assert len(received) == total
     await sqs.delete_queue(QueueUrl=url)
+
+
+async def test_a_queue_with_a_retention_period_set_delivers_its_messages(
+    sqs: Any, unique_name: str
+) -> None:
+    """moto's retention check is patched by pymirror.local_sqs to read the queue's
+    ``MessageRetentionPeriod`` alone: set as a string at creation and changed later, it is
+    read right (a message within it is delivered, with its attributes)."""
+    created = await sqs.create_queue(
+        QueueName=unique_name, Attributes={"MessageRetentionPeriod": "60"}
+    )
+    url = created["QueueUrl"]
+    await sqs.send_message(QueueUrl=url, MessageBody="first")
+    await sqs.set_queue_attributes(QueueUrl=url, Attributes={"MessageRetentionPeriod": "120"})
+    await sqs.send_message(QueueUrl=url, MessageBody="second")
+    bodies: list[str] = []
+    while len(bodies) < 2:
+        got = await sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+        bodies += [m["Body"] for m in got.get("Messages", [])]
+    attributes = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])
+    assert sorted(bodies) == ["first", "second"]
+    assert attributes["Attributes"]["MessageRetentionPeriod"] == "120"
+    await sqs.delete_queue(QueueUrl=url)

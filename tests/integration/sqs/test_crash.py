@@ -62,13 +62,27 @@ SHUTDOWN_GRACE = 5.0
 #: Pytest timeout of each test: a hang guard far beyond any run that keeps moving (every
 #: wait fails by itself after QUIET seconds without progress).
 HANG_GUARD = 1200
+#: The SIGTERM test's workers' visibility timeout.
+VISIBILITY_TIMEOUT = 30
 #: Seconds of no progress that fail the SIGTERM test's finish: below the 30 s visibility
 #: timeout its workers use, so a message left in flight (not released) shows as a stall.
 STALL_BELOW_VISIBILITY = 20.0
+#: Messages of the SIGTERM test per server (the kill test sends twice as many). moto's
+#: calls slow down with the number of messages a queue holds, and behind the fault proxy
+#: a slow call lets the 4 s visibility timeout lapse and the server deliver again: with
+#: 2,000 messages a busy machine was seen to take 10 minutes on it.
+MESSAGES = {"localstack": 1000, "moto": 500}
 #: Send batches the fault run cuts after the server stored them.
 CUT_BATCHES = 5
 #: What a worker logs when a visibility extension finally failed.
 _EXTEND_GAVE_UP = "sqs visibility extension failed"
+
+
+def lost_receive_replies(split: Split) -> int:
+    """Receives whose reply the server cut, as the fault proxy saw them (0 without one)."""
+    if split.proxy is None:
+        return 0
+    return sum(1 for call in split.proxy.lost_replies if call.action == "ReceiveMessage")
 
 
 def destination(user: str) -> str:
@@ -289,7 +303,7 @@ def inject_faults(proxy: SqsProxy, *, cuts: bool = True, throttles: int = 30) ->
 async def test_kill_9_three_times_mid_stream_loses_and_misroutes_nothing(
     sqs: SqsClient, split: Split, record_property: Any, faults: str
 ) -> None:
-    """2,000 messages with unique ids stream into the original while:
+    """2,000 messages (1,000 on moto) with unique ids stream into the original while:
 
     1. a worker process starts and forwards (progress seen in the destinations);
     2. it is killed with SIGKILL while it holds messages - no release, no delete;
@@ -311,7 +325,7 @@ async def test_kill_9_three_times_mid_stream_loses_and_misroutes_nothing(
     not pinned: calls delayed past the 4 s visibility timeout, or moto's unlocked
     receive).
     """
-    total, kills = 2000, 3
+    total, kills = MESSAGES[split.server.kind] * 2, 3
     async with contextlib.AsyncExitStack() as stack:
         rules: list[Rule] = []
         if faults == "faults":
@@ -412,7 +426,7 @@ async def kill_three_times(
 async def test_sigterm_mid_stream_exits_0_in_time_losing_and_duplicating_nothing(
     sqs: SqsClient, split: Split, record_property: Any, faults: str
 ) -> None:
-    """1,000 messages stream into the original; the worker's visibility timeout is
+    """1,000 messages (500 on moto) stream into the original; the worker's visibility timeout is
     30 s, so a message left in flight would show as a 30 s stall:
 
     1. a worker process forwards part of the stream;
@@ -437,13 +451,13 @@ async def test_sigterm_mid_stream_exits_0_in_time_losing_and_duplicating_nothing
 
 
 async def sigterm_mid_stream(sqs: SqsClient, split: Split, record_property: Any) -> None:
-    total = 1000
+    total = MESSAGES[split.server.kind]
     split.read(sqs)
     restarted = asyncio.Event()
     streaming = asyncio.create_task(
-        split.stream(sqs, total, per_second=100, hold=300, until=restarted)
+        split.stream(sqs, total, per_second=100, hold=total * 3 // 10, until=restarted)
     )
-    process = split.start("--visibility-timeout", "30")
+    process = split.start("--visibility-timeout", str(VISIBILITY_TIMEOUT))
     try:
         await split.forwarded(150, process)
         terminated = time.monotonic()
@@ -452,19 +466,28 @@ async def sigterm_mid_stream(sqs: SqsClient, split: Split, record_property: Any)
         assert code == 0, split.log.read_text()[-3000:]
         in_flight = (await sqs.counts(split.original))[1]
         assert not streaming.done(), "the stream ended before SIGTERM"
-        process = split.start("--visibility-timeout", "30")
+        process = split.start("--visibility-timeout", str(VISIBILITY_TIMEOUT))
         restarted.set()
         finish_started = time.monotonic()
         await split.streamed(streaming)
         # A message the first worker left in flight would come back only after its 30 s
         # visibility timeout: at the end of the stream nothing would move meanwhile, so
         # this wait fails after STALL_BELOW_VISIBILITY s of no progress instead.
-        await wait_moving(
+        emptied = partial(
+            wait_moving,
             lambda: f"the original to empty ({split.taken()} taken, {len(split.sent)} sent)",
             partial(empty, sqs, split.original),
             split.moved,
-            quiet=STALL_BELOW_VISIBILITY,
         )
+        try:
+            await emptied(quiet=STALL_BELOW_VISIBILITY)
+        except AssertionError:
+            # A receive whose reply the server cut (the proxy saw it) may have left
+            # messages in flight that no worker ever held: they come back after the
+            # visibility timeout. Only then is a stall no proof against the worker.
+            if not lost_receive_replies(split):
+                raise
+            await emptied(quiet=VISIBILITY_TIMEOUT + STALL_BELOW_VISIBILITY)
         finish_seconds = time.monotonic() - finish_started
         assert await stop(process) == 0, split.log.read_text()[-3000:]
     finally:
