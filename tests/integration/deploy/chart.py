@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,18 +40,19 @@ class Helm:
     def run(self, *args: str, values: Mapping[str, Any] | None = None) -> Done:
         """``helm ARGS [-f values.json]``; never raises on a non-zero exit."""
         command = [str(self.binary), *args]
-        if values is not None:
-            path = self.home / "values.json"
-            path.write_text(json.dumps(values))
-            command += ["-f", str(path)]
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env=helm_env(self.home),
-            timeout=120,
-            check=False,
-        )
+        with tempfile.TemporaryDirectory(dir=self.home) as scratch:  # safe from threads
+            if values is not None:
+                path = Path(scratch) / "values.json"
+                path.write_text(json.dumps(values))
+                command += ["-f", str(path)]
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env=helm_env(self.home),
+                timeout=120,
+                check=False,
+            )
         return Done(done.returncode, done.stdout, done.stderr)
 
     def lint(self, values: Mapping[str, Any] | None = None) -> Done:

@@ -12,6 +12,7 @@ import itertools
 import json
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,7 @@ def test_lint_strict_passes_with_the_default_values(helm: Helm) -> None:
 
 
 def test_every_feature_flag_combination_lints_and_renders_what_it_turns_on(helm: Helm) -> None:
-    seen = 0
-    for flags in combinations():
+    def check(flags: dict[str, bool]) -> None:
         values = flag_values(flags)
         lint = helm.lint(values)
         assert lint.returncode == 0, (flags, lint.stdout + lint.stderr)
@@ -109,8 +109,11 @@ def test_every_feature_flag_combination_lints_and_renders_what_it_turns_on(helm:
         assert len(of_kind(docs, "Service")) == int(flags["serviceMonitor"])
         assert len(of_kind(docs, "PodDisruptionBudget")) == int(flags["pdb"])
         assert len(of_kind(docs, "ServiceAccount")) == 2
-        seen += 1
-    assert seen == 2 ** len(FLAGS)
+
+    # helm runs are independent processes: a few at once (each check's failure is raised)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        checked = list(pool.map(check, combinations()))
+    assert len(checked) == 2 ** len(FLAGS)
 
 
 def test_the_user_role_can_be_left_out(helm: Helm) -> None:
