@@ -152,7 +152,7 @@ async def test_a_queue_with_a_retention_period_set_delivers_its_messages(
 ) -> None:
     """moto's retention check is patched by pymirror.local_sqs to read the queue's
     ``MessageRetentionPeriod`` alone: set as a string at creation and changed later, it is
-    read right (a message within it is delivered, with its attributes)."""
+    read right: messages sent within it are delivered, and the queue reports the new value."""
     created = await sqs.create_queue(
         QueueName=unique_name, Attributes={"MessageRetentionPeriod": "60"}
     )

@@ -67,10 +67,11 @@ VISIBILITY_TIMEOUT = 30
 #: Seconds of no progress that fail the SIGTERM test's finish: below the 30 s visibility
 #: timeout its workers use, so a message left in flight (not released) shows as a stall.
 STALL_BELOW_VISIBILITY = 20.0
-#: Messages of the SIGTERM test per server (the kill test sends twice as many). moto's
-#: calls slow down with the number of messages a queue holds, and behind the fault proxy
-#: a slow call lets the 4 s visibility timeout lapse and the server deliver again: with
-#: 2,000 messages a busy machine was seen to take 10 minutes on it.
+#: Messages of the SIGTERM test per server (the kill test sends twice as many). moto
+#: serves every call in Python, several times slower than LocalStack, and behind the
+#: fault proxy a slow call lets the 4 s visibility timeout lapse and the server deliver
+#: again; a few hundred messages are enough to be mid-stream at every kill and SIGTERM.
+#: (Before pymirror.local_sqs made moto's receive linear, 2,000 took 10 minutes there.)
 MESSAGES = {"localstack": 1000, "moto": 500}
 #: Send batches the fault run cuts after the server stored them.
 CUT_BATCHES = 5
