@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import math
 import socket
+import struct
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,7 +27,25 @@ from pathlib import Path
 
 from traffic.errors import PcapTruncatedError, TrafficError
 from traffic.http_requests import NotHttpError, RequestFilter, RequestSplitter
-from traffic.packets import ACK, RST, SYN, FlowKey, Segment, parse_at, tcp_ports_at
+from traffic.packets import (
+    ACK,
+    FIN,
+    LINKTYPE_ETHERNET,
+    LINKTYPE_IPV4,
+    LINKTYPE_IPV6,
+    LINKTYPE_LINUX_SLL,
+    LINKTYPE_LINUX_SLL2,
+    LINKTYPE_LOOP,
+    LINKTYPE_NULL,
+    LINKTYPE_RAW,
+    RST,
+    SYN,
+    FlowKey,
+    Payload,
+    Segment,
+    parse_at,
+    tcp_ports_at,
+)
 from traffic.pcaps import RECORD_HEADER_SIZE, MappedPcap
 from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted, Limits, Reassembler
 from traffic.replaying import Replayer, ReplayLimits, ReplayStats
@@ -37,6 +56,24 @@ from traffic.targets import ReplayTarget
 #: smaller writes; more (it was 1024, ~16 MiB of 16 KiB segments) leaves the target idle
 #: while a burst is parsed and then floods the send buffers: measured 20-35% slower.
 _YIELD_EVERY = 256
+
+#: The fast path's frame layouts, as ``traffic.packets.network_offset`` reads them: link
+#: type -> (offset of the 0x0800 ethertype to check, or -1 for none; offset of the IP header).
+_FAST_LAYOUTS = {
+    LINKTYPE_ETHERNET: (12, 14),
+    LINKTYPE_LINUX_SLL: (14, 16),
+    LINKTYPE_LINUX_SLL2: (0, 20),
+    LINKTYPE_RAW: (-1, 0),
+    LINKTYPE_IPV4: (-1, 0),
+    LINKTYPE_IPV6: (-1, 0),
+    LINKTYPE_NULL: (-1, 4),
+    LINKTYPE_LOOP: (-1, 4),
+}
+#: An IPv4 header without options and a TCP header up to its flags, in one call: version/ihl,
+#: total length, fragment, protocol, (addresses skipped), ports, seq, data offset, flags.
+_ipv4_tcp = struct.Struct(">BxH2xHxB2x8xHHI4xBB").unpack_from
+_SPECIAL = SYN | RST | FIN  # flags that take a segment off the fast path
+_MAX_KEYS = 1 << 16  # FlowKeys cached by raw header bytes, per pass
 
 
 @dataclass
@@ -242,49 +279,145 @@ async def _passes(
         stats.passes += 1
         reassembler = Reassembler(reassembly)
         gate = _HttpGate(rfilter, stats) if rfilter is not None and rfilter.active else None
-        first_ts: float | None = None
-        last_ts = 0.0
-        feed, handle, backlogged = reassembler.feed, replayer.handle, replayer.backlogged
         # A cut-off last record ends the pass; what came before it was replayed.
-        source = _segments(MappedPcap(path), port, stats)
-        try:
-            for seg in source:
-                stats.packets += 1
-                key = seg.key
-                if key.dport == port:
-                    events = feed(seg)
-                elif key.sport == port and seg.flags & RST:
-                    events = reassembler.reset(key.reversed(), seg.ts)
-                else:
-                    continue
-                if first_ts is None:
-                    first_ts = seg.ts
-                last_ts = seg.ts
-                if gate is not None:
-                    events = gate.apply(events)
-                if not events:
-                    continue
-                if speed is not None:
-                    delay = wall_base + (seg.ts - first_ts) / speed - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                handle(events)
-                if backlogged(key):
-                    await replayer.room(key)
-                # Let the queued writes go out every _YIELD_EVERY packets: one gathering write
-                # per flow for several segments, while the target reads in parallel.
-                if stats.packets % _YIELD_EVERY == 0:
-                    await asyncio.sleep(0)
-                    if on_progress is not None:
-                        on_progress(stats)
-        except PcapTruncatedError as e:
-            stats.error = e
-        closing = reassembler.close(last_ts)
+        pcap = MappedPcap(path)
+        span = await _pass(
+            pcap, reassembler, replayer, gate, stats, port, speed, wall_base, on_progress
+        )
+        closing = reassembler.close(span[1] if span is not None else 0.0)
         replayer.handle(gate.apply(closing) if gate is not None else closing)
-        if first_ts is not None:
+        if span is not None:
+            first_ts, last_ts = span
             stats.capture_seconds += last_ts - first_ts
             if speed is not None:
                 wall_base += (last_ts - first_ts) / speed
         wall_base = max(wall_base, time.monotonic())
         if stats.error is not None:
             break
+
+
+async def _pass(
+    pcap: MappedPcap,
+    reassembler: Reassembler,
+    replayer: Replayer,
+    gate: _HttpGate | None,
+    stats: PlaybackStats,
+    port: int,
+    speed: float | None,
+    wall_base: float,
+    on_progress: Callable[[PlaybackStats], None] | None,
+) -> tuple[float, float] | None:
+    """One pass over the file; returns the capture time span of the replayed packets.
+
+    Most packets of a capture are plain IPv4 segments of an established flow, in order
+    (or segments of other ports, skipped): those take the fast path, which reads their
+    headers with one ``struct`` call and hands a view of the payload to the replayer,
+    building no ``Segment``, ``FlowKey`` or event. Everything else (SYN, FIN, RST, IPv6,
+    IP options, out of order, a new flow, an HTTP filter) takes the general path, which
+    parses the frame into a ``Segment`` and feeds the reassembler; both give the same
+    events in the same order.
+    """
+    linktype, buf, view = pcap.linktype, pcap.buffer, memoryview(pcap.buffer)
+    # Payloads are views into the mapping, which lives (and is unmapped) with its last view:
+    # no explicit close, so views still queued for sending stay valid.
+    feed, advance = reassembler.feed, reassembler.advance
+    handle, send, backlogged = replayer.handle, replayer.send, replayer.backlogged
+    layout = _FAST_LAYOUTS.get(linktype) if gate is None else None
+    ethertype_at, ip_at = layout if layout is not None else (-1, -1)
+    keys: dict[bytes, FlowKey] = {}  # raw addresses and ports -> their FlowKey
+    first_ts: float | None = None
+    last_ts = 0.0
+    try:
+        for ts, start, end in pcap.frames():
+            data: Payload | None = None
+            ip = start + ip_at
+            if (
+                ip_at >= 0
+                and ip + 40 <= end
+                and (
+                    ethertype_at < 0
+                    or (buf[start + ethertype_at] == 8 and buf[start + ethertype_at + 1] == 0)
+                )
+            ):
+                vihl, total, frag, proto, sport, dport, seq, doff, flags = _ipv4_tcp(buf, ip)
+                ip_end = ip + total
+                lo = ip + 20 + (doff >> 4) * 4
+                if (
+                    vihl == 0x45
+                    and proto == 6
+                    and not frag & 0x3FFF
+                    and ip_end <= end
+                    and doff >= 0x50
+                    and lo <= ip_end
+                ):  # a whole IPv4 TCP segment without IP options: what parse_at returns
+                    if dport != port and (sport != port or not flags & RST):
+                        stats.packets += 1
+                        continue  # neither to the server nor a reset from it
+                    if dport == port and lo < ip_end and not flags & _SPECIAL:
+                        raw = buf[ip + 12 : ip + 24]  # source, destination, ports
+                        cached = keys.get(raw)
+                        if cached is None:
+                            if len(keys) >= _MAX_KEYS:
+                                keys.clear()
+                            cached = keys[raw] = FlowKey(raw[:4], sport, raw[4:8], dport)
+                        key = cached
+                        if advance(key, ts, seq, ip_end - lo):
+                            stats.packets += 1
+                            data = view[lo:ip_end]
+            if data is None:
+                seg = parse_at(linktype, ts, buf, start, end, view)
+                if seg is None:
+                    _count_truncated(pcap, port, stats, start, end)
+                    continue
+                stats.packets += 1
+                key = seg.key
+                if key.dport == port:
+                    events = feed(seg)
+                elif key.sport == port and seg.flags & RST:
+                    events = reassembler.reset(key.reversed(), ts)
+                else:
+                    continue
+                if first_ts is None:
+                    first_ts = ts
+                last_ts = ts
+                if gate is not None:
+                    events = gate.apply(events)
+                if not events:
+                    continue
+            else:
+                last_ts = ts
+            if speed is not None:
+                assert first_ts is not None
+                delay = wall_base + (ts - first_ts) / speed - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if data is not None:
+                full = send(key, data)
+            else:
+                handle(events)
+                full = backlogged(key)
+            if full:
+                await replayer.room(key)
+            # Let the queued writes go out every _YIELD_EVERY packets: one gathering write
+            # per flow for several segments, while the target reads in parallel.
+            if stats.packets % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+                if on_progress is not None:
+                    on_progress(stats)
+    except PcapTruncatedError as e:
+        stats.error = e
+    return None if first_ts is None else (first_ts, last_ts)
+
+
+def _count_truncated(
+    pcap: MappedPcap, port: int, stats: PlaybackStats, start: int, end: int
+) -> None:
+    """A frame that is not a TCP segment: count it if it is one to ``port`` cut short by the
+    snap length (its payload is lost), not if it is simply not TCP."""
+    buf = pcap.buffer
+    _sec, _frac, caplen, wirelen = pcap.header.record.unpack_from(buf, start - RECORD_HEADER_SIZE)
+    if wirelen > caplen:
+        ports = tcp_ports_at(pcap.linktype, buf, start, end)
+        if ports is not None and ports[1] == port:
+            stats.truncated_packets += 1
+            stats.truncated_bytes += wirelen - caplen

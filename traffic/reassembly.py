@@ -141,6 +141,31 @@ class Reassembler:
             events.append(self._end(key, flow, ts, "fin"))
         return events
 
+    def advance(self, key: FlowKey, ts: float, seq: int, size: int) -> bool:
+        """``feed``'s in-order fast path without the segment and event objects.
+
+        For a segment of ``size`` > 0 payload bytes at ``seq`` with none of SYN, RST or
+        FIN: if it is the next data of an established flow with nothing buffered, it is
+        accounted exactly as ``feed`` would and True is returned; the caller then delivers
+        the payload itself, as the one ``Data(key, ts, payload)`` event ``feed`` would
+        return. Otherwise nothing changes and it returns False: pass the segment to ``feed``.
+        """
+        flow = self._flows.get(key)
+        if (
+            flow is None
+            or flow.buf
+            or flow.fin_at is not None
+            or ts - self._swept >= 1.0
+            or (seq - flow.base - flow.next) & _MASK
+        ):
+            return False
+        stats = self.stats
+        stats.segments += 1
+        stats.delivered_bytes += size
+        flow.last_ts = ts
+        flow.next += size
+        return True
+
     def reset(self, key: FlowKey, ts: float) -> list[Event]:
         """The peer reset the connection (a RST seen in the other direction)."""
         flow = self._flows.get(key)

@@ -278,6 +278,19 @@ class Replayer:
             elif isinstance(event, FlowEnded | FlowError):
                 self._end(event)
 
+    def send(self, key: FlowKey, data: Payload) -> bool:
+        """``handle([Data(key, ts, data)])`` without the event object (offline replay's fast
+        path); returns ``backlogged(key)`` afterwards. Never blocks."""
+        sink = self._sinks.get(key)
+        if sink is not None:
+            sink.feed(data)
+            return sink.backlog() > self.limits.max_flow_backlog // 2
+        if self.target is None and key not in self._refused:
+            self.stats.bytes_sent += len(data)
+        else:
+            self.stats.bytes_dropped += len(data)
+        return False
+
     def backlogged(self, key: FlowKey) -> bool:
         """Whether ``key``'s backlog is over half its bound (then ``await room(key)``)."""
         sink = self._sinks.get(key)

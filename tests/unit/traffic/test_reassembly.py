@@ -261,3 +261,24 @@ def test_shuffled_duplicated_segments_reassemble_byte_exact(seed: int) -> None:
     events = run([seg(isn, flags=SYN), *pieces])
     assert stream(events) == body
     assert ends(events) == [FlowEnded(KEY, 1.0, "fin")]
+
+
+def test_advance_accounts_in_order_data_like_feed_and_refuses_everything_else() -> None:
+    """``advance`` (playback's fast path) is feed's in-order case without the objects: the
+    same stream offsets and stats, and False (nothing changed) whenever feed would differ."""
+    fast, slow = Reassembler(), Reassembler()
+    for r in (fast, slow):
+        r.feed(seg(99, flags=SYN))
+    assert not fast.advance(KEY._replace(sport=1), 1.0, 100, 5)  # unknown flow
+    assert not fast.advance(KEY, 1.0, 105, 5)  # not the next byte (a gap)
+    assert fast.advance(KEY, 1.0, 100, 5)
+    assert slow.feed(seg(100, b"a" * 5)) == [Data(KEY, 1.0, b"a" * 5)]
+    assert (fast.stats, fast._flows[KEY].next) == (slow.stats, slow._flows[KEY].next)
+    fast.feed(seg(110, b"c" * 5))  # out of order: now buffered
+    assert not fast.advance(KEY, 1.0, 105, 5)
+    assert stream(fast.feed(seg(105, b"b" * 5))) == b"b" * 5 + b"c" * 5
+    assert fast.advance(KEY, 1.5, 115, 5)
+    assert not fast.advance(KEY, 3.0, 120, 5)  # a second later: feed must sweep idle flows
+    fast.feed(seg(125, flags=FIN | ACK, ts=3.0))  # a FIN beyond a gap: pending
+    assert not fast.advance(KEY, 3.0, 120, 5)
+    assert fast.stats.delivered_bytes == 20
