@@ -119,6 +119,27 @@ def network_offset(linktype: int, frame: Frame, start: int = 0, n: int | None = 
     return -1
 
 
+#: The untagged frame layouts of :func:`network_offset`, for callers that read IPv4 at a
+#: fixed offset (offline replay's fast path): link type -> (offset of the 0x0800
+#: ethertype to check, or -1 for none; offset of the IP header). VLAN-tagged and other
+#: frames are not covered: read those with :func:`network_offset`.
+FIXED_LAYOUTS = {
+    LINKTYPE_ETHERNET: (12, 14),
+    LINKTYPE_LINUX_SLL: (14, 16),
+    LINKTYPE_LINUX_SLL2: (0, 20),
+    LINKTYPE_RAW: (-1, 0),
+    LINKTYPE_IPV4: (-1, 0),
+    LINKTYPE_IPV6: (-1, 0),
+    LINKTYPE_NULL: (-1, 4),
+    LINKTYPE_LOOP: (-1, 4),
+}
+#: An IPv4 header without options and a TCP header up to its flags, in one call: version/ihl,
+#: total length, fragment, protocol, (addresses skipped), ports, seq, data offset, flags.
+#: The caller checks what :func:`parse_ip` checks (version 4, IHL 5, TCP, not a fragment,
+#: the lengths within the frame) before trusting the values.
+ipv4_tcp_headers = struct.Struct(">BxH2xHxB2x8xHHI4xBB").unpack_from
+
+
 def parse_frame(linktype: int, ts: float, frame: Frame) -> Segment | None:
     """The TCP segment in ``frame`` (a ``linktype`` frame), or None if it carries none."""
     off = 14 if linktype == LINKTYPE_ETHERNET and frame[12:14] == b"\x08\x00" else -1

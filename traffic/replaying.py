@@ -263,16 +263,9 @@ class Replayer:
 
     def handle(self, events: list[Event]) -> None:
         """Apply reassembly events; never blocks."""
-        stats = self.stats
         for event in events:
             if type(event) is Data:
-                sink = self._sinks.get(event.key)
-                if sink is not None:
-                    sink.feed(event.data)
-                elif self.target is None and event.key not in self._refused:
-                    stats.bytes_sent += len(event.data)
-                else:
-                    stats.bytes_dropped += len(event.data)
+                self.send(event.key, event.data)
             elif isinstance(event, FlowStarted):
                 self._start(event.key)
             elif isinstance(event, FlowEnded | FlowError):
@@ -284,7 +277,7 @@ class Replayer:
         sink = self._sinks.get(key)
         if sink is not None:
             sink.feed(data)
-            return sink.backlog() > self.limits.max_flow_backlog // 2
+            return self._over_half(sink)
         if self.target is None and key not in self._refused:
             self.stats.bytes_sent += len(data)
         else:
@@ -294,7 +287,10 @@ class Replayer:
     def backlogged(self, key: FlowKey) -> bool:
         """Whether ``key``'s backlog is over half its bound (then ``await room(key)``)."""
         sink = self._sinks.get(key)
-        return sink is not None and sink.backlog() > self.limits.max_flow_backlog // 2
+        return sink is not None and self._over_half(sink)
+
+    def _over_half(self, sink: _Sink) -> bool:
+        return sink.backlog() > self.limits.max_flow_backlog // 2
 
     async def room(self, key: FlowKey) -> None:
         """Wait until ``key``'s backlog is under half its bound (offline replay's back-pressure)."""
