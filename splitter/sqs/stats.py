@@ -34,6 +34,7 @@ class SqsWorkerStats:
             "forwarded": dict(self.forwarded),
             "failed": self.failed,
             "released": self.released,
+            "deleted": self.deleted,
             "rerouted": self.rerouted,
             "returned": self.returned,
             "delete_failed": self.delete_failed,

@@ -226,6 +226,31 @@ async def empty(sqs: SqsClient, url: str) -> bool:
     return sum(await sqs.counts(url)) == 0
 
 
+async def drained(sqs: SqsClient, url: str, worker: SqsSplitWorker) -> None:
+    """Wait until ``url`` (the original) is empty for as long as ``worker`` keeps receiving,
+    forwarding or deleting; a stall fails naming the queue's counts and the worker's."""
+    last: list[tuple[int, int, int]] = [(-1, -1, -1)]
+
+    async def check() -> bool:
+        last[0] = await sqs.counts(url)
+        return sum(last[0]) == 0
+
+    def described() -> str:
+        visible, in_flight, delayed = last[0]
+        stats = worker.stats
+        return (
+            f"the original to empty: {visible} visible, {in_flight} in flight, {delayed} "
+            f"delayed; the worker received {stats.received}, forwarded "
+            f"{sum(stats.forwarded.values())}, deleted {stats.deleted} (failed "
+            f"{stats.delete_failed}), released {stats.released}"
+        )
+
+    stats = worker.stats
+    await wait_moving(
+        described, check, lambda: stats.received + sum(stats.forwarded.values()) + stats.deleted
+    )
+
+
 async def gone(sqs: SqsClient, url: str) -> bool:
     try:
         return not await sqs.exists(url)

@@ -37,7 +37,7 @@ from tests.integration.sqs.support import (
     attribute,
     client_for,
     drain,
-    empty,
+    drained,
     gone,
     make_queue,
     mid_of,
@@ -374,7 +374,7 @@ async def test_a_fifo_forward_retried_after_a_crash_is_deduplicated_by_the_origi
     async with running(
         sqs, SqsSplit(original, fallback), [route("alice", 1, session, {"user": "alice"})]
     ) as (worker, _task):
-        await wait_for("the original to empty", lambda: empty(sqs, original))
+        await drained(sqs, original, worker)
         await wait_for("the delete", lambda: worker.stats.deleted == 1)
     assert worker.stats.received == 1
     assert worker.stats.forwarded == {"alice": 1}
@@ -448,7 +448,7 @@ async def test_sessions_added_and_removed_mid_stream_switch_routing_at_a_message
         stream.stop.set()
         await tasks[-1]
         await wait_for("bob's queue to be deleted", lambda: gone(sqs, bob_q))
-        await wait_for("the original to empty", lambda: empty(sqs, original))
+        await drained(sqs, original, worker)
         deadline = time.monotonic() + 20
         while sum(len(r.taken) for r in readers.values()) < len(stream.sent):
             assert time.monotonic() < deadline, "not every message arrived within 20 s"
@@ -558,7 +558,7 @@ async def test_the_last_session_end_waits_for_the_workload_to_drain_then_deletes
     async with running(sqs, SqsSplit(original, fallback), [alice], settings) as (worker, task):
         reading = asyncio.create_task(workload.run(sqs))
         await send(sqs, original, sent)
-        await wait_for("the original to empty", lambda: empty(sqs, original))
+        await drained(sqs, original, worker)
         await wait_for("every forward", lambda: worker.stats.deleted >= 40)
         worker.set_routes([])
         await asyncio.wait_for(task, 30)
