@@ -20,6 +20,11 @@ refuses everything else (``ValueError``: a get or a write needs the namespace).
 Objects are plain JSON dicts; ``registry.models`` parses the registry kinds.
 Errors are ``registry.errors`` (``NotFoundError``, ``ConflictError``, ``InvalidError``,
 ``UnavailableError``...).
+
+``registry.kube`` (and with it ``kubernetes``) is imported when a ``Kube`` is first
+made from a kubeconfig or the service account, not with this module: a process that
+only uses the registry's kinds and models (a split worker reading a sessions file)
+never loads the vendor client.
 """
 
 from __future__ import annotations
@@ -32,12 +37,14 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from registry.errors import ConflictError, NotFoundError
-from registry.kube import ExecStream, KubeTransport, LineStream, Query
 from registry.resources import Resource
 from registry.watching import Watch
+
+if TYPE_CHECKING:
+    from registry.kube import ExecStream, KubeTransport, LineStream, Query
 
 T = TypeVar("T")
 Obj = dict[str, Any]
@@ -76,12 +83,16 @@ class Kube:
         max_concurrency: int = 8,
     ) -> Kube:
         """From a kubeconfig (default: ``$KUBECONFIG``, ``~/.kube/config``); ``KubeConfigError``."""
+        from registry.kube import KubeTransport  # the vendor client, on first use
+
         transport = KubeTransport.from_kubeconfig(path, context, pool=max_concurrency)
         return cls(transport, max_concurrency=max_concurrency)
 
     @classmethod
     def in_cluster(cls, *, max_concurrency: int = 8) -> Kube:
         """From the pod's service account; ``KubeConfigError`` outside a pod."""
+        from registry.kube import KubeTransport  # the vendor client, on first use
+
         return cls(KubeTransport.in_cluster(pool=max_concurrency), max_concurrency=max_concurrency)
 
     @classmethod
