@@ -23,8 +23,8 @@ _PCAPNG = b"\x0a\x0d\x0d\x0a"
 GLOBAL_HEADER_SIZE = 24
 RECORD_HEADER_SIZE = 16
 DEFAULT_SNAPLEN = 262144
-# A record larger than this is garbage, not a packet (tcpdump's own limit).
-_MAX_RECORD = 0x4000000
+#: A record larger than this is garbage, not a packet (tcpdump's own limit).
+MAX_RECORD = 0x4000000
 
 
 class Record(NamedTuple):
@@ -66,7 +66,7 @@ class PcapDecoder:
         n = len(buf)
         while n - pos >= RECORD_HEADER_SIZE:
             sec, frac, caplen, wirelen = unpack(buf, pos)
-            if caplen > _MAX_RECORD:
+            if caplen > MAX_RECORD:
                 raise PcapError(
                     f"record {self.records + 1} claims {caplen} bytes: the pcap is corrupt"
                 )
@@ -158,7 +158,11 @@ class MappedPcap:
         self.records = 0
 
     def frames(self) -> Iterator[tuple[float, int, int]]:
-        """``(ts, start, end)`` of each frame in ``buffer``; a cut-off last record raises."""
+        """``(ts, start, end)`` of each frame in ``buffer``; a cut-off last record raises.
+
+        Offline replay walks the records itself, in the same way, to save a generator
+        resume per packet; both end with ``check_end``.
+        """
         mm = self._mm
         unpack = self.header.record.unpack_from
         scale = self.header.scale
@@ -168,11 +172,17 @@ class MappedPcap:
             sec, frac, caplen, _wirelen = unpack(mm, pos)
             start = pos + RECORD_HEADER_SIZE
             end = start + caplen
-            if end > size or caplen > _MAX_RECORD:
+            if end > size or caplen > MAX_RECORD:
                 break
             self.records += 1
             yield sec + frac * scale, start, end
             pos = end
+        self.check_end(pos)
+
+    def check_end(self, pos: int) -> None:
+        """After a walk over the whole records that stopped at ``pos`` (``records`` of them):
+        ``PcapTruncatedError`` unless they cover the file, i.e. the last record is cut off."""
+        size = len(self._mm)
         if pos != size:
             raise PcapTruncatedError(
                 f"the pcap is truncated: {size - pos} bytes of an incomplete record after "

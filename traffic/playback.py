@@ -39,7 +39,7 @@ from traffic.packets import (
     parse_at,
     tcp_ports_at,
 )
-from traffic.pcaps import RECORD_HEADER_SIZE, MappedPcap
+from traffic.pcaps import GLOBAL_HEADER_SIZE, MAX_RECORD, RECORD_HEADER_SIZE, MappedPcap
 from traffic.reassembly import Data, Event, FlowEnded, FlowError, FlowStarted, Limits, Reassembler
 from traffic.replaying import Replayer, ReplayLimits, ReplayStats
 from traffic.summaries import OMIT, Summary
@@ -293,9 +293,11 @@ async def _pass(
     building no ``Segment``, ``FlowKey`` or event. Everything else (SYN, FIN, RST, IPv6,
     IP options, out of order, a new flow, an HTTP filter) takes the general path, which
     parses the frame into a ``Segment`` and feeds the reassembler; both give the same
-    events in the same order.
+    events in the same order. The records are walked here as ``MappedPcap.frames`` walks
+    them, without its generator: a resume and a tuple per packet, measurable at this rate.
     """
     linktype, buf, view = pcap.linktype, pcap.buffer, memoryview(pcap.buffer)
+    record, scale, size = pcap.header.record.unpack_from, pcap.header.scale, len(buf)
     # Payloads are views into the mapping, which lives (and is unmapped) with its last view:
     # no explicit close, so views still queued for sending stay valid.
     feed, advance = reassembler.feed, reassembler.advance
@@ -305,8 +307,17 @@ async def _pass(
     keys: dict[bytes, FlowKey] = {}  # raw addresses and ports -> their FlowKey
     first_ts: float | None = None
     last_ts = 0.0
+    pos = GLOBAL_HEADER_SIZE
     try:
-        for ts, start, end in pcap.frames():
+        while size - pos >= RECORD_HEADER_SIZE:
+            sec, frac, caplen, _wirelen = record(buf, pos)
+            start = pos + RECORD_HEADER_SIZE
+            end = start + caplen
+            if end > size or caplen > MAX_RECORD:
+                break
+            pcap.records += 1
+            pos = end
+            ts = sec + frac * scale
             data: Payload | None = None
             ip = start + ip_at
             if (
@@ -382,6 +393,7 @@ async def _pass(
                 await asyncio.sleep(0)
                 if on_progress is not None:
                     on_progress(stats)
+        pcap.check_end(pos)
     except PcapTruncatedError as e:
         stats.error = e
     return None if first_ts is None else (first_ts, last_ts)

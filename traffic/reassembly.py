@@ -243,7 +243,8 @@ class Reassembler:
             )
 
     def _drain(self, key: FlowKey, flow: _Flow, ts: float, events: list[Event]) -> None:
-        chunks: list[Payload] = []
+        """Deliver the buffered segments that now follow on: one ``Data`` each, not joined,
+        so that payloads stay views (of an mmap'd pcap) and are not copied."""
         nxt = flow.next
         for start in sorted(flow.buf):
             if start > nxt:
@@ -252,12 +253,11 @@ class Reassembler:
             flow.buf_bytes -= len(data)
             end = start + len(data)
             if end > nxt:
-                chunks.append(data[nxt - start :] if start < nxt else data)
+                chunk = data[nxt - start :] if start < nxt else data
+                self.stats.delivered_bytes += len(chunk)
+                events.append(Data(key, ts, chunk))
                 nxt = end
-        delivered = b"".join(chunks)
         flow.next = nxt
-        self.stats.delivered_bytes += len(delivered)
-        events.append(Data(key, ts, delivered))
 
     def _end(self, key: FlowKey, flow: _Flow, ts: float, reason: str) -> FlowEnded | FlowError:
         del self._flows[key]

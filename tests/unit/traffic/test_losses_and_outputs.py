@@ -159,3 +159,39 @@ async def test_abandoning_a_flow_whose_task_never_ran_counts_its_bytes_and_does_
     assert (stats.flows, stats.flows_dropped, stats.bytes_dropped) == (2, 2, 110)
     assert stats.reasons == {"stopped (Ctrl-C) with bytes unsent": 2}
     assert len(replayer) == 0
+
+
+async def test_every_flush_due_on_a_turn_runs_from_one_callback_even_past_a_failing_one() -> None:
+    """The replayer flushes all the turn's sinks from one callback: in the order they were
+    scheduled, on the next turn, and one that raises is reported as a failed callback would
+    be without keeping the later ones from writing."""
+    ran: list[str] = []
+
+    class Sink:
+        scheduled = False
+
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def flush(self) -> None:
+            self.scheduled = False
+            ran.append(self.name)
+            if self.name == "b":
+                raise RuntimeError("boom")
+
+    loop = asyncio.get_running_loop()
+    errors: list[BaseException] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context["exception"]))
+    try:
+        async with Replayer(None) as replayer:
+            sinks = [Sink(name) for name in "abc"]
+            for sink in sinks:
+                replayer.schedule_flush(sink)  # type: ignore[arg-type]
+            assert all(sink.scheduled for sink in sinks)
+            assert ran == []
+            await asyncio.sleep(0)
+            assert ran == ["a", "b", "c"]
+            assert not any(sink.scheduled for sink in sinks)
+    finally:
+        loop.set_exception_handler(None)
+    assert [str(e) for e in errors] == ["boom"]

@@ -282,3 +282,16 @@ def test_advance_accounts_in_order_data_like_feed_and_refuses_everything_else() 
     fast.feed(seg(125, flags=FIN | ACK, ts=3.0))  # a FIN beyond a gap: pending
     assert not fast.advance(KEY, 3.0, 120, 5)
     assert fast.stats.delivered_bytes == 20
+
+
+def test_a_filled_gap_delivers_each_buffered_segment_as_fed_not_a_joined_copy() -> None:
+    """Payloads that are views (of an mmap'd pcap) stay views when a gap is filled: one
+    ``Data`` per buffered segment, in stream order, only the overlap cut off, nothing copied."""
+    captured = memoryview(b"hello world!")
+    events = run(
+        [seg(ISN, flags=SYN), seg(ISN + 7, captured[6:]), seg(ISN + 1, captured[:8])],  # type: ignore[arg-type]
+        close=False,
+    )
+    data = [e.data for e in events if isinstance(e, Data)]
+    assert [bytes(d) for d in data] == [b"hello wo", b"rld!"]
+    assert all(isinstance(d, memoryview) and d.obj is captured.obj for d in data)
