@@ -31,8 +31,8 @@
 2. Filter-stage cost: ``Router.route`` per message at 1, 10 and 100 sessions
    with exact-literal filters (half of them with a second, regex pair).
    Goal: cost at 100 <= 5x cost at 1.
-3. Idle RSS of ``pymirror worker sqs`` with 10 sessions on an empty queue.
-   Goal <= 80 MiB.
+3. Idle RSS of ``pymirror worker sqs``: ``benchmarks/worker_rss.py`` (sessions-file
+   and ``--split`` mode). Goal <= 80 MiB.
 
 The script starts moto (through ``pymirror.local_sqs``, as the test suite does: plain
 moto's receive is quadratic in the backlog and capped both sides at 33-49 messages/s)
@@ -53,7 +53,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from collections import Counter
@@ -78,7 +77,6 @@ from splitter.sqs.split import SqsSplit
 from splitter.sqs.stats import SqsWorkerStats
 from splitter.sqs.worker import SqsSplitWorker
 
-BIN = Path(sys.executable).parent
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
 RECEIVERS = 4  # the worker's default (settings.sqs.receivers)
 WAIT_SECONDS = 1
@@ -511,53 +509,6 @@ def filter_cost(sessions: int, kind: bool, messages: int = 2020, repeats: int = 
     return statistics.median(times) / messages * 1e6
 
 
-# --- idle RSS ---------------------------------------------------------------------------
-
-
-def worker_rss(argv: list[str], log: Path, settle: float) -> float:
-    """Start ``argv``, wait for its start-up log line, ``settle`` s more, then VmRSS in MiB."""
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            argv, env={**os.environ, **CREDENTIALS}, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        deadline = time.monotonic() + 30
-        while b"sqs split worker started" not in log.read_bytes():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"pymirror worker sqs did not start:\n{log.read_text()}")
-            time.sleep(0.05)
-        time.sleep(settle)  # idle: only long polls on the empty queue
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        kib = next(int(line.split()[1]) for line in status.splitlines() if line[:6] == "VmRSS:")
-        return kib / 1024
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-async def idle_rss(client: SqsClient, endpoint: str, settle: float) -> float:
-    """MiB resident of ``pymirror worker sqs`` with 10 sessions, idle on an empty queue."""
-    setup = await create(client, 10)
-    sessions = [
-        {"id": f"s{k}", "sequence": k, "queue": url, "message_filter": {"user": f"^user-{k}$"}}
-        for k, url in enumerate(setup.sessions)
-    ]
-    argv = [str(BIN / "pymirror"), "worker", "sqs", "--queue", setup.original]
-    argv += ["--fallback-queue", setup.fallback, "--endpoint-url", endpoint]
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            sessions_file = Path(tmp) / "sessions.json"
-            sessions_file.write_text(json.dumps(sessions))
-            argv += ["--sessions-file", str(sessions_file)]
-            return await asyncio.to_thread(worker_rss, argv, Path(tmp) / "worker.log", settle)
-    finally:
-        await destroy(client, setup)
-
-
 # --- main -------------------------------------------------------------------------------
 
 
@@ -567,7 +518,6 @@ async def run(endpoint: str, quick: bool) -> None:
     session_counts = (1, 10, 100)
     os.environ.update(CREDENTIALS)
     async with connect(SqsEndpoint(endpoint, "us-east-1", "bench", "bench")) as client:
-        rss = await idle_rss(client, endpoint, 1.0 if quick else 5.0)
         costs = {s: filter_cost(s, kind=False) for s in session_counts}
         kind_costs = {s: filter_cost(s, kind=True) for s in session_counts}
         rows = []
@@ -630,7 +580,6 @@ async def run(endpoint: str, quick: bool) -> None:
         "route µs/msg with filters {user: ^user-K$} (above) / plus {kind: ^(order|refund)}: "
         + ", ".join(f"{s}: {costs[s]:.2f} / {kind_costs[s]:.2f}" for s in session_counts)
     )
-    print(f"idle worker RSS (10 sessions): {rss:.1f} MiB (goal <= 80)")
     print(f"measured in {time.monotonic() - began:.0f} s")
     print(f"ratio sqs_filter_cost_100_vs_1 {costs[100] / costs[1]:.2f}")
     print(f"ratio sqs_filter_cost_100_vs_1_with_regex {kind_costs[100] / kind_costs[1]:.2f}")
@@ -647,7 +596,6 @@ async def run(endpoint: str, quick: bool) -> None:
         f"{load_figures['worker linger=1'][0]:.2f}"
     )
     print(f"ratio sqs_p99_ms_10_sustained_linger1 {load_figures['worker linger=1'][2]:.0f}")
-    print(f"ratio sqs_idle_rss_mib {rss:.1f}")
     print(f"ratio sqs_throughput_1 {ratios[1][0]:.2f}")
     print(f"ratio sqs_throughput_100 {ratios[100][0]:.2f}")
     print(f"ratio sqs_throughput_10 {ratios[10][0]:.2f}")
