@@ -17,6 +17,24 @@ from tests.servers.sqs import SqsEndpoint
 pytestmark = pytest.mark.integration
 
 
+def pipeline(
+    tg: asyncio.TaskGroup,
+    client: SqsClient,
+    stats: SqsWorkerStats,
+    settings: SqsSettings,
+    *,
+    fifo: bool,
+) -> Forwarding:
+    """A forwarding pipeline whose tasks run in ``tg``."""
+    return Forwarding(
+        client,
+        lambda coro, name: tg.create_task(coro, name=name),
+        fifo=fifo,
+        stats=stats,
+        settings=settings,
+    )
+
+
 async def test_messages_held_past_their_visibility_timeout_are_kept_invisible(
     sqs_endpoint: SqsEndpoint, unique_name: str
 ) -> None:
@@ -32,13 +50,8 @@ async def test_messages_held_past_their_visibility_timeout_are_kept_invisible(
         stats = SqsWorkerStats()
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
-            forwarding = Forwarding(
-                client,
-                lambda coro, name: tg.create_task(coro, name=name),
-                fifo=False,
-                stats=stats,
-                settings=SqsSettings(linger=30.0),  # nothing is sent until flushed
-            )
+            # A linger of 30 s: nothing is sent until flushed.
+            forwarding = pipeline(tg, client, stats, SqsSettings(linger=30.0), fifo=False)
             keeper = tg.create_task(forwarding.run_keeper(stop, visibility=2))
             received = []
             while len(received) < 5:
@@ -71,13 +84,7 @@ async def test_a_partly_full_batch_goes_the_moment_its_linger_ends(
         await client.send_batch(source, [{"Id": str(i), "MessageBody": f"m{i}"} for i in range(3)])
         stats = SqsWorkerStats()
         async with asyncio.TaskGroup() as tg:
-            forwarding = Forwarding(
-                client,
-                lambda coro, name: tg.create_task(coro, name=name),
-                fifo=False,
-                stats=stats,
-                settings=SqsSettings(linger=0.2),
-            )
+            forwarding = pipeline(tg, client, stats, SqsSettings(linger=0.2), fifo=False)
             received = []
             while len(received) < 3:
                 await forwarding.reserve(10)
@@ -111,12 +118,8 @@ async def test_deletes_wait_delete_linger_on_a_standard_queue_and_not_on_fifo(
         stats = SqsWorkerStats()
         stop = asyncio.Event()
         async with asyncio.TaskGroup() as tg:
-            forwarding = Forwarding(
-                client,
-                lambda coro, name: tg.create_task(coro, name=name),
-                fifo=fifo,
-                stats=stats,
-                settings=SqsSettings(linger=0.02, delete_linger=600.0),
+            forwarding = pipeline(
+                tg, client, stats, SqsSettings(linger=0.02, delete_linger=600.0), fifo=fifo
             )
             flusher = tg.create_task(forwarding.run_flusher(stop))
             got: list[dict[str, object]] = []
