@@ -308,6 +308,9 @@ async def _pass(
     first_ts: float | None = None
     last_ts = 0.0
     pos = GLOBAL_HEADER_SIZE
+    # Packet and record counts are kept in locals (an attribute update per packet is
+    # measurable at this rate) and written back at every yield and when the pass ends.
+    packets, records = stats.packets, pcap.records
     try:
         while size - pos >= RECORD_HEADER_SIZE:
             sec, frac, caplen, _wirelen = record(buf, pos)
@@ -315,7 +318,7 @@ async def _pass(
             end = start + caplen
             if end > size or caplen > MAX_RECORD:
                 break
-            pcap.records += 1
+            records += 1
             pos = end
             ts = sec + frac * scale
             data: Payload | None = None
@@ -340,7 +343,7 @@ async def _pass(
                     and lo <= ip_end
                 ):  # a whole IPv4 TCP segment without IP options: what parse_at returns
                     if dport != port and (sport != port or not flags & RST):
-                        stats.packets += 1
+                        packets += 1
                         continue  # neither to the server nor a reset from it
                     if dport == port and lo < ip_end and not flags & _SPECIAL:
                         raw = buf[ip + 12 : ip + 24]  # source, destination, ports
@@ -351,14 +354,14 @@ async def _pass(
                             cached = keys[raw] = FlowKey(raw[:4], sport, raw[4:8], dport)
                         key = cached
                         if advance(key, ts, seq, ip_end - lo):
-                            stats.packets += 1
+                            packets += 1
                             data = view[lo:ip_end]
             if data is None:
                 seg = parse_at(linktype, ts, buf, start, end, view)
                 if seg is None:
                     _count_truncated(pcap, port, stats, start, end)
                     continue
-                stats.packets += 1
+                packets += 1
                 key = seg.key
                 if key.dport == port:
                     events = feed(seg)
@@ -389,10 +392,14 @@ async def _pass(
                 await replayer.room(key)
             # Let the queued writes go out every _YIELD_EVERY packets: one gathering write
             # per flow for several segments, while the target reads in parallel.
-            if stats.packets % _YIELD_EVERY == 0:
+            if packets % _YIELD_EVERY == 0:
+                stats.packets, pcap.records = packets, records
                 await asyncio.sleep(0)
                 if on_progress is not None:
                     on_progress(stats)
+    finally:  # also when cancelled (Ctrl-C): the summary counts what was read
+        stats.packets, pcap.records = packets, records
+    try:
         pcap.check_end(pos)
     except PcapTruncatedError as e:
         stats.error = e
