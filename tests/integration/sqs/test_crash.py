@@ -482,12 +482,17 @@ async def sigterm_mid_stream(sqs: SqsClient, split: Split, record_property: Any)
         )
         try:
             await emptied(quiet=STALL_BELOW_VISIBILITY)
-        except AssertionError:
+        except AssertionError as stalled:
             # A receive whose reply the server cut (the proxy saw it) may have left
             # messages in flight that no worker ever held: they come back after the
             # visibility timeout. Only then is a stall no proof against the worker.
             if not lost_receive_replies(split):
-                raise
+                raise AssertionError(
+                    f"{stalled}; original (visible, in flight, delayed) "
+                    f"{await sqs.counts(split.original)}, {split.distinct()} distinct ids "
+                    f"taken, in flight after the SIGTERM {in_flight}; worker log:\n"
+                    + split.log.read_text()[-4000:]
+                ) from stalled
             await emptied(quiet=VISIBILITY_TIMEOUT + STALL_BELOW_VISIBILITY)
         finish_seconds = time.monotonic() - finish_started
         assert await stop(process) == 0, split.log.read_text()[-3000:]

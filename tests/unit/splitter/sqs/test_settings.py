@@ -21,7 +21,7 @@ def test_the_worker_tunables_live_here_with_the_defaults_the_worker_had() -> Non
     assert (s.receivers, s.wait_seconds, s.visibility_timeout, s.linger) == (4, 20, None, 0.02)
     assert (s.backlog_linger, s.max_in_hand, s.batch_calls, s.retry_for) == (1.0, 1000, 16, 30.0)
     assert (s.shutdown_grace, s.drain_timeout, s.drain_poll) == (10.0, None, 1.0)
-    assert (s.session_end_warn_after, s.delete_linger) == (120.0, 1.0)
+    assert (s.session_end_warn_after, s.delete_linger) == (120.0, 0.0)
 
 
 def test_flags_override_through_model_copy_leaving_the_rest() -> None:
