@@ -533,16 +533,24 @@ class Forwarding:
             by_source.setdefault(h.source, []).append(h)
         for source, group in by_source.items():
             messages = [h.message for h in group]
-            await self._set_visibility(
+            changed = await self._set_visibility(
                 source, messages, visibility, _RELEASE_FAILED, retry_for=retry_for
             )
-        self.stats.released += len(held)
+            self._count_release(len(changed), len(messages))
         self._done(held)
 
     async def give_back(self, source: str, messages: Sequence[Message]) -> None:
         """Make messages received from ``source`` but never submitted visible at once."""
-        await self._set_visibility(source, messages, 0, _RELEASE_FAILED, retry_for=_FINAL_CALLS_FOR)
-        self.stats.released += len(messages)
+        changed = await self._set_visibility(
+            source, messages, 0, _RELEASE_FAILED, retry_for=_FINAL_CALLS_FOR
+        )
+        self._count_release(len(changed), len(messages))
+
+    def _count_release(self, changed: int, tried: int) -> None:
+        """Count what a release made visible, and apart what stays in flight until its
+        visibility timeout ends (received again then, later than asked)."""
+        self.stats.released += changed
+        self.stats.release_failed += tried - changed
 
     def _done(self, held: list[_InHand]) -> None:
         for h in held:
@@ -598,20 +606,23 @@ class Forwarding:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        # The last calls ride out a transient throttle or 5xx, within a bound of their own.
-        ends = time.monotonic() + _FINAL_CALLS_FOR
+        # The last calls, deletes and releases at once, each ride out a transient throttle
+        # or 5xx within the same bound: one after the other, the releases got what the
+        # deletes left of it (nothing, under throttling), and their messages stayed in
+        # flight until their visibility timeout.
         forwarded = [h for h in self._in_hand if not h.pending and not h.failed]
+        rest = [h for h in self._in_hand if h.pending or h.failed]
         by_source: dict[str, list[_InHand]] = {}
         for h in forwarded:
             by_source.setdefault(h.source, []).append(h)
-        for source, group in by_source.items():
-            for start in range(0, len(group), BATCH_ENTRIES):
-                await self._delete_batch(
-                    source,
-                    group[start : start + BATCH_ENTRIES],
-                    retry_for=max(ends - time.monotonic(), 0.0),
-                )
-        rest = list(self._in_hand)
+        calls = [
+            self._delete_batch(
+                source, group[start : start + BATCH_ENTRIES], retry_for=_FINAL_CALLS_FOR
+            )
+            for source, group in by_source.items()
+            for start in range(0, len(group), BATCH_ENTRIES)
+        ]
         if rest:
             log.info("sqs releasing messages not forwarded in time", count=len(rest))
-            await self._release(rest, retry_for=max(ends - time.monotonic(), 0.0))
+            calls.append(self._release(rest, retry_for=_FINAL_CALLS_FOR))
+        await asyncio.gather(*calls)

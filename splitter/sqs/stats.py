@@ -15,6 +15,7 @@ class SqsWorkerStats:
     unmatched: int = 0  # routed by no session's filter (to the fallback only)
     failed: int = 0  # messages whose forward failed: released, delivered again later
     released: int = 0  # messages made visible again (shutdown or failure)
+    release_failed: int = 0  # releases that failed: visible when their timeout ends
     deleted: int = 0
     delete_failed: int = 0  # receipt handle expired: the message comes again (duplicate)
     rerouted: int = 0  # leftovers of ended sessions routed again
@@ -34,6 +35,7 @@ class SqsWorkerStats:
             "forwarded": dict(self.forwarded),
             "failed": self.failed,
             "released": self.released,
+            "release_failed": self.release_failed,
             "deleted": self.deleted,
             "rerouted": self.rerouted,
             "returned": self.returned,

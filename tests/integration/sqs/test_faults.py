@@ -18,8 +18,12 @@ from typing import Any
 import pytest
 
 from splitter.errors import FilterError
+from splitter.routing import Router
 from splitter.sqs.client import SqsClient
+from splitter.sqs.forwarding import Forwarding
+from splitter.sqs.settings import SqsSettings
 from splitter.sqs.split import SqsSplit
+from splitter.sqs.stats import SqsWorkerStats
 from tests.faults.sqs_proxy import Rule, SqsProxy
 from tests.integration.sqs.support import (
     FALLBACK,
@@ -469,3 +473,64 @@ async def test_entry_failures_throttles_delays_and_cuts_lose_and_misroute_nothin
     assert cut.hits == 2
     assert worker.stats.failed >= 1
     assert duplicates <= cut.hits * 10
+
+
+async def test_a_stop_past_its_grace_sends_its_last_deletes_and_releases_at_once(
+    sqs: SqsClient, faulty: SqsClient, proxy: SqsProxy, unique_name: str
+) -> None:
+    """A stop whose grace ends with 10 messages forwarded but not yet deleted and 5 whose
+    forward hangs: its last calls, the deletes and the releases, go at once, each within
+    the final calls' own bound. The proxy holds every delete until a release has reached
+    the server; one after the other (as before), the releases got only what the deletes
+    left of that bound, and under throttling their messages stayed in flight until the
+    visibility timeout. Here: the 5 are visible again at once, the 10 are gone, and the
+    counters say so (released 5, release_failed 0)."""
+    source = await make_queue(sqs, f"{unique_name}-src")
+    forwarded_to = await make_queue(sqs, f"{unique_name}-ok")
+    hangs_at = await make_queue(sqs, f"{unique_name}-hangs")
+    await sqs.send_batch(source, [{"Id": str(i), "MessageBody": f"m{i}"} for i in range(10)])
+    await sqs.send_batch(source, [{"Id": str(i), "MessageBody": f"h{i}"} for i in range(5)])
+    hang, released = asyncio.Event(), asyncio.Event()
+    proxy.add(Rule("SendMessageBatch", "delay", queue=name_of(hangs_at), release=hang))
+    proxy.add(Rule("DeleteMessageBatch", "delay", queue=name_of(source), release=released))
+    stats = SqsWorkerStats()
+    try:
+        async with asyncio.TaskGroup() as tg:
+            forwarding = Forwarding(
+                faulty,
+                lambda coro, name: tg.create_task(coro, name=name),
+                fifo=False,
+                stats=stats,
+                settings=SqsSettings(linger=0.02),
+            )
+            got: list[dict[str, Any]] = []
+            while len(got) < 15:
+                await forwarding.reserve(10)
+                batch = await sqs.receive(source, wait_seconds=1, visibility_timeout=300)
+                forwarding.unreserve(10 - len(batch))
+                got += batch
+            by_body = {m["Body"]: m for m in got}
+            forwarding.submit(
+                source, [by_body[f"m{i}"] for i in range(10)], Router((), forwarded_to)
+            )
+            forwarding.submit(source, [by_body[f"h{i}"] for i in range(5)], Router((), hangs_at))
+            await wait_for("the 10 forwards", lambda: stats.forwarded["fallback"] == 10)
+
+            async def release_the_deletes() -> None:
+                await wait_for(
+                    "a release", lambda: proxy.seen("ChangeMessageVisibilityBatch", name_of(source))
+                )
+                released.set()
+
+            watcher = tg.create_task(release_the_deletes())
+            async with asyncio.timeout(60):  # one after the other, the calls wait for each other
+                await forwarding.close(0.5)
+            await watcher
+    finally:
+        hang.set()
+        released.set()
+    assert (stats.released, stats.release_failed) == (5, 0)
+    assert stats.deleted + stats.delete_failed == 10
+    assert await sqs.counts(source) == (5, 0, 0)
+    again = await sqs.receive(source, max_messages=10, wait_seconds=1)
+    assert sorted(m["Body"] for m in again) == [f"h{i}" for i in range(5)]

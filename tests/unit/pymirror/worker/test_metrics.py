@@ -44,6 +44,7 @@ def test_every_sqs_counter_is_exported() -> None:
     stats = SqsWorkerStats()
     metrics = StatsExporter("sqs", "orders", stats, registry=registry)
     stats.received, stats.failed, stats.delete_failed, stats.extended = 30, 2, 1, 5
+    stats.released, stats.release_failed = 4, 3
     stats.forwarded.update({"alice": 20, "fallback": 8})
     metrics.update(stats)
 
@@ -54,5 +55,7 @@ def test_every_sqs_counter_is_exported() -> None:
     assert value("pymirror_sqs_failed_total") == 2
     assert value("pymirror_sqs_delete_failed_total") == 1
     assert value("pymirror_sqs_extended_total") == 5
+    assert value("pymirror_sqs_released_total") == 4
+    assert value("pymirror_sqs_release_failed_total") == 3
     assert value("pymirror_sqs_forwarded_total", session="alice") == 20
     assert value("pymirror_sqs_forwarded_total", session="fallback") == 8
