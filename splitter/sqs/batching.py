@@ -18,6 +18,9 @@ Pure: data in, data out, no I/O and no clock of its own (callers pass ``now``).
 - :func:`due` decides when a partly-full batch is sent: after ``linger``, or -
   in a backlog, when the messages waited in the queue anyway - after
   ``backlog_linger`` (the forwarding applies it to deletes too).
+  :func:`worth_waiting` decides whether a new batch waits at all: only when
+  its destination's recent rate (:class:`ArrivalRate`) expects another entry
+  within ``linger``; else the wait is latency that saves no call.
 - :class:`Outbox` holds one destination's waiting entries and cuts FIFO batches
   that keep per-group order (one entry per group per call).
 - :class:`ReceivePace` tells a backlog from what the receives return: a receive
@@ -33,6 +36,7 @@ Pure: data in, data out, no I/O and no clock of its own (callers pass ``now``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -152,6 +156,39 @@ def waited_in_queue(messages: Sequence[Mapping[str, Any]], polled_at: float) -> 
             continue
         newest = max(newest, int(sent) / 1000)
     return newest < polled_at - WAITED_MARGIN
+
+
+#: Seconds over which :class:`ArrivalRate` averages a destination's forwards.
+RATE_WINDOW = 1.0
+
+
+class ArrivalRate:
+    """Forwards queued to one destination lately: a count that decays by e every
+    :data:`RATE_WINDOW` seconds, so ``score / RATE_WINDOW`` is the recent rate per second."""
+
+    __slots__ = ("at", "score")
+
+    def __init__(self) -> None:
+        self.score = 0.0
+        self.at = 0.0
+
+    def add(self, now: float, count: int = 1) -> None:
+        if now != self.at:
+            self.score *= math.exp((self.at - now) / RATE_WINDOW)
+            self.at = now
+        self.score += count
+
+    def expected(self, seconds: float) -> float:
+        """Forwards expected in the next ``seconds`` at the recent rate."""
+        return self.score * seconds / RATE_WINDOW
+
+
+def worth_waiting(rate: ArrivalRate, linger: float) -> bool:
+    """Whether a partly-full batch should wait ``linger`` for more entries: only if at least
+    one more is expected meanwhile. Otherwise waiting adds ``linger`` of latency and, most
+    likely, saves no call (at 100 messages/s over 11 queues a batch gains 0.2 entries in
+    20 ms)."""
+    return rate.expected(linger) >= 1.0
 
 
 #: One waiting forward: (entry, what the caller holds for it, a label) - opaque here.

@@ -10,6 +10,9 @@ batch call is looked at.
   when 10 entries (or ~256 KiB) are waiting, or when the batching policy
   (:mod:`splitter.sqs.batching`: ``linger``, ``backlog_linger``) says a
   partly-full one is due; full hands (no room to receive more) flush at once.
+  A partly-full batch waits at all only in a backlog or when its destination's
+  recent rate expects another entry within ``linger``: at a few messages per
+  second per queue it goes at once (the wait would save no call).
 - A failed entry that SQS calls retriable (throttling, a server fault) is
   sent again with exponential backoff (:class:`~splitter.backoff.Backoff`);
   one that is the sender's fault, or still failing after ``retry_for``
@@ -56,12 +59,14 @@ from splitter.routing import Delivery, Router
 from splitter.sqs.batching import (
     BATCH_BYTES,
     BATCH_ENTRIES,
+    ArrivalRate,
     Outbox,
     ReceivePace,
     due,
     entry_size,
     forward_entry,
     group_of,
+    worth_waiting,
 )
 from splitter.sqs.client import Message, SqsClient
 from splitter.sqs.settings import SqsSettings
@@ -136,6 +141,7 @@ class Forwarding:
         self._spawn_in = spawn
         self._tasks: set[asyncio.Task[None]] = set()
         self._outboxes: dict[str, Outbox] = {}
+        self._rates: dict[str, ArrivalRate] = {}
         self._deletes: dict[str, list[_InHand]] = {}
         self._deletes_since: dict[str, float] = {}
         self._in_hand: set[_InHand] = set()
@@ -173,6 +179,7 @@ class Forwarding:
     def submit(self, source: str, messages: Iterable[Message], router: Router) -> None:
         """Route ``messages`` (reserved beforehand) and queue their forwards."""
         now = time.monotonic()
+        started: list[tuple[str, Outbox]] = []
         for message in messages:
             view = MessageView.from_sqs(message.get("MessageAttributes"), message.get("Body"))
             targets = router.route(view)
@@ -182,27 +189,48 @@ class Forwarding:
             self._in_hand.add(held)
             self._idle.clear()
             for target in targets:
-                self._queue(target, held, now)
+                self._queue(target, held, now, started)
+        self._hold_or_send(started, now)
         self._flush_ready(now)
 
-    def _queue(self, target: Delivery, held: _InHand, now: float) -> None:
+    def _queue(
+        self, target: Delivery, held: _InHand, now: float, started: list[tuple[str, Outbox]]
+    ) -> None:
         self._entry_ids += 1
         entry = forward_entry(held.message, f"m{self._entry_ids}", fifo=self.fifo)
         size = entry_size(entry)
-        outbox = self._outboxes.get(target.destination)
+        destination = target.destination
+        outbox = self._outboxes.get(destination)
         if outbox is not None and outbox.entries and outbox.size + size > BATCH_BYTES:
-            self._send(target.destination, outbox)
-            outbox = self._outboxes.get(target.destination)  # dropped once sent (not FIFO)
+            self._send(destination, outbox)
+            outbox = self._outboxes.get(destination)  # dropped once sent (not FIFO)
         if outbox is None:
-            outbox = self._outboxes[target.destination] = Outbox()
+            outbox = self._outboxes[destination] = Outbox()
         if not outbox.entries:
             outbox.since = now
-            self._arm(target.destination, outbox)
-        self._to[target.destination] += 1
+            started.append((destination, outbox))
+        rate = self._rates.get(destination)
+        if rate is None:
+            rate = self._rates[destination] = ArrivalRate()
+        rate.add(now)
+        self._to[destination] += 1
         outbox.entries.append((entry, held, target.session_id or "fallback"))
         outbox.size += size
         if len(outbox.entries) >= BATCH_ENTRIES:
-            self._send(target.destination, outbox)
+            self._send(destination, outbox)
+
+    def _hold_or_send(self, started: list[tuple[str, Outbox]], now: float) -> None:
+        """A batch a submit started waits ``linger`` (a timer) only if another entry for its
+        destination is expected meanwhile, or in a backlog (the batching policy decides when
+        it goes); otherwise it goes now: waiting would add latency and save no call."""
+        backlog = self._pace.in_backlog(now, self.linger)
+        for destination, outbox in started:
+            if self._outboxes.get(destination) is not outbox or not outbox.entries:
+                continue  # sent full meanwhile
+            if backlog or worth_waiting(self._rates[destination], self.linger):
+                self._arm(destination, outbox)
+            else:
+                self._send(destination, outbox)
 
     # --- flushing --------------------------------------------------------------
 
@@ -573,6 +601,7 @@ class Forwarding:
         while self._to[destination] > 0:
             self.flush()
             await asyncio.sleep(self.linger)
+        self._rates.pop(destination, None)  # its session is ending: no more forwards
 
     async def wait_source(self, source: str) -> None:
         """Flush, then wait until nothing received from ``source`` is in hand."""

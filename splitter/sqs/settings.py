@@ -43,7 +43,11 @@ class SqsSettings(BaseModel):
         "Messages held for half of it get it restarted, so a slow forward causes no duplicate.",
     )
     linger: float = Field(
-        0.02, gt=0, description="Seconds a partly-full batch waits for more entries."
+        0.02,
+        gt=0,
+        description="Seconds a partly-full send batch waits for more entries; it waits only "
+        "when its destination's recent rate (last second or so) expects another entry within "
+        "that time, or in a backlog, and goes at once otherwise.",
     )
     backlog_linger: float = Field(
         1.0,

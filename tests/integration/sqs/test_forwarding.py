@@ -73,33 +73,54 @@ async def test_messages_held_past_their_visibility_timeout_are_kept_invisible(
         ]
 
 
-async def test_a_partly_full_batch_goes_the_moment_its_linger_ends(
-    sqs_endpoint: SqsEndpoint, unique_name: str
+@pytest.mark.parametrize(
+    ("count", "linger", "waits"),
+    [(6, 0.2, True), (2, 0.4, False)],
+    ids=["busy-waits-its-linger", "quiet-goes-at-once"],
+)
+async def test_a_partly_full_batch_waits_its_linger_only_if_another_entry_is_expected(
+    sqs_endpoint: SqsEndpoint, unique_name: str, count: int, linger: float, waits: bool
 ) -> None:
-    """No flusher runs: 3 messages for one destination still go, in one batch, once their
-    linger is over (a timer per batch, not a flusher tick that adds up to another linger)."""
+    """No flusher runs. 6 messages for one destination with a 0.2 s linger (1.2 more entries
+    expected within it at that rate): the batch waits, and still goes, whole, the moment its
+    linger is over (a timer per batch, not a flusher tick that adds up to another linger).
+    2 messages with a 0.4 s linger (0.8 expected, less than one): the submit itself sends
+    them; waiting would add latency and most likely save no call."""
     async with client_for(sqs_endpoint) as client:
         source = await make_queue(client, f"{unique_name}-src")
         target = await make_queue(client, f"{unique_name}-dst")
-        await client.send_batch(source, [{"Id": str(i), "MessageBody": f"m{i}"} for i in range(3)])
+        bodies = [f"m{i}" for i in range(count)]
+        await client.send_batch(source, [{"Id": b, "MessageBody": b} for b in bodies])
         stats = SqsWorkerStats()
         async with asyncio.TaskGroup() as tg:
-            forwarding = pipeline(tg, client, stats, SqsSettings(linger=0.2), fifo=False)
-            received = []
-            while len(received) < 3:
-                await forwarding.reserve(10)
-                got = await client.receive(source, wait_seconds=1)
-                forwarding.unreserve(10 - len(got))
-                received += got
+            forwarding = pipeline(tg, client, stats, SqsSettings(linger=linger), fifo=False)
+            received = await receive_all(client, forwarding, source, count)
             forwarding.submit(source, received, Router((), target))
-            assert stats.send_batches == 0  # waiting for its linger
+            assert len(sending_to(target)) == (0 if waits else 1)
             arrived: list[str] = []
-            while len(arrived) < 3:
+            while len(arrived) < count:
                 arrived += [m["Body"] for m in await client.receive(target, wait_seconds=1)]
-            assert sorted(arrived) == ["m0", "m1", "m2"]
+            assert sorted(arrived) == bodies
             assert await forwarding.wait_idle(within=10)
-        assert (stats.send_batches, stats.send_entries) == (1, 3)
-        assert stats.deleted == 3
+        assert (stats.send_batches, stats.send_entries, stats.deleted) == (1, count, count)
+
+
+async def receive_all(
+    client: SqsClient, forwarding: Forwarding, source: str, count: int
+) -> list[dict[str, object]]:
+    """Receive ``count`` messages from ``source``, reserved in ``forwarding`` as a worker does."""
+    received: list[dict[str, object]] = []
+    while len(received) < count:
+        await forwarding.reserve(10)
+        got = await client.receive(source, wait_seconds=1)
+        forwarding.unreserve(10 - len(got))
+        received += got
+    return received
+
+
+def sending_to(destination: str) -> list[asyncio.Task[object]]:
+    """The forwarding's send tasks to ``destination`` under way."""
+    return [t for t in asyncio.all_tasks() if t.get_name() == f"send->{destination}"]
 
 
 @pytest.mark.parametrize("fifo", [False, True], ids=["standard", "fifo"])

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from splitter.sqs.batching import (
     BACKLOG_RECEIVE,
     BATCH_ENTRIES,
+    RATE_WINDOW,
     WAITED_MARGIN,
+    ArrivalRate,
     ReceivePace,
     due,
     entry_size,
     forward_entry,
     waited_in_queue,
+    worth_waiting,
 )
 
 pytestmark = pytest.mark.unit
@@ -167,3 +172,34 @@ def test_full_receive_time_is_a_moving_average_over_about_eight() -> None:
     slow = pace.after(BATCH_ENTRIES, 1.6, now=41.0)
     assert slow.full_seconds == pytest.approx(pace.full_seconds + (1.6 - pace.full_seconds) / 8)
     assert pace.after(3, 5.0, now=42.0).full_seconds == pace.full_seconds  # short: no change
+
+
+# --- whether a new batch waits ---------------------------------------------------------
+
+
+def test_a_steady_rate_settles_at_rate_times_window() -> None:
+    rate = ArrivalRate()
+    for k in range(1, 2001):  # 200 per second for 10 s
+        rate.add(k / 200)
+    assert rate.expected(RATE_WINDOW) == pytest.approx(200, rel=0.01)
+    assert rate.expected(0.02) == pytest.approx(4, rel=0.01)
+
+
+def test_entries_of_one_submit_count_together_and_the_count_decays_by_e_per_window() -> None:
+    rate = ArrivalRate()
+    rate.add(5.0, 3)
+    rate.add(5.0)
+    assert rate.score == 4
+    rate.add(5.0 + RATE_WINDOW, 0)
+    assert rate.score == pytest.approx(4 / math.e)
+
+
+def test_a_batch_waits_linger_only_if_another_entry_is_expected_meanwhile() -> None:
+    quiet, busy = ArrivalRate(), ArrivalRate()
+    for k in range(1, 101):  # 10 per second (100 messages/s over 10 queues) / 100 per second
+        quiet.add(k / 10)
+        busy.add(k / 100)
+    assert not worth_waiting(quiet, 0.02)  # 0.2 entries expected in 20 ms
+    assert worth_waiting(busy, 0.02)  # 2 expected
+    assert worth_waiting(quiet, 0.2)  # a user's longer linger: 2 expected
+    assert not worth_waiting(ArrivalRate(), 600.0)  # nothing seen: never wait
