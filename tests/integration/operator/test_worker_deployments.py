@@ -228,7 +228,14 @@ async def test_the_worker_deployment_runs_a_worker_that_follows_its_split(
             return not rt.worker_pids(ns) and (group is None or not group.alive())
 
         assert await until("the worker process to stop", stopped, rt)
-        log = "\n".join(p.read_text() for p in rt.log_dir.glob(f"{ns}.*.worker.log"))
+
+        # The runtime notes the stop once its terminate task resumes after the exit, which
+        # may be a loop turn after the group is gone: wait for the note, then read it.
+        async def stop_note() -> str | None:
+            log = "\n".join(p.read_text() for p in rt.log_dir.glob(f"{ns}.*.worker.log"))
+            return log if f"stopped pid {pid} (" in log else None
+
+        log = await until("the runtime's note of the worker's stop", stop_note, rt)
         assert f"stopped pid {pid} (0)" in log, rt.logs()
         assert await delete_worker(kube, SPLIT, settings) is False  # nothing left to delete
 
