@@ -31,9 +31,10 @@ uses the range assignor (kafka-python 3.0's round-robin one fails when the group
 members subscribe to different topics, as a split's do) and subscribes by pattern, so
 its client knows every topic's partitions when it assigns them as the group's leader
 (Tansu 0.6 does not start a new rebalance when a leader rejoins with newer metadata, as
-Apache Kafka does). It never sends a LeaveGroup: a stopping consumer commits and exits,
-and the group expires it (see the end of this module). Its group timeouts are short, so
-the demo's joins and expiries settle quickly.
+Apache Kafka does); as the leader it would rejoin forever without
+:func:`keep_leader_snapshot_whole`. It never sends a LeaveGroup: a stopping consumer
+commits and exits, and the group expires it (see the end of this module). Its group
+timeouts are short, so the demo's joins and expiries settle quickly.
 
 Fault hook (tests only): ``PYMIRROR_DEMO_FAULT_DROP=NAME`` makes consumer NAME drop the
 first message it receives on each of its threads: acknowledged, never recorded. The demo
@@ -162,6 +163,38 @@ def message_id(body: str | bytes | None) -> str:
     return f"foreign:{text[:60]}"
 
 
+def keep_leader_snapshot_whole() -> None:
+    """Work around a kafka-python 3.0 leader that rejoins its group forever.
+
+    Each join's prepare narrows the leader's group subscription to its own topic, and a
+    metadata refresh during the join (every :data:`METADATA_MAX_AGE_MS`; Tansu answers a
+    join after about a second) rebuilds the metadata snapshot from that narrow set. The
+    assignment then records that snapshot as the one it assigned from, while it assigned
+    from the whole cluster metadata (a pattern subscription fetches every topic) and
+    widened the group subscription again: the next refresh sees every member's topic, the
+    snapshots differ, and the leader rejoins. Tansu 0.6 answers with the same generation,
+    so this repeats, and the leader holds no partition meanwhile: its records wait for
+    minutes (seen in 3 of 24 demo runs on a loaded machine). Apache Kafka's Java client
+    refreshes metadata before it assigns; here the snapshot is rebuilt from the metadata
+    the assignment used, right after it."""
+    from kafka.coordinator.consumer import (  # type: ignore[import-untyped]
+        ConsumerCoordinator,
+    )
+
+    assign = ConsumerCoordinator._perform_assignment
+    if getattr(assign, "keeps_snapshot_whole", False):
+        return
+
+    def perform_assignment(self: Any, leader_id: str, protocol: str, members: Any) -> Any:
+        assignments = assign(self, leader_id, protocol, members)
+        self._metadata_snapshot = self._build_metadata_snapshot(self._subscription, self._cluster)
+        self._assignment_snapshot = self._metadata_snapshot
+        return assignments
+
+    perform_assignment.keeps_snapshot_whole = True  # type: ignore[attr-defined]
+    ConsumerCoordinator._perform_assignment = perform_assignment
+
+
 def kafka_loop(consumer: Consumer, topic: str, group: str, on_ready: Callable[[], None]) -> None:
     """Poll, record, commit, until told to stop; then commit what is left and leave the group.
 
@@ -187,6 +220,7 @@ def kafka_loop(consumer: Consumer, topic: str, group: str, on_ready: Callable[[]
     committed: dict[Any, int] = {}
     #: Set while the consumer holds an assignment (from a rebalance's end to the next one).
     settled = threading.Event()
+    keep_leader_snapshot_whole()
     kafka = KafkaConsumer(
         bootstrap_servers=os.environ[BOOTSTRAP_VAR],
         group_id=group,
