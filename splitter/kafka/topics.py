@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from splitter.errors import KafkaError
-from splitter.kafka.admin import KafkaAdmin, TopicSpec
+from splitter.kafka.admin import KafkaAdmin, TopicSpec, missing_topic
 from splitter.naming import NameFormat
 
 log = structlog.get_logger()
@@ -82,6 +82,13 @@ def is_temporary_name(name: str, original: str, name_format: NameFormat) -> bool
 _PLACEHOLDER = "0123456789"
 
 
+def _count_of(counts: dict[str, int], topic: str) -> int:
+    """``topic``'s partition count among ``counts``; ``KafkaTopicError`` if it is missing."""
+    if topic not in counts:
+        raise missing_topic(topic)
+    return counts[topic]
+
+
 async def grow_to_original(
     admin: KafkaAdmin, original: str, destinations: Iterable[str], name_format: NameFormat
 ) -> dict[str, int]:
@@ -93,10 +100,12 @@ async def grow_to_original(
     maps the extra source partitions onto the existing ones, order kept.
     Returns the partition count of each destination afterwards.
     """
-    wanted = await admin.partitions(original)
+    destinations = list(destinations)
+    known = await admin.partition_counts([original, *destinations])
+    wanted = _count_of(known, original)
     counts: dict[str, int] = {}
     for topic in destinations:
-        have = await admin.partitions(topic)
+        have = _count_of(known, topic)
         if have < wanted and is_temporary_name(topic, original, name_format):
             try:
                 await admin.grow(topic, wanted)

@@ -99,3 +99,33 @@ async def test_temporary_topics_copy_the_replication_factor_capped_by_the_live_b
         for topic in (fallback.name, configured.name):
             assert (await kafka.spec_of(topic)).replication == 1
             await kafka.delete_topic(topic)
+
+
+async def test_partition_counts_of_many_topics_take_two_requests_and_create_nothing(
+    kafka_broker: KafkaBroker, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker with 100 sessions checks its 102 topics at each assignment: one list and
+    # one describe, not two requests per topic (204 metadata answers slowed its first
+    # second at 100 sessions by a third).
+    topics = {f"{unique_name}.t{i}": 1 + i % 3 for i in range(12)}
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_broker.bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(t, n, 1) for t, n in topics.items()])
+    finally:
+        await admin.close()
+    missing = f"{unique_name}.missing"
+    before = set(await list_topics(kafka_broker))
+    sent: list[str] = []
+    original = AIOKafkaAdminClient._send_request
+
+    async def counting(self: AIOKafkaAdminClient, request: object, *args: object) -> object:
+        sent.append(type(request).__name__)
+        return await original(self, request, *args)  # type: ignore[arg-type]
+
+    async with clients_for(kafka_broker).admin() as kafka:
+        monkeypatch.setattr(AIOKafkaAdminClient, "_send_request", counting)
+        counts = await kafka.partition_counts([*topics, missing])
+    assert counts == topics
+    assert len(sent) == 2, sent
+    assert set(await list_topics(kafka_broker)) == before  # the missing one not created
