@@ -20,7 +20,11 @@ batch call is looked at.
   delay growing with its receive count) and counted, never dropped.
 - Deletes are batched per source queue the same way; on a standard queue a
   partly-full one also waits ``delete_linger`` (no latency: the message was
-  forwarded). A receipt handle that
+  forwarded), and it waits for the rest of the receives it holds: the forwards of
+  one receive settle one send batch at a time, and a delete sent when the first
+  settled carried 2-3 entries (72 deletes per 400 messages at 10 sessions, the
+  plain receive-send-delete loop's 40). The wait is one send round trip, at most
+  ``backlog_linger`` (a throttled straggler), and no latency either. A receipt handle that
   expired (the message stayed in hand past its visibility timeout) cannot be
   deleted: the message will be delivered again - a counted duplicate.
 - FIFO: sends to one destination are serialized (one pump task per
@@ -47,7 +51,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import structlog
@@ -94,15 +98,27 @@ def release_delay(receive_count: int) -> int:
     return int(exponential(max(receive_count, 1), _RELEASE_FIRST, _RELEASE_CEILING))
 
 
+class _Receive:
+    """The messages of one receive not yet settled (forwarded everywhere or failed)."""
+
+    __slots__ = ("unsettled",)
+
+    def __init__(self, count: int) -> None:
+        self.unsettled = count
+
+
 class _InHand:
     """One received message until it is deleted or released."""
 
-    __slots__ = ("delay", "failed", "message", "pending", "since", "source")
+    __slots__ = ("delay", "failed", "message", "pending", "receive", "since", "source")
 
-    def __init__(self, message: Message, source: str, pending: int, since: float) -> None:
+    def __init__(
+        self, message: Message, source: str, pending: int, since: float, receive: _Receive
+    ) -> None:
         self.message = message
         self.source = source
         self.pending = pending
+        self.receive = receive
         self.failed = False
         #: Seconds it stays invisible once released, if not by its own receive count:
         #: released behind a failed message of its FIFO group, it gets that one's delay,
@@ -176,16 +192,17 @@ class Forwarding:
         the queue before its poll began (see :class:`~splitter.sqs.batching.ReceivePace`)."""
         self._pace = self._pace.after(count, seconds, time.monotonic(), waited=waited)
 
-    def submit(self, source: str, messages: Iterable[Message], router: Router) -> None:
-        """Route ``messages`` (reserved beforehand) and queue their forwards."""
+    def submit(self, source: str, messages: Sequence[Message], router: Router) -> None:
+        """Route ``messages`` (reserved beforehand, one receive's) and queue their forwards."""
         now = time.monotonic()
         started: list[tuple[str, Outbox]] = []
+        receive = _Receive(len(messages))
         for message in messages:
             view = MessageView.from_sqs(message.get("MessageAttributes"), message.get("Body"))
             targets = router.route(view)
             if all(t.session_id is None for t in targets):
                 self.stats.unmatched += 1
-            held = _InHand(message, source, len(targets), now)
+            held = _InHand(message, source, len(targets), now, receive)
             self._in_hand.add(held)
             self._idle.clear()
             for target in targets:
@@ -252,18 +269,22 @@ class Forwarding:
         # already and stays invisible, so waiting adds no latency and saves calls
         # (forwards settle one send batch at a time, a few entries each). On FIFO an
         # undeleted message holds back its group: there deletes go after ``linger``.
-        delete_linger = self.linger if self.fifo else max(self.linger, self.settings.delete_linger)
         for source, held in list(self._deletes.items()):
-            if held and (
-                everything
-                or due(
-                    now - self._deletes_since[source],
-                    linger=delete_linger,
-                    backlog_linger=self.settings.backlog_linger,
-                    backlog=backlog,
-                )
-            ):
+            if held and (everything or self._delete_due(source, held, now, backlog)):
                 self._delete(source)
+
+    def _delete_due(self, source: str, held: list[_InHand], now: float, backlog: bool) -> bool:
+        """Whether the partly-full delete batch of ``source`` goes now: after its linger
+        (``delete_linger`` on a standard queue), and there once the receives it holds
+        have settled, or after ``backlog_linger`` whatever they do."""
+        age = now - self._deletes_since[source]
+        if self.fifo:
+            linger = self.linger
+        else:
+            linger = max(self.linger, self.settings.delete_linger)
+            if age < self.settings.backlog_linger and any(h.receive.unsettled for h in held):
+                return False
+        return due(age, linger=linger, backlog_linger=self.settings.backlog_linger, backlog=backlog)
 
     def _arm(self, destination: str, outbox: Outbox) -> None:
         """Send ``outbox``'s batch, if still partly full, the moment it is ``linger`` old:
@@ -490,17 +511,30 @@ class Forwarding:
         held.pending -= 1
         if held.pending:
             return
+        held.receive.unsettled -= 1
         if held.failed:
             # Visible again after a backoff that grows with its receive count, so a
             # destination that keeps failing is not hammered in a hot loop.
             self._spawn(self._release([held], self._release_delay(held)), "release")
-            return
-        queue = self._deletes.setdefault(held.source, [])
-        if not queue:
-            self._deletes_since[held.source] = time.monotonic()
-        queue.append(held)
-        if len(queue) >= BATCH_ENTRIES:
-            self._delete(held.source)
+        else:
+            queue = self._deletes.setdefault(held.source, [])
+            if not queue:
+                self._deletes_since[held.source] = time.monotonic()
+            queue.append(held)
+            if len(queue) >= BATCH_ENTRIES:
+                self._delete(held.source)
+                return
+        if not held.receive.unsettled and not self.fifo:
+            self._receive_settled(held.source)
+
+    def _receive_settled(self, source: str) -> None:
+        """The last message of a receive from ``source`` settled: a delete batch that
+        waited only for it goes now."""
+        queue = self._deletes.get(source)
+        if queue:
+            now = time.monotonic()
+            if self._delete_due(source, queue, now, self._pace.in_backlog(now, self.linger)):
+                self._delete(source)
 
     @staticmethod
     def _release_delay(held: _InHand) -> int:

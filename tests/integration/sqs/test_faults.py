@@ -534,3 +534,65 @@ async def test_a_stop_past_its_grace_sends_its_last_deletes_and_releases_at_once
     assert await sqs.counts(source) == (5, 0, 0)
     again = await sqs.receive(source, max_messages=10, wait_seconds=1)
     assert sorted(m["Body"] for m in again) == [f"h{i}" for i in range(5)]
+
+
+async def test_a_delete_batch_waits_for_the_rest_of_its_receive(
+    sqs: SqsClient, faulty: SqsClient, proxy: SqsProxy, unique_name: str
+) -> None:
+    """One receive of 10: 6 for alice's queue, 4 for bob's, whose SendMessageBatch the
+    proxy holds. Alice's forwards settle first; their delete waits for bob's (the rest of
+    the receive), well past ``linger``, so the 10 go in one DeleteMessageBatch (sent at
+    alice's settling, it carried 6 and bob's 4 needed a second call)."""
+    source = await make_queue(sqs, f"{unique_name}-src")
+    alice = await make_queue(sqs, f"{unique_name}-alice")
+    bob = await make_queue(sqs, f"{unique_name}-bob")
+    users = ["alice"] * 6 + ["bob"] * 4
+    await send(
+        sqs, source, [Outgoing(f"m{i}", {"user": attribute(u)}) for i, u in enumerate(users)]
+    )
+    hold = asyncio.Event()
+    proxy.add(Rule("SendMessageBatch", "delay", queue=name_of(bob), release=hold))
+    router = Router(
+        [
+            route("dev/alice", 1, alice, {"user": "^alice$"}),
+            route("dev/bob", 2, bob, {"user": "^bob$"}),
+        ],
+        alice,
+    )
+    stats = SqsWorkerStats()
+    stop = asyncio.Event()
+    # A cap far above the test's waits: only bob's settling may let the delete go.
+    settings = SqsSettings(linger=0.02, backlog_linger=60.0)
+    try:
+        async with asyncio.TaskGroup() as tg:
+            forwarding = Forwarding(
+                faulty,
+                lambda coro, name: tg.create_task(coro, name=name),
+                fifo=False,
+                stats=stats,
+                settings=settings,
+            )
+            flusher = tg.create_task(forwarding.run_flusher(stop))
+            got: list[dict[str, Any]] = []
+            while len(got) < 10:
+                got = await sqs.receive(source, max_messages=10, wait_seconds=1)
+                if len(got) < 10:  # a server may split the 10: hand them back, again
+                    handles = [(str(i), m["ReceiptHandle"]) for i, m in enumerate(got)]
+                    await sqs.change_visibility_batch(source, handles, 0)
+            await forwarding.reserve(10)
+            forwarding.submit(source, got, router)
+            await wait_for("alice's 6 forwards", lambda: stats.forwarded["dev/alice"] == 6)
+            await wait_for("bob's held send", lambda: proxy.seen("SendMessageBatch", name_of(bob)))
+            for _ in range(10):  # ten lingers and flusher ticks: alice's delete still waits
+                await asyncio.sleep(settings.linger)
+            assert not proxy.seen("DeleteMessageBatch", name_of(source))
+            hold.set()  # (not wait_idle: it flushes the deletes)
+            await wait_for("the 10 deletes", lambda: stats.deleted == 10)
+            stop.set()
+            await flusher
+    finally:
+        hold.set()
+    deletes = proxy.seen("DeleteMessageBatch", name_of(source))
+    assert [len(c.body["Entries"]) for c in deletes] == [10]
+    assert stats.deleted == 10
+    assert sum(await sqs.counts(source)) == 0
