@@ -35,7 +35,9 @@ map left empty is removed (Kubernetes does not tell empty from unset).
 ``rollout_status``/``wait_rolled_out``: a Deployment or StatefulSet is rolled out
 when ``status.observedGeneration >= metadata.generation`` and its updated, ready
 (and for a Deployment available) replicas equal ``spec.replicas`` (default 1)
-with no old replica left; an Argo Rollout likewise on its own status
+with no old replica left, and none still terminating when the controller reports
+``terminatingReplicas`` (Kubernetes 1.33+: a pod in its grace period can still read
+the queue it was given); an Argo Rollout likewise on its own status
 (``observedGeneration`` is a string there), and with ``workloadRef`` also once it
 observed the Deployment's generation (``status.workloadObservedGeneration``).
 ``wait_rolled_out`` polls, reports each new message, and raises
@@ -444,6 +446,9 @@ def _replicas_missing(
         return f"{updated} of {want} replicas updated", done
     if total > updated:
         return f"{total - updated} old replicas pending termination", done
+    terminating = _count(status.get("terminatingReplicas"))
+    if terminating:  # an old pod in its grace period can still read the original queue
+        return f"{terminating} replicas still terminating", done
     if ready < want:
         return f"{ready} of {want} updated replicas ready", done
     if kind != STATEFUL_SET and available < want:

@@ -23,7 +23,9 @@ Per workload (:class:`WorkloadController`, the Deployment controller stand-in):
   ``pods``);
 * after every change ``status`` is written through the status subresource:
   ``observedGeneration``, ``replicas``, ``updatedReplicas``, ``readyReplicas``,
-  ``availableReplicas`` (pods not being stopped; of the current template; ready);
+  ``availableReplicas`` (pods not being stopped; of the current template; ready)
+  and ``terminatingReplicas`` (pods being stopped, in their grace period: the
+  Kubernetes 1.33+ Deployment field, written for every kind);
 * deleting the workload (or a deletionTimestamp) stops its pods.
 
 On SIGTERM/SIGINT the runtime stops every pod (each with its grace period) and
@@ -194,6 +196,7 @@ class WorkloadController:
             "updatedReplicas": sum(1 for p in pods if p.template_hash == d.template_hash),
             "readyReplicas": ready,
             "availableReplicas": ready,
+            "terminatingReplicas": len(self.stopping),
         }
         if d.workload_generation is not None:  # Argo Rollouts writes it as a string
             status["workloadObservedGeneration"] = str(d.workload_generation)

@@ -6,7 +6,8 @@ probe checks for that file). On SIGTERM it writes ``$OUT_DIR/<pid>.stop``: the
 names in ``$OUT_DIR`` at that moment, so a test can tell which processes had
 started before this one was asked to stop, without comparing clocks. With
 ``CRASH_ONCE`` set, the first process of a pod exits with status 3 right after
-starting (``$OUT_DIR/crashed`` records its pid).
+starting (``$OUT_DIR/crashed`` records its pid). With ``HOLD_STOP`` set, a stopping
+process exits only once ``$OUT_DIR/release`` exists (a pod kept in its grace period).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from types import FrameType
 
@@ -27,6 +29,8 @@ def main() -> None:
         record = {"seen": sorted(os.listdir(out))}
         (out / f".{pid}.stop").write_text(json.dumps(record))
         (out / f".{pid}.stop").rename(out / f"{pid}.stop")
+        while os.environ.get("HOLD_STOP") and not (out / "release").exists():
+            time.sleep(0.05)
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)

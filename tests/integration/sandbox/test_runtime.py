@@ -15,6 +15,7 @@ import pytest
 
 from pymirror.sandbox.groups import GroupId
 from pymirror.sandbox.workloads import STAND_IN_KINDS
+from registry.env_patch import status_of
 from tests.fixtures.kube import STAND_INS
 from tests.integration.sandbox.conftest import Records, RuntimeUnderTest, deployment, eventually
 
@@ -32,9 +33,13 @@ async def settled(rt: RuntimeUnderTest, name: str, replicas: int = 1) -> dict[st
     async def check() -> dict[str, Any] | None:
         obj = await rt.deployments.get(name)
         status = obj.get("status") or {}
-        done = status.get("observedGeneration") == obj["metadata"]["generation"] and all(
-            status.get(k) == replicas
-            for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+        done = (
+            status.get("observedGeneration") == obj["metadata"]["generation"]
+            and all(
+                status.get(k) == replicas
+                for k in ("replicas", "updatedReplicas", "readyReplicas", "availableReplicas")
+            )
+            and not status.get("terminatingReplicas")
         )
         return obj if done else None
 
@@ -112,6 +117,45 @@ async def test_an_env_change_rolls_the_process_new_one_first(
     assert f"{new_pid}.start" in stopped[old_pid]
     await eventually("the old process is gone", lambda: not alive(old_pid))
     assert alive(new_pid)
+
+
+async def test_an_old_pod_in_its_grace_period_is_reported_terminating_and_not_rolled_out(
+    local_runtime: RuntimeUnderTest, tmp_path: Path
+) -> None:
+    """1. a Deployment whose process, once asked to stop, exits only when released;
+    2. its env changes: the new process starts and is ready, the old one got SIGTERM;
+    3. while the old one is held, the status says 1 terminating replica and the rollout
+       is not done (the old process still runs with the old env);
+    4. released, it exits: 0 terminating, and the rollout is done."""
+    out = tmp_path / "out"
+    out.mkdir()
+    rt = local_runtime
+    await rt.deployments.create(deployment("held", out, {"HOLD_STOP": "1", "COLOR": "blue"}))
+    await settled(rt, "held")
+    [old_pid] = Records(out).started()
+    patch = [
+        {"op": "replace", "path": "/spec/template/spec/containers/0/env/2/value", "value": "x"}
+    ]
+    await rt.deployments.json_patch("held", patch)
+
+    async def terminating() -> dict[str, Any] | None:
+        obj = await rt.deployments.get("held")
+        status = obj.get("status") or {}
+        held = status.get("terminatingReplicas") == 1 and status.get("readyReplicas") == 1
+        return obj if held and status.get("observedGeneration") == 2 else None
+
+    obj = await eventually("the old pod reported terminating", terminating)
+    assert list(Records(out).stopped()) == [old_pid]
+    assert alive(old_pid)
+    waiting = status_of("Deployment", obj)
+    assert not waiting.done
+    assert waiting.message == "1 replicas still terminating"
+
+    (out / "release").touch()
+    obj = await settled(rt, "held")
+    assert obj["status"]["terminatingReplicas"] == 0
+    assert status_of("Deployment", obj).done
+    assert not alive(old_pid)
 
 
 async def test_a_crashed_process_is_restarted(

@@ -195,6 +195,14 @@ READY = {"replicas": 1, "updatedReplicas": 1, "readyReplicas": 1, "availableRepl
             False,
             "the pods have not all moved to revision b yet (at: a)",
         ),
+        (
+            "Deployment",
+            {},
+            {"observedGeneration": 2, **READY, "terminatingReplicas": 2},
+            False,
+            "2 replicas still terminating",
+        ),
+        ("Deployment", {}, {"observedGeneration": 2, **READY, "terminatingReplicas": 0}, True, ""),
         ("Rollout", {}, {"observedGeneration": "2", **READY}, True, "1 of 1 updated replicas"),
         ("Rollout", {}, {"observedGeneration": "a1b2c3", **READY}, False, "(observed: a1b2c3)"),
         (
