@@ -19,10 +19,12 @@
 1b. Sustained load at 10 sessions: a producer sends batches of 10 at half the
    raw pipe's backlog rate measured in 1., each message stamped with a
    ``sent_at`` attribute; the raw pipe, the worker and the worker with
-   ``linger`` 1 s (rotating order) report requests per message and the p50/p99
-   end-to-end latency (producer's send -> the forward's ``SendMessageBatch``
-   answered). Goal: the worker's requests per message no more than the raw
-   pipe's, its p99 at most 50 ms above. (Issue #15 asked for <= 0.35 requests
+   ``linger`` 1 s (rotating order; 3 rounds each of the first two, 1 of the
+   third, in quick mode) report requests per message and the p50/p99 end-to-end
+   latency (producer's send -> the forward's ``SendMessageBatch`` answered),
+   medians over the rounds (one round's p99 is its 8th-worst latency, and one
+   slow moto answer moves it by 100 ms). Goal: the worker's requests per message
+   no more than the raw pipe's, its p99 at most 50 ms above. (Issue #15 asked for <= 0.35 requests
    per message; at these rates that cannot go with +50 ms: the producer's
    messages go round-robin to 11 queues, so a send batch of more than one entry
    needs a hold of about 11 / rate seconds, 0.3 s at 30 messages/s, and 0.35
@@ -442,7 +444,8 @@ async def produce(client: SqsClient, url: str, rate: float, batches: int, sessio
 
 
 #: The sides of the sustained phase: the raw pipe, the worker as configured by default,
-#: and the worker with ``linger`` 1 s (the cost a user saves by accepting latency).
+#: and the worker with ``linger`` 1 s (the cost a user saves by accepting latency); each
+#: with its share of the rounds (the linger row is there for its cost, its p99 is ~1 s).
 SUSTAINED_SIDES: tuple[tuple[str, dict[str, Any] | None], ...] = (
     ("raw", None),
     ("worker", {}),
@@ -451,18 +454,20 @@ SUSTAINED_SIDES: tuple[tuple[str, dict[str, Any] | None], ...] = (
 
 
 async def sustained(
-    client: SqsClient, sessions: int, rate: float, seconds: float, rounds: int
+    client: SqsClient, sessions: int, rate: float, seconds: float, rounds: dict[str, int]
 ) -> dict[str, list[Round]]:
-    """Each side of :data:`SUSTAINED_SIDES` under a producer at ``rate`` messages/s for
-    ``seconds`` (started once the side receives), in an order rotated per round; requests
-    per message and end-to-end latency (producer's send -> the forward's SendMessageBatch
-    answered)."""
+    """``rounds[side]`` rounds of each side of :data:`SUSTAINED_SIDES` under a producer at
+    ``rate`` messages/s for ``seconds`` (started once the side receives), in an order
+    rotated per round; requests per message and end-to-end latency (producer's send -> the
+    forward's ``SendMessageBatch`` answered)."""
     batches = max(int(rate * seconds / 10), 1)
     results: dict[str, list[Round]] = {side: [] for side, _ in SUSTAINED_SIDES}
-    for r in range(rounds):
+    for r in range(max(rounds.values())):
         k = r % len(SUSTAINED_SIDES)
         order = SUSTAINED_SIDES[k:] + SUSTAINED_SIDES[:k]
         for side, overrides in order:
+            if r >= rounds[side]:
+                continue
             setup = await create(client, sessions)
             try:
                 counter = counter_of(client)
@@ -530,7 +535,17 @@ async def run(endpoint: str, quick: bool) -> None:
         raw_rate_10 = statistics.median(rows[1][1] / r.seconds for r in rows[1][2])
         rate = round(raw_rate_10 * SUSTAINED_SHARE)
         load_seconds = 8.0 if quick else 15.0
-        load = await sustained(client, 10, rate, load_seconds, 1 if quick else 2)
+        # p99 of one 8 s round is the 8th-worst of ~800 latencies: one slow moto answer
+        # moves it by 100 ms (the raw pipe alone gave 71-189 ms over 6 rounds), so the
+        # sides compare on the median of 3 rounds' p99s.
+        main_rounds = 3 if quick else 5
+        load = await sustained(
+            client,
+            10,
+            rate,
+            load_seconds,
+            {"raw": main_rounds, "worker": main_rounds, "worker linger=1": 1 if quick else 2},
+        )
     counts = ", ".join(f"{n} at {sessions}" for sessions, n, _r, _w in rows)
     print(f"moto {endpoint}; messages per round {counts} sessions; {rounds} rounds per side")
     print("(medians),", end=" ")
@@ -564,18 +579,26 @@ async def run(endpoint: str, quick: bool) -> None:
         )
     print(
         f"sustained load, 10 sessions: {rate} msg/s ({SUSTAINED_SHARE:.0%} of the raw backlog "
-        f"rate) for {load_seconds:.0f} s, {len(load['raw'])} round(s) per side"
+        f"rate) for {load_seconds:.0f} s a round; medians over the rounds"
     )
-    print(f"{'side':>16} {'req/msg':>8} {'p50 ms':>7} {'p99 ms':>7} {'entries/batch':>14}")
+    print(
+        f"{'side':>16} {'rounds':>6} {'req/msg':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'p99 ms of each round':>21} {'entries/batch':>14}"
+    )
     load_figures = {}
     for side, results in load.items():
         produced = max(int(rate * load_seconds / 10), 1) * 10
-        latencies = [x for r in results for x in r.latencies]
         rpm = statistics.median(r.requests for r in results) / produced
-        p50, p99 = percentile(latencies, 0.5) * 1e3, percentile(latencies, 0.99) * 1e3
+        p50 = statistics.median(percentile(r.latencies, 0.5) for r in results) * 1e3
+        p99s = [percentile(r.latencies, 0.99) * 1e3 for r in results]
+        p99 = statistics.median(p99s)
         epb = statistics.median(r.entries_per_batch for r in results)
         load_figures[side] = (rpm, p50, p99)
-        print(f"{side:>16} {rpm:>8.2f} {p50:>7.0f} {p99:>7.0f} {epb:>14.1f}")
+        each = ", ".join(f"{x:.0f}" for x in p99s)
+        print(
+            f"{side:>16} {len(results):>6} {rpm:>8.2f} {p50:>7.0f} {p99:>7.0f} {each:>21} "
+            f"{epb:>14.1f}"
+        )
     print(
         "route µs/msg with filters {user: ^user-K$} (above) / plus {kind: ^(order|refund)}: "
         + ", ".join(f"{s}: {costs[s]:.2f} / {kind_costs[s]:.2f}" for s in session_counts)
