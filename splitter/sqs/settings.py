@@ -60,11 +60,10 @@ class SqsSettings(BaseModel):
         0.0,
         ge=0,
         description="Seconds a partly-full DeleteMessageBatch on a standard queue waits for "
-        "more entries (at least linger). Waiting saves calls (at 30 messages/s, 10 sessions: "
-        "56 deletes per 240 messages with 0.02 s, about 24 with 1 s), but a crash in that "
-        "time delivers those messages again (at most 9 per queue), and with 1 s a SIGTERM "
-        "has been seen to leave 9 forwarded messages in flight until their visibility "
-        "timeout: off (0) until that is fixed. FIFO queues always delete after linger: an "
+        "more entries (at least linger), across receives. A receive's messages are deleted "
+        "in one call already (once they all settled), so this saves little (at most one "
+        "call per receive), and a crash in that time delivers those messages again (at "
+        "most 9 per queue): off (0) by default. FIFO queues always delete after linger: an "
         "undeleted message holds back its group.",
     )
     max_in_hand: int = Field(
