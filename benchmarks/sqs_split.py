@@ -38,7 +38,7 @@
 
 The script starts moto (through ``pymirror.local_sqs``, as the test suite does: plain
 moto's receive is quadratic in the backlog and capped both sides at 33-49 messages/s)
-on a free loopback port and stops it on exit. ``--quick`` keeps the run under two
+on a free loopback port and stops it on exit. ``--quick`` keeps the run to about two
 minutes; its last line is ``ratio sqs_throughput_10 <value>``.
 """
 
@@ -627,7 +627,9 @@ async def run(endpoint: str, quick: bool) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer messages, under a minute")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer messages and rounds, about two minutes"
+    )
     args = parser.parse_args()
     # The worker's info logs would interleave with the table; warnings still show.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
